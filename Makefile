@@ -1,0 +1,56 @@
+# The obvious targets. `make run` and `make test` set up everything they need on Debian 12 (as root).
+SHELL := /bin/bash
+PY    := .venv/bin/python
+ARCH  := x86
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(patsubst bpf/%.bpf.c,exporter/bpf/objects/%.bpf.o,$(BPF_SRC))
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/include -Ibpf/include/$(ARCH)
+ARGS ?=
+
+.PHONY: all setup setup-test bpf run test test-unit test-kernel lint bench check-config vmlinux clean
+
+all: bpf
+
+setup:
+	@scripts/setup.sh run
+
+setup-test:
+	@scripts/setup.sh test
+
+bpf: $(BPF_OBJ)
+
+exporter/bpf/objects/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/include/*.h) bpf/include/$(ARCH)/vmlinux.h
+	@mkdir -p $(@D)
+	clang $(BPF_CFLAGS) -c $< -o $@
+	llvm-strip -g --keep-section=.BTF --keep-section=.BTF.ext $@ 2>/dev/null || true
+
+run: setup
+	@$(MAKE) --no-print-directory bpf
+	$(PY) -m exporter $(ARGS)
+
+test: setup-test
+	@$(MAKE) --no-print-directory bpf
+	$(PY) -m pytest tests $(ARGS)
+
+test-unit: setup-test
+	$(PY) -m pytest tests/unit $(ARGS)
+
+test-kernel: setup-test bpf
+	$(PY) -m pytest tests/kernel $(ARGS)
+
+lint: setup-test
+	.venv/bin/ruff check exporter tests bench
+	.venv/bin/mypy
+
+check-config: setup bpf
+	$(PY) -m exporter --check-config $(ARGS)
+
+bench: setup-test bpf
+	$(PY) bench/netflow_bench.py $(ARGS)
+
+# Regenerates the committed vmlinux.h from the running kernel's BTF (see bpf/include/README.md).
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/$(ARCH)/vmlinux.h
+
+clean:
+	rm -f exporter/bpf/objects/*.o

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the exporter (profile "run") or its tests (profile "test") need on Debian 12,
+# and a .venv at the repository root with the package installed. Idempotent: a second run
+# only checks. Run as root.
+set -euo pipefail
+profile=${1:-run}
+cd "$(dirname "$0")/.."
+
+run_pkgs=(clang llvm libbpf-dev libbpf1 bpftool make python3-venv python3-dev iproute2 kmod)
+test_pkgs=(iperf3 iptables prometheus curl procps netcat-openbsd)
+
+want=("${run_pkgs[@]}")
+[ "$profile" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Services from these packages are started by the tests themselves, never by the packages.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+stamp=.venv/.installed-$profile
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  if [ "$profile" = test ]; then
+    .venv/bin/pip install -q -e '.[test]'
+  else
+    .venv/bin/pip install -q -e .
+  fi
+  touch "$stamp"
+fi
