@@ -1,0 +1,107 @@
+/* Socket helpers shared by the feature programs: addresses of a struct sock, the socket
+ * behind a file descriptor, the process name. CO-RE reads only; no kernel versions. */
+#ifndef NETOBS_SOCK_H
+#define NETOBS_SOCK_H
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define MSG_PEEK 2
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* A socket's endpoints, local view. Addresses as in struct netflow_key. */
+struct netobs_endpoints {
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;  /* host order */
+	__u16 remote_port; /* host order */
+	__u16 family;
+};
+
+static __always_inline bool ipv6_is_v4mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
+/* Turns ::ffff:a.b.c.d on both ends into plain IPv4, so a dual-stack socket's IPv4 traffic
+ * is reported as IPv4. */
+static __always_inline void endpoints_unmap_v4(struct netobs_endpoints *ep)
+{
+	if (ep->family != AF_INET6)
+		return;
+	if (!ipv6_is_v4mapped(ep->remote_addr) ||
+	    (!ipv6_is_v4mapped(ep->local_addr) && ((__u64 *)ep->local_addr)[0] |
+						     ((__u64 *)ep->local_addr)[1]))
+		return;
+	__builtin_memcpy(ep->local_addr, ep->local_addr + 12, 4);
+	__builtin_memset(ep->local_addr + 4, 0, 12);
+	__builtin_memcpy(ep->remote_addr, ep->remote_addr + 12, 4);
+	__builtin_memset(ep->remote_addr + 4, 0, 12);
+	ep->family = AF_INET;
+}
+
+static __always_inline void sock_endpoints(const struct sock *sk, struct netobs_endpoints *ep)
+{
+	__builtin_memset(ep, 0, sizeof(*ep));
+	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ep->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ep->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (ep->family == AF_INET) {
+		BPF_CORE_READ_INTO(ep->local_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(ep->remote_addr, sk, __sk_common.skc_daddr);
+	} else if (ep->family == AF_INET6) {
+		BPF_CORE_READ_INTO(ep->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(ep->remote_addr, sk, __sk_common.skc_v6_daddr);
+		endpoints_unmap_v4(ep);
+	}
+}
+
+static __always_inline bool addr_is_zero(const __u8 *a)
+{
+	return (((const __u64 *)a)[0] | ((const __u64 *)a)[1]) == 0;
+}
+
+static __always_inline bool addr_is_loopback(const __u8 *a, __u16 family)
+{
+	if (family == AF_INET)
+		return a[0] == 127;
+	if (family == AF_INET6) {
+		const __u32 *w = (const __u32 *)a;
+		return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
+	}
+	return false;
+}
+
+/* The struct sock behind a file descriptor of the current task, or NULL if it is not a socket. */
+static __always_inline struct sock *fd_to_sock(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+/* The process (thread-group leader) name: a worker thread's own name would split series. */
+static __always_inline void current_process_name(char (*buf)[16])
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	BPF_CORE_READ_STR_INTO(buf, task, group_leader, comm);
+}
+
+#endif
