@@ -1,0 +1,211 @@
+"""Checks that turn one raw configuration value into its typed form, or say what was expected.
+
+Each check takes the value as YAML produced it and either returns the typed value or raises
+`Invalid` with the reason only; the loader in exporter/config.py adds the key name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from typing import Any, TypeGuard
+
+import yaml
+
+PROTOCOLS = ("HTTP", "Redis", "MySQL", "PgSQL", "DNS", "Memcached")
+MAX_U32 = 2**32 - 1
+PID_MAX_LIMIT = 2**22  # the kernel's largest possible pid_max
+
+Check = Callable[[Any], Any]
+
+
+class ConfigError(Exception):
+    """A configuration mistake; str() is one line naming the key and what was expected."""
+
+
+class Invalid(Exception):
+    """Raised by a check: what was expected and what was given, without the key name."""
+
+
+def show(value: object) -> str:
+    """A value as the user wrote it, short and on one line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _got(value: object) -> str:
+    hint = ""
+    if isinstance(value, str):
+        try:
+            float(value)
+            hint = "; write numbers without quotes"
+        except ValueError:
+            pass
+    return f"got {show(value)}{hint}"
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def seconds(value: object) -> float:
+    if not _is_number(value) or value <= 0:
+        raise Invalid(f"expected a positive number of seconds, {_got(value)}")
+    return float(value)
+
+
+def percent(value: object) -> float:
+    if not _is_number(value) or not 0 <= value <= 100:
+        raise Invalid(f"expected a number from 0 to 100, {_got(value)}")
+    return float(value)
+
+
+def count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_U32:
+        raise Invalid(f"expected a whole number from 1 to {MAX_U32}, {_got(value)}")
+    return value
+
+
+def boolean(value: object) -> bool:
+    """YAML booleans, and 0 or 1 as iLogtail writes its Drop* switches."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise Invalid(f"expected true or false (or 1 or 0), got {show(value)}")
+
+
+def text(value: object) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"expected a string, got {show(value)}")
+    return value
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise Invalid(f"invalid regular expression: {err}") from None
+
+
+def regex(value: object) -> re.Pattern[str] | None:
+    """A regular expression, or None for the empty string (no filter)."""
+    if not isinstance(value, str):
+        raise Invalid(f"expected a regular expression (a string), got {show(value)}")
+    return _compile(value) if value else None
+
+
+def str_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a map of string to string, got {show(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise Invalid(f"expected a map of string to string, got the entry {show(key)}: {show(item)}")
+    return dict(value)
+
+
+def regex_map(value: object) -> dict[str, re.Pattern[str]]:
+    """A map of name to regular expression, as IncludeK8sLabels and IncludeEnvs are."""
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a map of name to regular expression, got {show(value)}")
+    patterns: dict[str, re.Pattern[str]] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise Invalid(
+                f"expected a map of name to regular expression, got the entry {show(key)}: {show(item)}"
+            )
+        try:
+            patterns[key] = _compile(item)
+        except Invalid as err:
+            raise Invalid(f"{err} (for {key!r})") from None
+    return patterns
+
+
+_PROTOCOL_BY_NAME = {name.casefold(): name.upper() for name in PROTOCOLS}
+
+
+def protocols(value: object) -> tuple[str, ...]:
+    """Protocol names, any case, as a list or one comma-separated string -> canonical upper-case names."""
+    allowed = ", ".join(PROTOCOLS)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of protocol names (some of {allowed}), got {show(value)}")
+    names: list[str] = []
+    for item in value:
+        name = _PROTOCOL_BY_NAME.get(item.casefold()) if isinstance(item, str) else None
+        if name is None:
+            raise Invalid(f"unknown protocol {show(item)} (expected some of {allowed})")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _pid(item: object, allow_text: bool) -> int:
+    if allow_text and isinstance(item, str) and item.strip().isdigit():
+        item = int(item)
+    if not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= PID_MAX_LIMIT:
+        raise Invalid(f"a pid must be a whole number from 1 to {PID_MAX_LIMIT}, got {show(item)}")
+    return item
+
+
+def pids(value: object) -> tuple[int, ...]:
+    """One pid, a list of pids, or iLogtail's map form {"pid": "123"} whose values are pids."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        items: list[object] = [value]
+    elif isinstance(value, list):
+        items = value
+    elif isinstance(value, dict):
+        items = list(value.values())
+    else:
+        raise Invalid(f"expected a pid, a list of pids or a map whose values are pids, got {show(value)}")
+    result: list[int] = []
+    for item in items:
+        pid = _pid(item, allow_text=isinstance(value, dict))
+        if pid not in result:
+            result.append(pid)
+    return tuple(result)
+
+
+_LISTEN_ADDRESS = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^\s:\[\]/]*)):(?P<port>[0-9]{1,5})")
+
+
+def _is_ipv6_or_none(address: str | None) -> bool:
+    try:
+        return address is None or ipaddress.IPv6Address(address) is not None
+    except ValueError:
+        return False
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' -> (host, port); host '' means every interface."""
+    match = _LISTEN_ADDRESS.fullmatch(value)
+    if match and 1 <= int(match["port"]) <= 65535 and _is_ipv6_or_none(match["v6"]):
+        return match["v6"] or match["host"], int(match["port"])
+    raise Invalid(f"expected host:port, [ipv6]:port or :port with a port from 1 to 65535, got {value!r}")
+
+
+def url_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise Invalid(f"expected a path starting with '/', got {value!r}")
+    return value
+
+
+def yaml_reason(err: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line with its line number."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        reason = err.problem or err.context or "syntax error"
+        if err.context and err.problem:
+            reason += f" ({err.context})"
+        mark = err.problem_mark or err.context_mark
+        if mark is not None:
+            reason += f" at line {mark.line + 1}, column {mark.column + 1}"
+    else:
+        reason = str(err)
+    return " ".join(reason.split())
