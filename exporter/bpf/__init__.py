@@ -1,0 +1,18 @@
+"""The only code that talks to libbpf: open, set constants, load, attach, maps and ring buffers."""
+
+from exporter.bpf.errors import BpfError, NotSupported
+from exporter.bpf.maps import BpfMap
+from exporter.bpf.object import AttachResult, BpfObject, objects_dir
+from exporter.bpf.ringbuf import RingBuffer
+from exporter.bpf.tracefs import ensure_tracefs
+
+__all__ = [
+    "AttachResult",
+    "BpfError",
+    "BpfMap",
+    "BpfObject",
+    "NotSupported",
+    "RingBuffer",
+    "ensure_tracefs",
+    "objects_dir",
+]
