@@ -126,6 +126,7 @@ enum {
 	ST_COUNTED = 4, /* included in active (and in established when seen established) */
 	ST_DROPPED = 8,
 	ST_RTT_SAMPLED = 16,
+	ST_CLOSED = 32, /* reached TCP_CLOSE; data read after that must not count it again */
 };
 
 struct netflow_sock_state {
@@ -328,7 +329,7 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
 	if (!f)
 		return;
-	if (!(st->flags & ST_COUNTED)) {
+	if (!(st->flags & (ST_COUNTED | ST_CLOSED))) {
 		st->flags |= ST_COUNTED;
 		__sync_fetch_and_add(&f->established, 1);
 		__sync_fetch_and_add(&f->active, 1);
@@ -352,10 +353,10 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 	st->total_retrans = retrans;
 
 	tcp_sample_rtt(tp, st, f);
-	if (closing) {
+	if (closing && !(st->flags & ST_CLOSED)) {
 		__sync_fetch_and_add(&f->closed, 1);
 		__sync_fetch_and_add(&f->active, -1);
-		st->flags &= ~ST_COUNTED;
+		st->flags = (st->flags & ~ST_COUNTED) | ST_CLOSED;
 	}
 	f->last_seen_ns = bpf_ktime_get_ns();
 }
@@ -393,6 +394,10 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(netflow_tcp_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	/* A listener is not a connection. (A passive child is cloned from its listener, so its
+	 * first transition is LISTEN -> SYN_RECV: that one matters.) */
+	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE))
 		return 0;
 	struct netflow_sock_state *st = tcp_state_get(sk);
 	if (!st)

@@ -94,6 +94,8 @@ class NetflowConfig:
 class TelemetryConfig:
     max_series_per_instrument: int = field(metadata=_key("MaxSeriesPerInstrument", check.count))
     records: str = field(metadata=_key("Records", check.text))
+    otlp_endpoint: str = field(metadata=_key("OtlpEndpoint", check.text))
+    otlp_protocol: str = field(metadata=_key("OtlpProtocol", check.otlp_protocol))
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,13 @@ def _compile(pattern: str) -> re.Pattern[str]:
         raise Invalid(f"invalid regular expression: {err}") from None
 
 
+def otlp_protocol(value: object) -> str:
+    protocol = text(value)
+    if protocol not in ("", "grpc", "http/protobuf"):
+        raise Invalid(f"expected grpc or http/protobuf (or \"\" for OTEL_EXPORTER_OTLP_PROTOCOL), got {show(value)}")
+    return protocol
+
+
 def regex(value: object) -> re.Pattern[str] | None:
     """A regular expression, or None for the empty string (no filter)."""
     if not isinstance(value, str):

@@ -87,4 +87,6 @@ def setup_logging(level: str = "info", log_format: str = "logfmt") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[level])
+    # pyroute2 logs every netlink message at debug: far too much even for --log.level=debug
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
     logging.captureWarnings(True)

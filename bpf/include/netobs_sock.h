@@ -53,11 +53,12 @@ static __always_inline void sock_endpoints(const struct sock *sk, struct netobs_
 	ep->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	ep->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (ep->family == AF_INET) {
-		BPF_CORE_READ_INTO(ep->local_addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(ep->remote_addr, sk, __sk_common.skc_daddr);
+		/* explicit sizes: BPF_CORE_READ_INTO would copy sizeof(__u8) into a byte array */
+		bpf_core_read(ep->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ep->remote_addr, 4, &sk->__sk_common.skc_daddr);
 	} else if (ep->family == AF_INET6) {
-		BPF_CORE_READ_INTO(ep->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(ep->remote_addr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(ep->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ep->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
 		endpoints_unmap_v4(ep);
 	}
 }

@@ -1,0 +1,85 @@
+"""Runs the exporter: start the collectors, serve and push telemetry, stop cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from exporter.bpf import AttachResult, BpfError, ensure_tracefs
+from exporter.collectors import enabled_collectors
+from exporter.collectors.base import Collector
+from exporter.config import Config
+from exporter.telemetry import pipeline
+from exporter.telemetry.records import RecordsWriter
+
+log = logging.getLogger(__name__)
+
+
+def start_collectors(config: Config) -> tuple[list[Collector], list[tuple[str, str]]]:
+    """Starts every enabled collector; one that cannot start is reported, the others run."""
+    started, failures = [], []
+    try:
+        collectors = enabled_collectors(config)
+        if collectors:
+            ensure_tracefs()
+    except BpfError as e:
+        return [], [("*", str(e))]
+    for collector in collectors:
+        try:
+            collector.start()
+            started.append(collector)
+        except BpfError as e:
+            log.error("collector %s not started: %s", collector.name, e)
+            failures.append((collector.name, str(e)))
+    return started, failures
+
+
+def run(config: Config) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    collectors, failures = start_collectors(config)
+    if failures and not collectors:
+        return 1
+    telemetry = pipeline.start(config, collectors)
+    records = RecordsWriter(config.telemetry.records) if config.telemetry.records else None
+    interval = config.common.flush_out_l4_interval
+    next_records = time.monotonic() + interval
+    log.info("running with %s", ", ".join(c.name for c in collectors) or "no collectors")
+    try:
+        while not stop.wait(1.0):
+            now = time.monotonic()
+            for c in collectors:
+                with c.lock:
+                    c.tick(now)
+            if records is not None and now >= next_records:
+                next_records = now + interval
+                for c in collectors:
+                    with c.lock:
+                        records.write(c.records())
+    finally:
+        log.info("stopping")
+        telemetry.shutdown()
+        for c in collectors:
+            c.stop()
+        if records is not None:
+            records.close()
+    return 0
+
+
+def check_config(config: Config) -> int:
+    """Loads and attaches every enabled program, prints one line per program, detaches."""
+    collectors, failures = start_collectors(config)
+    rows: list[tuple[str, AttachResult | None, str]] = []
+    for c in collectors:
+        rows += [(c.name, r, "attached" if r.attached else f"FAILED: {r.error}") for r in c.attach_results]
+        c.stop()
+    rows += [(name, None, f"FAILED: {error}") for name, error in failures]
+    width = max([len(r.program) for _, r, _ in rows if r] + [7])
+    print(f"{'COLLECTOR':<10} {'PROGRAM':<{width}} {'SECTION':<40} RESULT")
+    for name, r, result in rows:
+        print(f"{name:<10} {(r.program if r else '-'):<{width}} {(r.section if r else '-'):<40} {result}")
+    ok = not failures and all(r.attached for _, r, _ in rows if r)
+    return 0 if ok else 1

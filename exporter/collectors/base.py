@@ -1,0 +1,81 @@
+"""What every collector is: a BPF object it owns, and aggregates it turns into points."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
+from exporter.telemetry.points import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    """Lifecycle: start() -> snapshot()/tick() many times -> stop().
+
+    Subclasses name their object and fill in configure() and snapshot()."""
+
+    name = ""
+    object_name = ""
+
+    def __init__(self) -> None:
+        self.obj: BpfObject | None = None
+        self.lock = threading.Lock()  # snapshot() runs on the HTTP thread, tick() on the main one
+        self.attach_results: list[AttachResult] = []
+
+    def configure(self, obj: BpfObject) -> None:
+        """Sets read-only constants and map sizes, before load."""
+
+    def prepare(self, obj: BpfObject) -> None:
+        """Fills maps after load, before attach."""
+
+    def start(self) -> list[AttachResult]:
+        obj = BpfObject.open(objects_dir() / f"{self.object_name}.bpf.o")
+        try:
+            self.configure(obj)
+            obj.load()
+            self.prepare(obj)
+        except BaseException:
+            obj.close()
+            raise
+        self.obj = obj
+        self.attach_results = obj.attach_all()
+        for r in self.attach_results:
+            if not r.attached:
+                log.warning("program %s (%s) not attached: %s", r.program, r.section, r.error)
+        return self.attach_results
+
+    def snapshot(self) -> Snapshot:
+        return {}
+
+    def lost(self) -> Mapping[str, int]:
+        """Events or updates the kernel side could not record, by reason (cumulative)."""
+        return {}
+
+    def tick(self, now: float) -> None:
+        """Periodic housekeeping, called about once a second from the main loop."""
+
+    def records(self) -> list[dict[str, Any]]:
+        """iLogtail-style records for the interval since the last call."""
+        return []
+
+    def stop(self) -> None:
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+
+
+def check_mirrors(obj: BpfObject, mirrors: Mapping[str, type]) -> None:
+    """Refuses to run when a ctypes mirror no longer matches the struct the object was built with."""
+    import ctypes
+
+    for struct_name, mirror in mirrors.items():
+        size = obj.btf_type_size(struct_name)
+        if size is not None and size != ctypes.sizeof(mirror):
+            raise BpfError(
+                f"{obj.name}: struct {struct_name} is {size} bytes in the object but "
+                f"{ctypes.sizeof(mirror)} in {mirror.__module__}.{mirror.__name__}"
+            )

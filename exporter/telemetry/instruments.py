@@ -1,0 +1,59 @@
+"""The single table of instruments: name, kind, unit and description of every metric.
+
+Names follow OpenTelemetry semantic conventions where one exists; in Prometheus the
+exporter adds the unit and `_total` suffixes (netflow.bytes -> netflow_bytes_total,
+netflow.tcp.rtt -> netflow_tcp_rtt_seconds_bucket). docs/metrics.md mirrors this table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["counter", "updowncounter", "gauge", "histogram"]
+
+# Seconds; suited to round-trip times from 10 µs to several seconds. The kernel buckets RTT
+# samples in microseconds with exactly these bounds (see NetflowCollector.configure).
+RTT_BOUNDS_S: tuple[float, ...] = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    bounds: tuple[float, ...] = ()
+
+
+def _table(*instruments: Instrument) -> dict[str, Instrument]:
+    return {i.name: i for i in instruments}
+
+
+NETFLOW = _table(
+    Instrument("netflow.bytes", "counter", "By",
+               "Bytes sent (network.io.direction=transmit) or received (receive) by local processes on the flow."),
+    Instrument("netflow.packets", "counter", "{packet}",
+               "TCP segments or UDP datagrams sent (transmit) or received (receive) on the flow."),
+    Instrument("netflow.tcp.retransmits", "counter", "{segment}",
+               "TCP segments retransmitted on the flow, as counted by the kernel (tcpi_total_retrans)."),
+    Instrument("netflow.tcp.established", "counter", "{connection}",
+               "TCP connections established on the flow: connected (outgoing) or accepted (incoming)."),
+    Instrument("netflow.tcp.closed", "counter", "{connection}",
+               "TCP connections of the flow that reached the CLOSE state."),
+    Instrument("netflow.tcp.failed", "counter", "{connection}",
+               "TCP connection attempts that failed before being established, by errno (error.type)."),
+    Instrument("netflow.tcp.active", "updowncounter", "{connection}",
+               "TCP connections of the flow currently open."),
+    Instrument("netflow.tcp.rtt", "histogram", "s",
+               "Smoothed TCP round-trip time, sampled at most once per RttSampleInterval per connection.",
+               RTT_BOUNDS_S),
+    Instrument("netflow.tcp.srtt", "gauge", "s",
+               "Last sampled smoothed round-trip time of a connection of the flow (tcpi_rtt)."),
+    Instrument("netflow.tcp.rttvar", "gauge", "s",
+               "Last sampled round-trip time variance of a connection of the flow (tcpi_rttvar)."),
+)
+
+ALL: dict[str, Instrument] = {**NETFLOW}

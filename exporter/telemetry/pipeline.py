@@ -1,0 +1,57 @@
+"""Wires the telemetry: resource, meter provider, Prometheus endpoint, OTLP push."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.collectors.base import Collector
+from exporter.config import Config
+from exporter.telemetry import self_metrics, web
+from exporter.telemetry.kernel_metrics import KernelMetrics
+from exporter.telemetry.readers import OtlpReader, PrometheusReader, otlp_exporter
+
+log = logging.getLogger(__name__)
+
+
+def build_resource() -> Resource:
+    """Our defaults, overridden by OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES."""
+    defaults = Resource({"service.name": "netobs-exporter", "service.version": __version__,
+                         "host.name": socket.gethostname()})
+    return Resource.create({}).merge(defaults).merge(OTELResourceDetector().detect())
+
+
+@dataclass
+class Telemetry:
+    provider: MeterProvider
+    kernel: KernelMetrics
+    registry: CollectorRegistry
+    server: web._Server | None
+
+    def shutdown(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        self.provider.shutdown(timeout_millis=5_000)
+
+
+def start(config: Config, collectors: Sequence[Collector], serve_http: bool = True) -> Telemetry:
+    kernel = KernelMetrics(collectors, config.common.tags, config.telemetry.max_series_per_instrument)
+    registry = CollectorRegistry(auto_describe=False)
+    readers: list[MetricReader] = [PrometheusReader(kernel, registry)]
+    exporter = otlp_exporter(config.telemetry.otlp_endpoint or None, config.telemetry.otlp_protocol or None)
+    if exporter is not None:
+        readers.append(OtlpReader(kernel, exporter))
+        log.info("pushing metrics over OTLP (%s)", type(exporter).__module__.split(".")[-3])
+    provider = MeterProvider(resource=build_resource(), metric_readers=readers)
+    self_metrics.register(provider.get_meter("netobs.exporter", __version__), collectors, kernel)
+    server = web.serve(config.web.listen_address, config.web.telemetry_path, registry) if serve_http else None
+    return Telemetry(provider, kernel, registry, server)

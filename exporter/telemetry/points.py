@@ -1,0 +1,20 @@
+"""What collectors hand to the telemetry pipeline: already-aggregated points per instrument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Attribute sets are tuples of (name, value) pairs so they can key dicts.
+Attributes = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramValue:
+    bucket_counts: tuple[int, ...]  # len(bounds) + 1, not cumulative
+    sum: float
+    count: int
+
+
+Points = dict[Attributes, float | HistogramValue]
+# instrument name -> its points
+Snapshot = dict[str, Points]

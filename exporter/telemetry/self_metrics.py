@@ -1,0 +1,58 @@
+"""The exporter's own health, as SDK observable instruments (few series, cheap)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from exporter.collectors.base import Collector
+from exporter.telemetry.kernel_metrics import KernelMetrics
+
+
+def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetrics) -> None:
+    def attached(_: CallbackOptions) -> Iterable[Observation]:
+        for c in collectors:
+            for r in c.attach_results:
+                yield Observation(int(r.attached), {"collector": c.name, "program": r.program})
+
+    def duration(_: CallbackOptions) -> Iterable[Observation]:
+        for name, h in kernel.health.items():
+            yield Observation(h.duration, {"collector": name})
+
+    def success(_: CallbackOptions) -> Iterable[Observation]:
+        for name, h in kernel.health.items():
+            yield Observation(int(h.success), {"collector": name})
+
+    def lost(_: CallbackOptions) -> Iterable[Observation]:
+        for c in collectors:
+            for reason, n in c.lost().items():
+                yield Observation(n, {"collector": c.name, "reason": reason})
+
+    def series(_: CallbackOptions) -> Iterable[Observation]:
+        for h in kernel.health.values():
+            for instrument, n in h.series.items():
+                yield Observation(n, {"instrument": instrument})
+
+    def dropped(_: CallbackOptions) -> Iterable[Observation]:
+        for h in kernel.health.values():
+            for instrument, n in h.series.items():
+                yield Observation(h.dropped.get(instrument, 0), {"instrument": instrument})
+
+    def limit(_: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(kernel.max_series)
+
+    meter.create_observable_gauge("netobs.program.attached", [attached], unit="{state}",
+                                  description="Whether a BPF program is attached (1) or not (0).")
+    meter.create_observable_gauge("netobs.collector.duration", [duration], unit="s",
+                                  description="How long the last collection of a collector took.")
+    meter.create_observable_gauge("netobs.collector.success", [success], unit="{state}",
+                                  description="Whether the last collection of a collector succeeded (1) or not (0).")
+    meter.create_observable_counter("netobs.events.lost", [lost], unit="{event}",
+                                    description="Events or updates the kernel side could not record, by reason.")
+    meter.create_observable_gauge("netobs.series", [series], unit="{series}",
+                                  description="Series exported per instrument at the last collection.")
+    meter.create_observable_counter("netobs.series.dropped", [dropped], unit="{series}",
+                                    description="Series not exported because an instrument reached its series limit.")
+    meter.create_observable_gauge("netobs.series.limit", [limit], unit="{series}",
+                                  description="Most series an instrument exports (Telemetry.MaxSeriesPerInstrument).")

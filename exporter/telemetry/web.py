@@ -1,0 +1,76 @@
+"""The HTTP endpoint: a landing page, the Prometheus metrics path and health checks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """':10039' -> ('', 10039); '[::1]:10039' -> ('::1', 10039)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, ipv6: bool) -> None:
+        import socket
+
+        self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        super().__init__(address, handler)
+
+
+def serve(listen_address: str, telemetry_path: str, registry: CollectorRegistry) -> _Server:
+    host, port = parse_listen_address(listen_address)
+    landing = (f"<html><head><title>netobs-exporter</title></head><body><h1>netobs-exporter {__version__}</h1>"
+               f'<p><a href="{telemetry_path}">Metrics</a></p></body></html>').encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == telemetry_path:
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                try:
+                    body = encoder(registry)
+                except Exception as e:  # a scrape error is an HTTP 500, never a dead server
+                    log.error("scrape failed: %s", e, exc_info=True)
+                    self._reply(500, b"scrape failed\n", "text/plain")
+                    return
+                self._reply(200, body, content_type)
+            elif path == "/":
+                self._reply(200, landing, "text/html; charset=utf-8")
+            elif path in ("/-/healthy", "/-/ready"):
+                self._reply(200, b"OK\n", "text/plain")
+            else:
+                self._reply(404, b"not found\n", "text/plain")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("http: " + format, *args)
+
+    if host:
+        server = _Server((host, port), Handler, ipv6=":" in host)
+    else:  # every address: dual-stack when the host has IPv6
+        try:
+            server = _Server(("::", port), Handler, ipv6=True)
+        except OSError:
+            server = _Server(("", port), Handler, ipv6=False)
+    threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
+    log.info("listening on %s, metrics at %s", listen_address, telemetry_path)
+    return server

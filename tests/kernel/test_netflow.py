@@ -1,0 +1,179 @@
+"""netflow against the real kernel: exact counts for traffic whose size we know."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kernel.harness import Exporter, Peer, wait_until
+from tests.kernel.netns import VethPair, veth_pair
+
+pytestmark = pytest.mark.kernel
+
+BYTES = "netflow_bytes_total"
+PACKETS = "netflow_packets_total"
+
+
+@pytest.fixture(scope="module")
+def exporter(bpf_ready: None) -> Iterator[Exporter]:
+    e = Exporter("Common.DropLocalConnections=false")
+    yield e
+    assert e.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def veth(bpf_ready: None) -> Iterator[VethPair]:
+    with veth_pair() as pair:
+        yield pair
+
+
+def tcp_transfer(host: str, up: int, down: int, netns: tuple[str | None, str | None] = (None, None),
+                 count: int = 1) -> tuple[Peer, Peer]:
+    server = Peer("tcp-server", f"--host={host}", f"--reply={down}", f"--count={count}", netns=netns[1])
+    client = Peer("tcp-client", f"--host={host}", f"--port={server.ready['port']}", f"--send={up}",
+                  f"--count={count}", netns=netns[0])
+    assert client.finish()["received"] == down * count
+    assert server.finish()["received"] == up * count
+    return server, client
+
+
+def assert_bytes(exporter: Exporter, pid: str, sent: int, received: int, **labels: str) -> None:
+    assert exporter.wait_for(BYTES, sent, process_pid=pid, network_io_direction="transmit", **labels) == sent
+    assert exporter.wait_for(BYTES, received, process_pid=pid, network_io_direction="receive", **labels) == received
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_tcp_bytes_are_exact_on_both_sides(exporter: Exporter, host: str) -> None:
+    server, client = tcp_transfer(host, up=5_000_000, down=3_000_000)
+    network_type = "ipv6" if ":" in host else "ipv4"
+    assert_bytes(exporter, client.pid, 5_000_000, 3_000_000, netflow_direction="outgoing",
+                 network_transport="tcp", network_type=network_type, destination_address=host)
+    assert_bytes(exporter, server.pid, 3_000_000, 5_000_000, netflow_direction="incoming",
+                 network_transport="tcp", network_type=network_type, source_address=host)
+
+
+def test_tcp_bytes_between_network_namespaces(exporter: Exporter, veth: VethPair) -> None:
+    server, client = tcp_transfer(veth.b_v4, up=4_000_000, down=1_000_000, netns=(veth.a, veth.b))
+    assert_bytes(exporter, client.pid, 4_000_000, 1_000_000, source_address=veth.a_v4,
+                 destination_address=veth.b_v4, netflow_destination_address_type="other")  # TEST-NET-2
+    assert_bytes(exporter, server.pid, 1_000_000, 4_000_000, source_address=veth.b_v4,
+                 destination_address=veth.a_v4)
+
+
+@pytest.mark.parametrize("host,connected", [("127.0.0.1", False), ("::1", False), ("127.0.0.1", True)])
+def test_udp_bytes_and_datagrams_are_exact(exporter: Exporter, host: str, connected: bool) -> None:
+    server = Peer("udp-server", f"--host={host}", "--count=100")
+    client = Peer("udp-client", f"--host={host}", f"--port={server.ready['port']}", "--send=1200", "--count=100",
+                  *(["--connected"] if connected else []))
+    assert client.finish()["received"] == 120_000
+    server.finish()
+    port = str(server.ready["port"])
+    assert_bytes(exporter, client.pid, 120_000, 120_000, network_transport="udp", netflow_direction="outgoing",
+                 destination_address=host, destination_port=port, source_port="*")
+    assert_bytes(exporter, server.pid, 120_000, 120_000, network_transport="udp", netflow_direction="incoming",
+                 source_port=port, destination_port="*")
+    for pid in (client.pid, server.pid):
+        for direction in ("transmit", "receive"):
+            assert exporter.wait_for(PACKETS, 100, process_pid=pid, network_io_direction=direction) == 100
+
+
+def test_connection_counts_directions_and_ephemeral_ports(exporter: Exporter) -> None:
+    n = 25
+    server, client = tcp_transfer("127.0.0.1", up=100, down=10, count=n)
+    port = str(server.ready["port"])
+    client_side = {"process_pid": client.pid, "netflow_direction": "outgoing",
+                   "source_port": "*", "destination_port": port}
+    server_side = {"process_pid": server.pid, "netflow_direction": "incoming",
+                   "source_port": port, "destination_port": "*"}
+    for side in (client_side, server_side):
+        assert exporter.wait_for("netflow_tcp_established_total", n, **side) == n
+        assert exporter.wait_for("netflow_tcp_closed_total", n, **side) == n
+        assert exporter.wait_for("netflow_tcp_active", 0, **side) == 0
+        # one series per side, however many connections: the ephemeral port is folded to '*'
+        assert len(exporter.samples("netflow_tcp_established_total", process_pid=side["process_pid"])) == 1
+
+
+def test_refused_connections_are_counted_with_errno(exporter: Exporter) -> None:
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = Peer("tcp-refused", f"--port={port}", "--count=7")
+    assert client.finish()["refused"] == 7
+    assert exporter.wait_for("netflow_tcp_failed_total", 7, process_pid=client.pid,
+                             error_type="ECONNREFUSED", destination_port=str(port)) == 7
+    assert exporter.value("netflow_tcp_established_total", process_pid=client.pid) == 0
+
+
+def test_retransmits_and_rtt_agree_with_the_kernel(exporter: Exporter, veth: VethPair) -> None:
+    drop = ["ip", "netns", "exec", veth.b, "iptables", "-I", "INPUT", "-p", "tcp", "-m", "statistic",
+            "--mode", "random", "--probability", "0.05", "-j", "DROP"]
+    subprocess.run(drop, check=True)
+    try:
+        size = 3_000_000
+        receiver = Peer("tcp-receiver-ack", f"--host={veth.b_v4}", f"--expect={size}", netns=veth.b)
+        sender = Peer("tcp-sender-hold", f"--host={veth.b_v4}", f"--port={receiver.ready['port']}",
+                      f"--send={size}", netns=veth.a)
+        info = sender.line()
+        flow = {"process_pid": sender.pid, "netflow_direction": "outgoing"}
+        assert info["total_retrans"] > 0
+        assert exporter.wait_for("netflow_tcp_retransmits_total", info["total_retrans"], **flow) \
+            == info["total_retrans"]
+        srtt = exporter.value("netflow_tcp_srtt_seconds", **flow) * 1e6
+        assert abs(srtt - info["rtt_us"]) <= max(50, 0.25 * info["rtt_us"]), (srtt, info)
+        rttvar = exporter.value("netflow_tcp_rttvar_seconds", **flow) * 1e6
+        assert abs(rttvar - info["rttvar_us"]) <= max(50, 0.5 * info["rttvar_us"]), (rttvar, info)
+        assert exporter.value("netflow_tcp_rtt_seconds_count", **flow) >= 1
+    finally:
+        subprocess.run(drop[:5] + ["-D"] + drop[6:], check=False)
+        sender.send_line()
+        sender.finish()
+        receiver.finish()
+
+
+def test_drop_switches(bpf_ready: None) -> None:
+    e = Exporter("Common.DropLocalConnections=true", "Common.DropUnixSocket=false")
+    try:
+        server, client = tcp_transfer("127.0.0.1", up=1000, down=1000)
+        a, b = socket.socketpair()
+        a.sendall(b"x" * 4321)
+        assert len(b.recv(10000)) == 4321
+        me = str(__import__("os").getpid())
+        assert e.wait_for(BYTES, 4321, process_pid=me, network_transport="unix",
+                          network_io_direction="transmit") == 4321
+        time.sleep(1.5)
+        assert e.samples(BYTES, process_pid=client.pid) == []  # loopback peer: dropped
+        assert e.samples(BYTES, process_pid=server.pid) == []
+    finally:
+        assert e.stop() == 0
+
+
+def test_unix_sockets_dropped_by_default(exporter: Exporter) -> None:
+    a, b = socket.socketpair()
+    a.sendall(b"x" * 100)
+    b.recv(100)
+    time.sleep(1.5)
+    assert exporter.samples(BYTES, network_transport="unix") == []
+
+
+def test_connection_open_before_start_is_attributed(bpf_ready: None) -> None:
+    receiver = Peer("tcp-receiver-ack", "--expect=1000")
+    sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=1000", "--more=777")
+    sender.line()
+    e = Exporter("Common.DropLocalConnections=false")
+    try:
+        flow = {"process_pid": sender.pid, "netflow_direction": "outgoing",
+                "destination_port": str(receiver.ready["port"]), "source_port": "*"}
+        assert e.wait_for("netflow_tcp_active", 1, **flow) == 1
+        assert e.value("netflow_tcp_active", process_pid=receiver.pid, netflow_direction="incoming") == 1
+        sender.send_line()
+        sender.finish()
+        receiver.finish()
+        assert e.wait_for(BYTES, 777, network_io_direction="transmit", **flow) == 777
+        assert e.wait_for("netflow_tcp_closed_total", 1, **flow) == 1
+        assert wait_until(lambda: e.value("netflow_tcp_active", **flow), lambda v: v == 0) == 0
+    finally:
+        assert e.stop() == 0
