@@ -6,7 +6,8 @@
  * retransmits and RTT are the kernel's own tcp_sock counters, added to the flow as deltas
  * against a per-socket baseline kept in socket-local storage (freed with the socket).
  * Connection events come from inet_sock_set_state; the owner of an accepted connection from
- * accept(2). User space only reads the `flows` and `failed` maps: its cost follows the
+ * accept(2); the peer of an unconnected UDP socket from the address its send/receive syscall
+ * names. User space only reads the `flows` and `failed` maps: its cost follows the
  * number of flows, never the traffic. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -105,13 +106,25 @@ struct {
 	__type(value, struct netflow_send_ctx);
 } send_ctxs SEC(".maps");
 
-/* Per thread: endpoints of the UDP datagram being received, from its headers. */
+/* Per thread, inside recvfrom/recvmsg/recvmmsg of an unconnected UDP socket: where the kernel
+ * writes the sender's address, and the datagram that waits for it. The address is copied to
+ * the user after the socket layer returns, so it is read at the next datagram or at exit. */
+struct netflow_recv_ctx {
+	__u64 name;  /* struct sockaddr * of recvfrom/recvmsg, or 0 */
+	__u64 mmsg;  /* struct mmsghdr * of recvmmsg, or 0 */
+	__u32 index; /* next message of recvmmsg */
+	__u32 pending;
+	__u64 pending_name;
+	__u64 pending_bytes;
+	struct netobs_endpoints local; /* local end and family of the pending datagram */
+	__u8 direction;
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, struct netobs_endpoints);
-} recv_peers SEC(".maps");
+	__type(value, struct netflow_recv_ctx);
+} recv_ctxs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -137,6 +150,10 @@ struct netflow_sock_state {
 	__u32 segs_in;
 	__u32 total_retrans;
 	__u32 flags;
+	/* UDP: the last destination sent to, the peer of a later recv() without an address */
+	__u8 peer_addr[16];
+	__u16 peer_port;
+	__u16 peer_family;
 };
 
 struct {
@@ -524,12 +541,42 @@ static __always_inline void udp_send_peer(struct netobs_endpoints *ep)
 	}
 }
 
+static __always_inline void udp_add(const struct netobs_endpoints *ep, __u8 direction, __u64 bytes, bool sent)
+{
+	struct netflow_key key = {};
+	char comm[NETFLOW_COMM_LEN];
+
+	key_from_endpoints(&key, ep, IPPROTO_UDP, direction, current_pid());
+	if (flow_dropped(&key))
+		return;
+	current_process_name(&comm);
+	struct netflow_stats *f = flow_stats_get(&key, comm);
+	if (!f)
+		return;
+	__sync_fetch_and_add(sent ? &f->bytes_sent : &f->bytes_received, bytes);
+	__sync_fetch_and_add(sent ? &f->packets_sent : &f->packets_received, 1);
+	f->last_seen_ns = bpf_ktime_get_ns();
+}
+
+/* Accounts the datagram waiting in ctx, now that its sender's address is in user memory. */
+static __always_inline void udp_flush_pending(struct netflow_recv_ctx *ctx)
+{
+	__u8 sa[28] = {};
+	struct netobs_endpoints ep;
+
+	if (!ctx->pending)
+		return;
+	ctx->pending = 0;
+	__builtin_memcpy(&ep, &ctx->local, sizeof(ep));
+	if (ctx->pending_name && !bpf_probe_read_user(sa, sizeof(sa), (void *)ctx->pending_name))
+		endpoints_from_sockaddr(&ep, sa);
+	udp_add(&ep, ctx->direction, ctx->pending_bytes, false);
+}
+
 static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent)
 {
 	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	struct netobs_endpoints ep;
-	struct netflow_key key = {};
-	char comm[NETFLOW_COMM_LEN];
 	__u64 id = bpf_get_current_pid_tgid();
 
 	if (!st) {
@@ -541,68 +588,106 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent)
 		st->key.direction = sent ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
 	}
 	sock_endpoints(sk, &ep);
-	if (!sent) {
-		struct netobs_endpoints *peer = bpf_map_lookup_elem(&recv_peers, &id);
-		if (peer) {
-			__builtin_memcpy(&ep, peer, sizeof(ep));
-			bpf_map_delete_elem(&recv_peers, &id);
-		}
-	} else if (ep.remote_port == 0) {
-		udp_send_peer(&ep);
+	if (ep.remote_port) { /* connected */
+		udp_add(&ep, st->key.direction, bytes, sent);
+		return;
 	}
-	key_from_endpoints(&key, &ep, IPPROTO_UDP, st->key.direction, id >> 32);
-	if (flow_dropped(&key))
-		return;
-	current_process_name(&comm);
-	struct netflow_stats *f = flow_stats_get(&key, comm);
-	if (!f)
-		return;
 	if (sent) {
-		__sync_fetch_and_add(&f->bytes_sent, bytes);
-		__sync_fetch_and_add(&f->packets_sent, 1);
-	} else {
-		__sync_fetch_and_add(&f->bytes_received, bytes);
-		__sync_fetch_and_add(&f->packets_received, 1);
+		udp_send_peer(&ep);
+		__builtin_memcpy(st->peer_addr, ep.remote_addr, 16);
+		st->peer_port = ep.remote_port;
+		st->peer_family = ep.family;
+		udp_add(&ep, st->key.direction, bytes, true);
+		return;
 	}
-	f->last_seen_ns = bpf_ktime_get_ns();
+	struct netflow_recv_ctx *ctx = bpf_map_lookup_elem(&recv_ctxs, &id);
+	if (!ctx) { /* recv()/read() without an address: the peer it last sent to */
+		if (st->peer_family) {
+			__builtin_memcpy(ep.remote_addr, st->peer_addr, 16);
+			ep.remote_port = st->peer_port;
+			ep.family = st->peer_family;
+		}
+		udp_add(&ep, st->key.direction, bytes, false);
+		return;
+	}
+	udp_flush_pending(ctx);
+	ctx->pending = 1;
+	ctx->pending_bytes = bytes;
+	ctx->direction = st->key.direction;
+	__builtin_memcpy(&ctx->local, &ep, sizeof(ep));
+	if (ctx->mmsg) {
+		void *name = NULL;
+		__u64 at = ctx->mmsg + (__u64)ctx->index * 64;
+		ctx->index++;
+		bpf_probe_read_user(&name, sizeof(name), (void *)at);
+		ctx->pending_name = (__u64)name;
+	} else {
+		ctx->pending_name = ctx->name;
+	}
 }
 
-/* The datagram being copied to a receiver: its headers give both endpoints. */
-SEC("tp_btf/skb_copy_datagram_iovec")
-int BPF_PROG(netflow_udp_recv_peer, const struct sk_buff *skb, int len)
+static __always_inline int remember_recv(__u64 name, __u64 mmsg)
 {
-	struct sock *sk = BPF_CORE_READ(skb, sk);
-	struct netobs_endpoints ep = {};
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
-	__u8 version = 0;
-	__u16 ports[2];
-
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
-		return 0;
-	if (bpf_probe_read_kernel(&version, 1, head + nh))
-		return 0;
-	version >>= 4;
-	if (version == 4) {
-		ep.family = AF_INET;
-		bpf_probe_read_kernel(ep.remote_addr, 4, head + nh + offsetof(struct iphdr, saddr));
-		bpf_probe_read_kernel(ep.local_addr, 4, head + nh + offsetof(struct iphdr, daddr));
-	} else if (version == 6) {
-		ep.family = AF_INET6;
-		bpf_probe_read_kernel(ep.remote_addr, 16, head + nh + offsetof(struct ipv6hdr, saddr));
-		bpf_probe_read_kernel(ep.local_addr, 16, head + nh + offsetof(struct ipv6hdr, daddr));
-		endpoints_unmap_v4(&ep);
-	} else {
-		return 0;
-	}
-	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th))
-		return 0;
-	ep.remote_port = bpf_ntohs(ports[0]);
-	ep.local_port = bpf_ntohs(ports[1]);
+	struct netflow_recv_ctx ctx = {};
 	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&recv_peers, &id, &ep, BPF_ANY);
+
+	if (!name && !mmsg)
+		return 0;
+	ctx.name = name;
+	ctx.mmsg = mmsg;
+	bpf_map_update_elem(&recv_ctxs, &id, &ctx, BPF_ANY);
 	return 0;
+}
+
+static __always_inline int finish_recv(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct netflow_recv_ctx *ctx = bpf_map_lookup_elem(&recv_ctxs, &id);
+
+	if (!ctx)
+		return 0;
+	udp_flush_pending(ctx);
+	bpf_map_delete_elem(&recv_ctxs, &id);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int netflow_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	return remember_recv(ctx->args[4], 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int netflow_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	void *name = NULL;
+	/* struct user_msghdr: msg_name is the first field */
+	bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]);
+	return remember_recv((__u64)name, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int netflow_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return remember_recv(0, ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int netflow_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv();
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int netflow_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv();
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int netflow_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return finish_recv();
 }
 
 static __always_inline int remember_send(const void *addr, __u64 mmsg)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -151,7 +152,7 @@ class KernelMetrics:
     def _tagged(self, sm: ScopeMetrics) -> ScopeMetrics:
         metrics = []
         for m in sm.metrics:
-            points = [replace(p, attributes={**(p.attributes or {}), **dict(self.tags)})
-                      for p in m.data.data_points]
-            metrics.append(replace(m, data=replace(m.data, data_points=points)))
+            data: Any = m.data  # every kind of data has data_points of its own point type
+            points = [replace(p, attributes={**(p.attributes or {}), **dict(self.tags)}) for p in data.data_points]
+            metrics.append(replace(m, data=replace(data, data_points=points)))
         return replace(sm, metrics=metrics)

@@ -36,7 +36,7 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
 
     def dropped(_: CallbackOptions) -> Iterable[Observation]:
         for h in kernel.health.values():
-            for instrument, n in h.series.items():
+            for instrument, _n in h.series.items():
                 yield Observation(h.dropped.get(instrument, 0), {"instrument": instrument})
 
     def limit(_: CallbackOptions) -> Iterable[Observation]:

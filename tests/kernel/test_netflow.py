@@ -128,7 +128,7 @@ def test_retransmits_and_rtt_agree_with_the_kernel(exporter: Exporter, veth: Vet
         assert abs(rttvar - info["rttvar_us"]) <= max(50, 0.5 * info["rttvar_us"]), (rttvar, info)
         assert exporter.value("netflow_tcp_rtt_seconds_count", **flow) >= 1
     finally:
-        subprocess.run(drop[:5] + ["-D"] + drop[6:], check=False)
+        subprocess.run([*drop[:5], "-D", *drop[6:]], check=False)
         sender.send_line()
         sender.finish()
         receiver.finish()
