@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -175,5 +177,36 @@ def test_connection_open_before_start_is_attributed(bpf_ready: None) -> None:
         assert e.wait_for(BYTES, 777, network_io_direction="transmit", **flow) == 777
         assert e.wait_for("netflow_tcp_closed_total", 1, **flow) == 1
         assert wait_until(lambda: e.value("netflow_tcp_active", **flow), lambda v: v == 0) == 0
+    finally:
+        assert e.stop() == 0
+
+
+def test_unknown_sockets_counted_only_when_asked(bpf_ready: None) -> None:
+    request = struct.pack("=LHHLLBxxx", 20, 18, 0x301, 1, 0, socket.AF_UNSPEC)  # RTM_GETLINK dump, 20 bytes
+    me = str(os.getpid())
+    e = Exporter("Common.DropUnknownSocket=false")
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+            nl.sendto(request, (0, 0))
+            nl.recv(65536)
+        assert e.wait_for(BYTES, 20, process_pid=me, network_transport="other", network_io_direction="transmit") == 20
+    finally:
+        assert e.stop() == 0
+
+
+def test_ended_flows_expire(bpf_ready: None) -> None:
+    e = Exporter("Common.DropLocalConnections=false", "Netflow.SeriesExpiry=3")
+    try:
+        receiver = Peer("tcp-receiver-ack", "--expect=1000")
+        sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=1000")
+        sender.line()
+        time.sleep(5)  # longer than the expiry: an open connection keeps its flow
+        assert e.value(BYTES, process_pid=sender.pid, network_io_direction="transmit") == 1000
+        sender.send_line()
+        sender.finish()
+        receiver.finish()
+        gone = wait_until(lambda: len(e.samples(BYTES, process_pid=sender.pid)), lambda n: n == 0, timeout=15)
+        assert gone == 0
+        assert e.samples("netflow_tcp_closed_total", process_pid=receiver.pid) == []
     finally:
         assert e.stop() == 0
