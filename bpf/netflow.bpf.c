@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netflow: per-flow TCP/UDP counters, aggregated in the kernel.
  *
- * Bytes come from the socket layer (sock_send_length / sock_recv_length, every path that
- * sends or receives on a socket: read/write, send/recv family, sendfile, splice). TCP segments,
+ * Bytes come from the socket layer (sock_send_length / sock_recv_length: read/write, the
+ * send/recv family, sendfile and splice into a socket; splice out of a TCP socket bypasses
+ * sock_recvmsg and is not seen). TCP segments,
  * retransmits and RTT are the kernel's own tcp_sock counters, added to the flow as deltas
  * against a per-socket baseline kept in socket-local storage (freed with the socket).
  * Connection events come from inet_sock_set_state; the owner of an accepted connection from
@@ -140,6 +141,7 @@ enum {
 	ST_DROPPED = 8,
 	ST_RTT_SAMPLED = 16,
 	ST_CLOSED = 32, /* reached TCP_CLOSE; data read after that must not count it again */
+	ST_MIDLIFE = 64, /* first seen already established: counts in active, not in established */
 };
 
 struct netflow_sock_state {
@@ -267,11 +269,11 @@ static __always_inline void tcp_adopt(struct sock *sk, struct netflow_sock_state
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct netflow_seed *seed = bpf_map_lookup_elem(&seeds, &cookie);
 
-	if (seed) {
-		/* user space already counted it in `active` */
+	st->flags |= ST_MIDLIFE;
+	if (seed) { /* until claimed here, user space counts it in `active` */
 		__builtin_memcpy(&st->key, &seed->flow, sizeof(st->key));
 		__builtin_memcpy(st->comm, seed->comm, NETFLOW_COMM_LEN);
-		st->flags |= ST_KEY_READY | ST_COUNTED;
+		st->flags |= ST_KEY_READY;
 		if (flow_dropped(&st->key))
 			st->flags |= ST_DROPPED;
 		bpf_map_delete_elem(&seeds, &cookie);
@@ -321,8 +323,7 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_s
 			break;
 		}
 	}
-	if (idx <= NETFLOW_RTT_BOUNDS)
-		__sync_fetch_and_add(&f->rtt_buckets[idx], 1);
+	__sync_fetch_and_add(&f->rtt_buckets[idx], 1);
 	__sync_fetch_and_add(&f->rtt_sum_us, srtt);
 	__sync_fetch_and_add(&f->rtt_count, 1);
 }
@@ -348,7 +349,8 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 		return;
 	if (!(st->flags & (ST_COUNTED | ST_CLOSED))) {
 		st->flags |= ST_COUNTED;
-		__sync_fetch_and_add(&f->established, 1);
+		if (!(st->flags & ST_MIDLIFE))
+			__sync_fetch_and_add(&f->established, 1);
 		__sync_fetch_and_add(&f->active, 1);
 	}
 	if (sent)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 TRANSPORT = {6: "tcp", 17: "udp"}
 DIRECTION = {DIRECTION_INCOMING: "incoming", DIRECTION_OUTGOING: "outgoing"}
+ROLE = {DIRECTION_OUTGOING: "client", DIRECTION_INCOMING: "server"}
+ROLE_PEER = {"client": "server", "server": "client", "unknown": "unknown"}
 TRANSMIT: Attributes = (("network.io.direction", "transmit"),)
 RECEIVE: Attributes = (("network.io.direction", "receive"),)
 
@@ -46,7 +48,7 @@ def read_ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -
 def flow_attributes(key: FlowKey, comm: bytes) -> Attributes:
     """The attributes of a flow's series, from the local process's point of view."""
     family = key.family
-    attrs: list[tuple[str, str]] = []
+    attrs: list[tuple[str, str | int]] = []
     if family in (AF_INET, AF_INET6):
         local = format_address(bytes(key.local_addr), family)
         remote = format_address(bytes(key.remote_addr), family)
@@ -64,7 +66,7 @@ def flow_attributes(key: FlowKey, comm: bytes) -> Attributes:
         attrs.append(("network.transport", "unix" if family == AF_UNIX else "other"))
     if key.direction in DIRECTION:
         attrs.append(("netflow.direction", DIRECTION[key.direction]))
-    attrs += [("process.pid", str(key.pid)), ("process.executable.name", comm.decode(errors="replace"))]
+    attrs += [("process.pid", key.pid), ("process.executable.name", comm.decode(errors="replace"))]
     return tuple(attrs)
 
 
@@ -122,19 +124,40 @@ class NetflowCollector(Collector):
             addresses.delete(Addr16.from_buffer_copy(raw))
 
     def _seed_existing_connections(self, obj: BpfObject) -> None:
-        """Connections open before start-up: the kernel never saw them connect or accept."""
+        """Connections open before start-up: the kernel never saw them connect or accept.
+        Until the kernel first sees one (and counts it itself), it counts in `active` here."""
         low, high = read_ephemeral_range()
+        local = {raw for raw, _family in sockdiag.host_addresses()}
         seeds, flows = obj.map("seeds"), obj.map("flows")
         for conn in sockdiag.established_tcp():
             key = conn.flow_key(low, high)
+            if self._dropped(key, local):
+                continue
             seed = Seed(flow=key, comm=conn.comm.encode()[:15])
             seeds.update(ctypes.c_uint64(conn.cookie), seed)
             self._seed_cookies.add(conn.cookie)
-            stats = flows.lookup(key, FlowStats) or FlowStats(comm=seed.comm)
-            stats.active += 1
-            stats.last_seen_ns = time.monotonic_ns()
-            flows.update(key, stats)
+            if flows.lookup(key, FlowStats) is None:  # programs are not attached yet: no race
+                flows.update(key, FlowStats(comm=seed.comm, last_seen_ns=time.monotonic_ns()))
         log.info("netflow: %d connections open before start-up", len(self._seed_cookies))
+
+    def _dropped(self, key: FlowKey, local_addresses: set[bytes]) -> bool:
+        """The kernel's flow_dropped(), for flows built here."""
+        common, pids = self.config.common, self.config.ebpf.pid
+        remote = bytes(key.remote_addr)
+        loopback = remote[0] == 127 if key.family == AF_INET else remote == bytes(15) + b"\x01"
+        if common.drop_local_connections and (loopback or remote in local_addresses):
+            return True
+        return bool(pids) and key.pid not in pids
+
+    def _unclaimed_seeds(self) -> dict[bytes, int]:
+        """flow key -> open connections from before start-up that the kernel has not seen yet."""
+        assert self.obj is not None
+        counts: dict[bytes, int] = {}
+        if self._seed_cookies:
+            for _cookie, seed in self.obj.map("seeds").items(ctypes.c_uint64, Seed):
+                raw = bytes(seed.flow)
+                counts[raw] = counts.get(raw, 0) + 1
+        return counts
 
     def tick(self, now: float) -> None:
         if self.obj is None or now < self._next_netlink:
@@ -151,12 +174,15 @@ class NetflowCollector(Collector):
     # -------------------------------------------------------------- reading
 
     def _read_flows(self) -> list[tuple[FlowKey, FlowStats]]:
-        """All flows, minus those idle for longer than the expiry (deleted from the kernel)."""
+        """All flows, minus those idle for longer than the expiry (deleted from the kernel).
+        Open connections not yet seen by the kernel are added to `active`."""
         assert self.obj is not None
         flows = self.obj.map("flows")
         now = time.monotonic_ns()
+        unclaimed = self._unclaimed_seeds()
         live: list[tuple[FlowKey, FlowStats]] = []
         for key, stats in flows.items(FlowKey, FlowStats):
+            stats.active += unclaimed.get(bytes(key), 0)
             if stats.active <= 0 and now - stats.last_seen_ns > self.expiry_ns:
                 flows.delete(key)
                 self._attrs.pop(bytes(key), None)
@@ -242,15 +268,17 @@ def ilogtail_statistics(key: FlowKey, comm: str, deltas: list[int], now: str) ->
     inet = family in (AF_INET, AF_INET6)
     remote = format_address(bytes(key.remote_addr), family) if inet else ""
     port = str(key.remote_port) if key.remote_port else "*"
+    role = ROLE.get(key.direction, "unknown")
     return {
         "type": "statistics",
         "_process_pid_": str(key.pid),
         "_process_cmd_": comm,
         "_running_mode_": "host",
-        "remote_info": json.dumps({"remote_ip": remote, "remote_port": port,
-                                   "remote_type": "server" if key.direction == DIRECTION_OUTGOING else "client"}),
+        # iLogtail's form: compact JSON with a trailing newline
+        "remote_info": json.dumps({"remote_ip": remote, "remote_port": port, "remote_type": ROLE_PEER[role]},
+                                  separators=(",", ":")) + "\n",
         "socket_type": "inet_socket" if inet else ("unix_socket" if family == AF_UNIX else "unknown_socket"),
-        "role": "client" if key.direction == DIRECTION_OUTGOING else "server",
+        "role": role,
         "send_bytes": str(deltas[0]),
         "recv_bytes": str(deltas[1]),
         "send_packets": str(deltas[2]),

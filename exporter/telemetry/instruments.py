@@ -51,9 +51,9 @@ NETFLOW = _table(
                "Smoothed TCP round-trip time, sampled at most once per RttSampleInterval per connection.",
                RTT_BOUNDS_S),
     Instrument("netflow.tcp.srtt", "gauge", "s",
-               "Last sampled smoothed round-trip time of a connection of the flow (tcpi_rtt)."),
+               "Smoothed round-trip time (tcpi_rtt) of the flow's connection with the latest activity."),
     Instrument("netflow.tcp.rttvar", "gauge", "s",
-               "Last sampled round-trip time variance of a connection of the flow (tcpi_rttvar)."),
+               "Round-trip time variance (tcpi_rttvar) of the flow's connection with the latest activity."),
 )
 
 ALL: dict[str, Instrument] = {**NETFLOW}

@@ -127,7 +127,8 @@ class KernelMetrics:
                     attributes=dict(attrs + self.tags), start_time_unix_nano=start[attrs],
                     time_unix_nano=now, count=value.count, sum=value.sum,
                     bucket_counts=list(value.bucket_counts), explicit_bounds=list(instrument.bounds),
-                    min=float("nan"), max=float("nan")))
+                    # not tracked: None leaves OTLP's optional min/max unset (NaN would be sent as is)
+                    min=None, max=None))  # type: ignore[arg-type]
             return Histogram(data_points=hist, aggregation_temporality=CUMULATIVE)
         numbers = [NumberDataPoint(attributes=dict(attrs + self.tags),
                                    start_time_unix_nano=start[attrs],

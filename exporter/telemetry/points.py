@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Attribute sets are tuples of (name, value) pairs so they can key dicts.
-Attributes = tuple[tuple[str, str], ...]
+# Attribute sets are tuples of (name, value) pairs so they can key dicts. Values are strings,
+# or ints where the semantic convention says int (process.pid).
+Attributes = tuple[tuple[str, str | int], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,15 +31,16 @@ class OtlpReader(PeriodicExportingMetricReader):
 
 
 def otlp_exporter(endpoint: str | None, protocol: str | None) -> MetricExporter | None:
-    """An OTLP metric exporter when an endpoint is configured (config or OTEL_EXPORTER_OTLP_*),
-    else None. The protocol defaults to http/protobuf, as the OpenTelemetry specification says."""
+    """An OTLP metric exporter when an endpoint is configured (the config's endpoint wins over
+    OTEL_EXPORTER_OTLP_*), else None. The protocol defaults to http/protobuf, as the
+    OpenTelemetry specification says."""
     env = os.environ
+    explicit = bool(endpoint)
     endpoint = endpoint or env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if not endpoint:
         return None
     protocol = (protocol or env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
                 or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
-    explicit = not (env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
 

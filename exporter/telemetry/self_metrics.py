@@ -16,11 +16,15 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
             for r in c.attach_results:
                 yield Observation(int(r.attached), {"collector": c.name, "program": r.program})
 
+    # The SDK calls these before the kernel metrics are merged in: collect first (the snapshot
+    # is cached), so health describes this collection, not the previous one.
     def duration(_: CallbackOptions) -> Iterable[Observation]:
+        kernel.metrics()
         for name, h in kernel.health.items():
             yield Observation(h.duration, {"collector": name})
 
     def success(_: CallbackOptions) -> Iterable[Observation]:
+        kernel.metrics()
         for name, h in kernel.health.items():
             yield Observation(int(h.success), {"collector": name})
 
@@ -30,11 +34,13 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
                 yield Observation(n, {"collector": c.name, "reason": reason})
 
     def series(_: CallbackOptions) -> Iterable[Observation]:
+        kernel.metrics()
         for h in kernel.health.values():
             for instrument, n in h.series.items():
                 yield Observation(n, {"instrument": instrument})
 
     def dropped(_: CallbackOptions) -> Iterable[Observation]:
+        kernel.metrics()
         for h in kernel.health.values():
             for instrument, _n in h.series.items():
                 yield Observation(h.dropped.get(instrument, 0), {"instrument": instrument})

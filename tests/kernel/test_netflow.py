@@ -210,3 +210,19 @@ def test_ended_flows_expire(bpf_ready: None) -> None:
         assert e.samples("netflow_tcp_closed_total", process_pid=receiver.pid) == []
     finally:
         assert e.stop() == 0
+
+
+def test_connection_open_before_start_obeys_drop_switches(bpf_ready: None) -> None:
+    receiver = Peer("tcp-receiver-ack", "--expect=10")
+    sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=10", "--more=5")
+    sender.line()
+    e = Exporter()  # DropLocalConnections defaults to true: a loopback peer is dropped
+    try:
+        sender.send_line()
+        sender.finish()
+        receiver.finish()
+        time.sleep(1.5)
+        assert e.samples("netflow_tcp_active", process_pid=sender.pid) == []
+        assert e.samples(BYTES, process_pid=sender.pid) == []
+    finally:
+        assert e.stop() == 0
