@@ -1,0 +1,352 @@
+"""What the exporter exports, against the real kernel: the scrape, OTLP push, records, tags,
+series limits, --check-config, clean stops and the web endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    NumberDataPoint,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kernel.harness import REPO_ROOT, Exporter, Peer, wait_until
+from tests.kernel.otlp_receiver import GrpcReceiver, HttpReceiver, Received, attributes
+
+pytestmark = pytest.mark.kernel
+
+BYTES = "netflow_bytes_total"
+LOCAL = "Common.DropLocalConnections=false"
+RTT_BUCKETS = 19  # 18 bounds in exporter/telemetry/instruments.py, plus +Inf
+ILOGTAIL_STATISTICS_FIELDS = {  # the `statistics` record of /work/shared/seeds/ilogtail-network-observer.md
+    "type", "_process_pid_", "_process_cmd_", "_running_mode_", "remote_info", "socket_type", "role",
+    "send_bytes", "recv_bytes", "send_packets", "recv_packets", "send_total_latency", "recv_total_latency",
+    "__time__",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def exporter(bpf_ready: None) -> Iterator[Exporter]:
+    e = Exporter(LOCAL)
+    yield e
+    assert e.stop() == 0
+
+
+@pytest.fixture
+def no_otlp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter inherits our environment: no OTLP settings but the ones a test gives."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+
+
+def tcp_transfer(up: int, down: int) -> tuple[Peer, Peer]:
+    server = Peer("tcp-server", f"--reply={down}")
+    client = Peer("tcp-client", f"--port={server.ready['port']}", f"--send={up}")
+    assert client.finish()["received"] == down
+    assert server.finish()["received"] == up
+    return server, client
+
+
+def transmit_labels(pid: str) -> dict[str, str]:
+    return {"process_pid": pid, "network_io_direction": "transmit"}
+
+
+def udp_exchange(size: int, count: int) -> tuple[Peer, Peer]:
+    server = Peer("udp-server", f"--count={count}")
+    client = Peer("udp-client", f"--port={server.ready['port']}", f"--send={size}", f"--count={count}")
+    assert client.finish()["received"] == size * count
+    assert server.finish()["received"] == size * count
+    return server, client
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def require_promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool missing in CI (scripts/setup.sh test installs Debian's prometheus)")
+        pytest.skip("promtool is not installed (scripts/setup.sh test)")
+    return path
+
+
+# ---------------------------------------------------------------------------- the scrape
+
+
+def test_scrape_passes_promtool_and_has_the_core_families(exporter: Exporter) -> None:
+    promtool = require_promtool()
+    _, client = tcp_transfer(up=200_000, down=5_000)
+    _, udp_client = udp_exchange(size=700, count=5)
+    flow = {"process_pid": client.pid, "network_io_direction": "transmit"}
+    assert exporter.wait_for(BYTES, 200_000, **flow) == 200_000
+    assert exporter.wait_for(BYTES, 3_500, process_pid=udp_client.pid, network_transport="udp",
+                             network_io_direction="transmit") == 3_500
+    text = exporter.scrape_text()
+
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+
+    helps = [line for line in text.splitlines() if line.startswith("# HELP ")]
+    assert helps
+    for line in helps:
+        assert re.fullmatch(r"# HELP \S+ \S.*", line), f"HELP without a description: {line!r}"
+    samples = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    for name in (BYTES, "netflow_tcp_rtt_seconds_bucket", "netflow_tcp_active", "netobs_program_attached"):
+        assert name in samples
+    assert exporter.samples("netflow_tcp_rtt_seconds_bucket", process_pid=client.pid, le="+Inf")
+
+
+# ---------------------------------------------------------------------------- OTLP push
+
+OTLP_ENV = {"OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_SERVICE_NAME": "svc-under-test",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test"}
+
+
+def number(point: NumberDataPoint) -> float:
+    return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+
+
+@pytest.mark.parametrize("how", ["grpc-env", "http-env", "grpc-config"])
+def test_otlp_push_carries_exact_bytes_rtt_and_resource(bpf_ready: None, no_otlp_env: None, how: str) -> None:
+    env, settings = dict(OTLP_ENV), [LOCAL]
+    with GrpcReceiver() if how.startswith("grpc") else HttpReceiver() as receiver:
+        if how == "grpc-config":
+            settings += [f"Telemetry.OtlpEndpoint={receiver.endpoint}", "Telemetry.OtlpProtocol=grpc"]
+        else:
+            env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc" if how == "grpc-env" else "http/protobuf"}
+        e = Exporter(*settings, env=env)
+        try:
+            check_otlp_push(e, receiver)
+        finally:
+            assert e.stop() == 0
+
+
+def check_otlp_push(e: Exporter, receiver: GrpcReceiver | HttpReceiver) -> None:
+    size = 1_234_567
+    _, client = tcp_transfer(up=size, down=4_321)
+    transmit = {"process.pid": int(client.pid), "network.io.direction": "transmit"}
+
+    def bytes_points() -> list[tuple[Received, NumberDataPoint]]:
+        return [(r, p) for r in receiver.metrics("netflow.bytes") for p in r.metric.sum.data_points
+                if transmit.items() <= attributes(p.attributes).items()]
+
+    found = receiver.wait_for(lambda: [(r, p) for r, p in bytes_points() if number(p) == size], timeout=30)
+    assert found, f"no netflow.bytes point of {size} for pid {client.pid}: {[number(p) for _, p in bytes_points()]}"
+    received, point = found[-1]
+    metric = received.metric
+    assert metric.sum.is_monotonic
+    assert metric.sum.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    assert metric.unit == "By"
+    assert received.resource["service.name"] == "svc-under-test"
+    assert received.resource["deployment.environment"] == "test"
+    assert isinstance(received.resource["host.name"], str) and received.resource["host.name"]
+
+    # The scrape sees the same series, with the same value.
+    labels = {k.replace(".", "_"): str(v) for k, v in attributes(point.attributes).items()}
+    assert e.samples(BYTES, **transmit_labels(client.pid)) == [(labels, float(size))]
+
+    def rtt_points() -> list[HistogramDataPoint]:
+        return [p for r in receiver.metrics("netflow.tcp.rtt") for p in r.metric.histogram.data_points
+                if attributes(p.attributes).get("process.pid") == int(client.pid)]
+
+    rtt = receiver.wait_for(rtt_points, timeout=30)
+    assert rtt, f"no netflow.tcp.rtt point for pid {client.pid}"
+    assert len(rtt[-1].bucket_counts) == RTT_BUCKETS
+    assert len(rtt[-1].explicit_bounds) == RTT_BUCKETS - 1
+    assert sum(rtt[-1].bucket_counts) == rtt[-1].count >= 1
+    assert not rtt[-1].HasField("min") and not rtt[-1].HasField("max")  # not tracked by the kernel
+
+
+def test_otlp_endpoint_from_config_beats_the_environment(bpf_ready: None, no_otlp_env: None) -> None:
+    with GrpcReceiver() as configured, GrpcReceiver() as from_env:
+        e = Exporter(f"Telemetry.OtlpEndpoint={configured.endpoint}", "Telemetry.OtlpProtocol=grpc",
+                     env={**OTLP_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": from_env.endpoint})
+        assert e.stop() == 0  # shutting down pushes once more
+        assert (len(configured.requests) > 0, len(from_env.requests)) == (True, 0)
+
+
+# ---------------------------------------------------------------------------- --check-config
+
+
+def netflow_programs() -> set[tuple[str, str]]:
+    """(program, section) of every program in bpf/netflow.bpf.c, read from its SEC() lines."""
+    source = (REPO_ROOT / "bpf" / "netflow.bpf.c").read_text()
+    found = re.findall(r'^SEC\("([^"]+)"\)\s*\nint\s+(?:BPF_PROG\(\s*(\w+)|(\w+)\s*\()', source, re.M)
+    return {(prog or func, section) for section, prog, func in found}
+
+
+def test_check_config_attaches_every_program(bpf_ready: None) -> None:
+    expected = netflow_programs()
+    assert len(expected) >= 10
+    done = subprocess.run([sys.executable, "-m", "exporter", "--check-config"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    header, *lines = done.stdout.splitlines()
+    assert header.split() == ["COLLECTOR", "PROGRAM", "SECTION", "RESULT"]
+    rows = [line.split() for line in lines]
+    assert all(len(row) == 4 and row[3] == "attached" for row in rows), done.stdout
+    netflow = sorted((program, section) for collector, program, section, _ in rows if collector == "netflow")
+    assert netflow == sorted(expected)
+
+
+# ---------------------------------------------------------------------------- clean stop
+
+
+def loaded_programs() -> dict[int, str]:
+    """id -> name of every loaded BPF program (bpftool shows the full name only with BTF)."""
+    shown = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True)
+    return {int(p["id"]): p.get("name", "") for p in json.loads(shown.stdout)}
+
+
+def program_ids_held_by(pid: int) -> set[int]:
+    """Programs whose fds (or links' fds) the process holds: others' tests may load programs too."""
+    ids = set()
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        with contextlib.suppress(OSError):  # the fd closed meanwhile
+            ids |= {int(m) for m in re.findall(r"^prog_id:\s*(\d+)", info.read_text(), re.M)}
+    return ids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_on_signal_exits_0_and_unloads_every_program(bpf_ready: None, sig: signal.Signals) -> None:
+    before = loaded_programs()
+    e = Exporter()
+    try:
+        now = loaded_programs()
+        added = (now.keys() - before.keys()) & program_ids_held_by(e.proc.pid)
+        assert {name[:15] for name, _ in netflow_programs()} <= {now[i][:15] for i in added}
+    finally:
+        e.proc.send_signal(sig)
+        try:
+            code = e.proc.wait(timeout=20)
+        finally:
+            e.stop()
+    assert code == 0, e.log()
+    assert added & loaded_programs().keys() == set()
+
+
+# ---------------------------------------------------------------------------- Common.Tags
+
+
+def test_tags_label_every_sample_but_target_info(bpf_ready: None) -> None:
+    e = Exporter(LOCAL, "Common.Tags={team: net, env: ci}")
+    try:
+        _, client = tcp_transfer(up=10_000, down=100)
+        assert e.wait_for(BYTES, 10_000, **transmit_labels(client.pid)) == 10_000
+        families = list(text_string_to_metric_families(e.scrape_text()))
+        tagged = [f for f in families if f.name != "target_info" and f.samples]
+        assert {"netflow_bytes", "netflow_tcp_rtt_seconds", "netobs_program_attached",
+                "netobs_series_limit"} <= {f.name for f in tagged}
+        for family in tagged:
+            for sample in family.samples:
+                assert (sample.labels.get("team"), sample.labels.get("env")) == ("net", "ci"), sample
+        target = [s for f in families if f.name == "target_info" for s in f.samples]
+        assert len(target) == 1 and "team" not in target[0].labels
+    finally:
+        assert e.stop() == 0
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def read_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_records_are_ilogtail_statistics_with_exact_bytes(bpf_ready: None, tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    e = Exporter(LOCAL, f"Telemetry.Records={path}", "Common.FlushOutL4Interval=1")
+    try:
+        server, client = tcp_transfer(up=333_333, down=22_222)
+
+        def total(pid: str, field: str) -> float:
+            return sum(int(r[field]) for r in read_records(path)
+                       if r.get("type") == "statistics" and r["_process_pid_"] == pid)
+
+        assert wait_until(lambda: total(client.pid, "send_bytes"), lambda v: v == 333_333) == 333_333
+        assert wait_until(lambda: total(server.pid, "recv_bytes"), lambda v: v == 333_333) == 333_333
+        assert total(client.pid, "recv_bytes") == 22_222
+        assert total(server.pid, "send_bytes") == 22_222
+        statistics = [r for r in read_records(path) if r.get("type") == "statistics"]
+        for record in statistics:
+            assert set(record) == ILOGTAIL_STATISTICS_FIELDS, record
+            assert all(isinstance(v, str) for v in record.values()), record
+        mine = [r for r in statistics if r["_process_pid_"] == client.pid]
+        assert {(r["role"], r["socket_type"], r["_running_mode_"]) for r in mine} == {
+            ("client", "inet_socket", "host")}
+        assert [json.loads(r["remote_info"]) for r in mine] == len(mine) * [
+            {"remote_ip": "127.0.0.1", "remote_port": str(server.ready["port"]), "remote_type": "server"}]
+    finally:
+        assert e.stop() == 0
+
+
+# ---------------------------------------------------------------------------- series limit
+
+
+def test_series_limit_caps_each_instrument_and_counts_the_rest(bpf_ready: None) -> None:
+    e = Exporter(LOCAL, "Telemetry.MaxSeriesPerInstrument=3")
+    try:
+        for _ in range(3):  # 3 client and 3 server flows: 12 netflow.bytes series
+            tcp_transfer(up=1_000, down=10)
+        dropped = wait_until(lambda: e.value("netobs_series_dropped_total", instrument="netflow.bytes"),
+                             lambda v: v > 0)
+        assert dropped > 0
+        assert len(e.samples(BYTES)) == 3
+        assert e.value("netobs_series", instrument="netflow.bytes") == 3
+        assert e.value("netobs_series_limit") == 3
+    finally:
+        assert e.stop() == 0
+
+
+# ---------------------------------------------------------------------------- web endpoint
+
+
+def test_landing_page_links_to_the_metrics(exporter: Exporter) -> None:
+    status, body = get(f"http://127.0.0.1:{exporter.port}/")
+    assert status == 200
+    assert 'href="/metrics"' in body
+
+
+class CustomPathExporter(Exporter):
+    """An Exporter started with --web.telemetry-path=/custom, and scraped there."""
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        self.url = f"http://127.0.0.1:{self.port}/custom"
+        super()._wait_ready(timeout)
+
+
+def test_custom_telemetry_path(bpf_ready: None) -> None:
+    e = CustomPathExporter(extra_args=["--web.telemetry-path=/custom"])
+    try:
+        base = f"http://127.0.0.1:{e.port}"
+        status, body = get(base + "/custom")
+        assert status == 200 and "netobs_program_attached{" in body
+        assert get(base + "/metrics")[0] == 404
+        status, body = get(base + "/")
+        assert status == 200 and 'href="/custom"' in body
+    finally:
+        assert e.stop() == 0
