@@ -52,8 +52,7 @@ def run(config: Config) -> int:
         while not stop.wait(1.0):
             now = time.monotonic()
             for c in collectors:
-                with c.lock:
-                    c.tick(now)
+                c.tick(now)  # takes c.lock itself, around what touches shared state only
             if records is not None and now >= next_records:
                 next_records = now + interval
                 for c in collectors:

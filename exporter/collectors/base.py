@@ -56,7 +56,8 @@ class Collector:
         return {}
 
     def tick(self, now: float) -> None:
-        """Periodic housekeeping, called about once a second from the main loop."""
+        """Periodic housekeeping, called about once a second from the main loop, without
+        self.lock: take it around what snapshot() also touches, not around slow I/O."""
 
     def records(self) -> list[dict[str, Any]]:
         """iLogtail-style records for the interval since the last call."""

@@ -26,6 +26,7 @@ from exporter.collectors.netflow_maps import (
 )
 from exporter.config import Config
 from exporter.enrich.addresses import AF_INET, AF_INET6, AF_UNIX, NETWORK_TYPE, address_type, format_address
+from exporter.enrich.process import ProcessInfo
 from exporter.telemetry.instruments import RTT_BOUNDS_S
 from exporter.telemetry.points import Attributes, HistogramValue, Snapshot
 
@@ -86,6 +87,7 @@ class NetflowCollector(Collector):
         self._last_records: dict[bytes, tuple[int, int, int, int]] = {}
         self._next_netlink = 0.0
         self._seed_cookies: set[int] = set()
+        self._processes = ProcessInfo(config.common.flush_meta_interval)
 
     # -------------------------------------------------------------- set-up
 
@@ -110,12 +112,11 @@ class NetflowCollector(Collector):
         one = ctypes.c_uint8(1)
         for pid in self.config.ebpf.pid:
             obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
-        self._sync_local_addresses(obj)
+        self._sync_local_addresses(obj, {raw for raw, _family in sockdiag.host_addresses()})
         self._seed_existing_connections(obj)
 
-    def _sync_local_addresses(self, obj: BpfObject) -> None:
+    def _sync_local_addresses(self, obj: BpfObject, wanted: set[bytes]) -> None:
         addresses = obj.map("local_addrs")
-        wanted = {raw for raw, _family in sockdiag.host_addresses()}
         present = {bytes(k.addr) for k in addresses.keys(Addr16)}
         one = ctypes.c_uint8(1)
         for raw in wanted - present:
@@ -160,12 +161,21 @@ class NetflowCollector(Collector):
         return counts
 
     def tick(self, now: float) -> None:
+        """Every FlushNetlinkInterval: host addresses, and seeds of connections that closed
+        unseen. The netlink dumps run outside the lock, so scrapes never wait for them."""
         if self.obj is None or now < self._next_netlink:
             return
         self._next_netlink = now + self.config.common.flush_netlink_interval
-        self._sync_local_addresses(self.obj)
-        if self._seed_cookies:  # forget seeds of connections that closed unseen
-            alive = sockdiag.tcp_cookies()
+        addresses = {raw for raw, _family in sockdiag.host_addresses()}
+        with self.lock:
+            self._sync_local_addresses(self.obj, addresses)
+            if self._seed_cookies:
+                pending = {c.value for c in self.obj.map("seeds").keys(ctypes.c_uint64)}
+                self._seed_cookies &= pending  # the kernel claimed the others
+        if not self._seed_cookies:
+            return
+        alive = sockdiag.tcp_cookies()
+        with self.lock:
             seeds = self.obj.map("seeds")
             for cookie in self._seed_cookies - alive:
                 seeds.delete(ctypes.c_uint64(cookie))
@@ -259,7 +269,8 @@ class NetflowCollector(Collector):
             if totals == before:
                 continue
             d = [a - b for a, b in zip(totals, before, strict=True)]
-            out.append(ilogtail_statistics(key, s.comm.decode(errors="replace"), d, now))
+            command = self._processes.cmdline(key.pid, s.comm.decode(errors="replace"))
+            out.append(ilogtail_statistics(key, command, d, now))
         return out
 
 

@@ -98,10 +98,16 @@ def established_tcp() -> Iterator[Connection]:
         )
 
 
+TCP_TIME_WAIT = 6
+# Connections that may still be open: every state but LISTEN and TIME_WAIT (a closed
+# connection's time-wait socket has a cookie of its own, and a busy host has tens of thousands).
+OPEN_STATES = 0xFFF & ~(1 << TCP_TIME_WAIT) & ~(1 << TCP_LISTEN)
+
+
 def tcp_cookies() -> set[int]:
     cookies: set[int] = set()
     for family in (socket.AF_INET, socket.AF_INET6):
-        cookies |= {m["idiag_cookie"] for m in _dump(family, 0xFFF)}
+        cookies |= {m["idiag_cookie"] for m in _dump(family, OPEN_STATES)}
     return cookies
 
 
