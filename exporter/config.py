@@ -23,6 +23,7 @@ from exporter.config_schema import ConfigError, Invalid, show
 __all__ = [
     "DEFAULT_LISTEN_ADDRESS",
     "DEFAULT_TELEMETRY_PATH",
+    "BashConfig",
     "CommonConfig",
     "Config",
     "ConfigError",
@@ -91,6 +92,15 @@ class NetflowConfig:
 
 
 @dataclass(frozen=True)
+class BashConfig:
+    enabled: bool = field(metadata=_key("Enabled", check.boolean))
+    containers: bool = field(metadata=_key("Containers", check.boolean))
+    max_command_length: int = field(metadata=_key("MaxCommandLength", check.count))
+    queue_size: int = field(metadata=_key("QueueSize", check.count))
+    redact: tuple[re.Pattern[str], ...] = field(metadata=_key("Redact", check.regex_list))
+
+
+@dataclass(frozen=True)
 class TelemetryConfig:
     max_series_per_instrument: int = field(metadata=_key("MaxSeriesPerInstrument", check.count))
     records: str = field(metadata=_key("Records", check.text))
@@ -130,6 +140,7 @@ class Config:
     common: CommonConfig
     ebpf: EbpfConfig
     netflow: NetflowConfig
+    bash: BashConfig
     telemetry: TelemetryConfig
     web: WebConfig = field(default_factory=WebConfig)
 
@@ -139,6 +150,7 @@ SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "Common": ("common", CommonConfig),
     "EBPF": ("ebpf", EbpfConfig),
     "Netflow": ("netflow", NetflowConfig),
+    "Bash": ("bash", BashConfig),
     "Telemetry": ("telemetry", TelemetryConfig),
 }
 

@@ -108,6 +108,21 @@ def regex(value: object) -> re.Pattern[str] | None:
     return _compile(value) if value else None
 
 
+def regex_list(value: object) -> tuple[re.Pattern[str], ...]:
+    """A list of regular expressions, each compiled; an empty list is allowed."""
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of regular expressions, got {show(value)}")
+    patterns: list[re.Pattern[str]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise Invalid(f"expected a list of regular expressions, got {show(item)} at index {index}")
+        try:
+            patterns.append(_compile(item))
+        except Invalid as err:
+            raise Invalid(f"{err} (at index {index})") from None
+    return tuple(patterns)
+
+
 def str_map(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise Invalid(f"expected a map of string to string, got {show(value)}")

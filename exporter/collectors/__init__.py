@@ -14,4 +14,8 @@ def enabled_collectors(config: Config) -> list[Collector]:
         from exporter.collectors.netflow import NetflowCollector
 
         collectors.append(NetflowCollector(config))
+    if config.bash.enabled:
+        from exporter.collectors.bash import BashCollector
+
+        collectors.append(BashCollector(config))
     return collectors

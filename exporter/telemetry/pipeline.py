@@ -1,4 +1,4 @@
-"""Wires the telemetry: resource, meter provider, Prometheus endpoint, OTLP push."""
+"""Wires the telemetry: resource, meter and logger providers, Prometheus endpoint, OTLP push."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from exporter import __version__
 from exporter.collectors.base import Collector
 from exporter.config import Config
-from exporter.telemetry import self_metrics, web
+from exporter.telemetry import logs, self_metrics, web
 from exporter.telemetry.kernel_metrics import KernelMetrics
 from exporter.telemetry.readers import OtlpReader, PrometheusReader, otlp_exporter
 
@@ -35,12 +35,15 @@ class Telemetry:
     kernel: KernelMetrics
     registry: CollectorRegistry
     server: web._Server | None
+    logs: logs.LogDelivery | None = None
 
     def shutdown(self) -> None:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
         self.provider.shutdown(timeout_millis=5_000)
+        if self.logs is not None:
+            self.logs.shutdown()
 
 
 def start(config: Config, collectors: Sequence[Collector], serve_http: bool = True) -> Telemetry:
@@ -51,7 +54,15 @@ def start(config: Config, collectors: Sequence[Collector], serve_http: bool = Tr
     if exporter is not None:
         readers.append(OtlpReader(kernel, exporter))
         log.info("pushing metrics over OTLP (%s)", type(exporter).__module__.split(".")[-3])
-    provider = MeterProvider(resource=build_resource(), metric_readers=readers)
-    self_metrics.register(provider.get_meter("netobs.exporter", __version__), collectors, kernel)
+    resource = build_resource()
+    provider = MeterProvider(resource=resource, metric_readers=readers)
+    log_sources = [c for c in collectors if isinstance(c, logs.LogSource)]
+    delivery = None
+    if log_sources:  # the logger provider exists only when some collector emits log records
+        delivery = logs.start(resource, config.telemetry.otlp_endpoint or None,
+                              config.telemetry.otlp_protocol or None, config.bash.queue_size)
+        for source in log_sources:
+            source.bind_logs(delivery)
+    self_metrics.register(provider.get_meter("netobs.exporter", __version__), collectors, kernel, delivery)
     server = web.serve(config.web.listen_address, config.web.telemetry_path, registry) if serve_http else None
-    return Telemetry(provider, kernel, registry, server)
+    return Telemetry(provider, kernel, registry, server, delivery)

@@ -8,9 +8,11 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from exporter.collectors.base import Collector
 from exporter.telemetry.kernel_metrics import KernelMetrics
+from exporter.telemetry.logs import LogDelivery
 
 
-def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetrics) -> None:
+def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetrics,
+             logs: LogDelivery | None = None) -> None:
     def attached(_: CallbackOptions) -> Iterable[Observation]:
         for c in collectors:
             for r in c.attach_results:
@@ -48,6 +50,17 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
     def limit(_: CallbackOptions) -> Iterable[Observation]:
         yield Observation(kernel.max_series)
 
+    def bash_commands(_: CallbackOptions) -> Iterable[Observation]:
+        from exporter.collectors.bash import BashCollector
+
+        for c in collectors:
+            if isinstance(c, BashCollector):
+                yield Observation(c.commands)
+
+    def records_dropped(_: CallbackOptions) -> Iterable[Observation]:
+        for reason, n in (logs.dropped() if logs is not None else {}).items():
+            yield Observation(n, {"reason": reason})
+
     meter.create_observable_gauge("netobs.program.attached", [attached], unit="{state}",
                                   description="Whether a BPF program is attached (1) or not (0).")
     meter.create_observable_gauge("netobs.collector.duration", [duration], unit="s",
@@ -62,3 +75,7 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
                                     description="Series not exported because an instrument reached its series limit.")
     meter.create_observable_gauge("netobs.series.limit", [limit], unit="{series}",
                                   description="Most series an instrument exports (Telemetry.MaxSeriesPerInstrument).")
+    meter.create_observable_counter("netobs.bash.commands", [bash_commands], unit="{command}",
+                                    description="Commands typed in interactive bash and seen by the exporter.")
+    meter.create_observable_counter("netobs.bash.records.dropped", [records_dropped], unit="{record}",
+                                    description="Log records of bash commands not delivered, by reason.")
