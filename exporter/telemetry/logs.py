@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.types import AnyValue
 
 from exporter import __version__
+from exporter.telemetry.otlp import otlp_target
 
 log = logging.getLogger(__name__)
 
@@ -131,25 +131,17 @@ class JsonLinesExporter(LogRecordExporter):
 
 
 def otlp_log_exporter(endpoint: str | None, protocol: str | None) -> LogRecordExporter | None:
-    """An OTLP log exporter when an endpoint is configured (the config's endpoint wins over
-    OTEL_EXPORTER_OTLP_*), else None; as exporter.telemetry.readers.otlp_exporter does for metrics.
-    The protocol defaults to http/protobuf, as the OpenTelemetry specification says."""
-    env = os.environ
-    explicit = bool(endpoint)
-    endpoint = endpoint or env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if not endpoint:
+    """An OTLP log exporter when an endpoint is configured, else None (see otlp_target)."""
+    target = otlp_target("logs", endpoint, protocol)
+    if target is None:
         return None
-    protocol = (protocol or env.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-                or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
-    if protocol == "grpc":
+    if target.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
 
-        return Grpc(endpoint=endpoint if explicit else None)
+        return Grpc(endpoint=target.endpoint)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
 
-    if explicit:
-        return Http(endpoint=endpoint.rstrip("/") + "/v1/logs")
-    return Http()
+    return Http(endpoint=target.endpoint)
 
 
 class LogDelivery:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -10,6 +9,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData, Period
 from prometheus_client import CollectorRegistry
 
 from exporter.telemetry.kernel_metrics import KernelMetrics
+from exporter.telemetry.otlp import otlp_target
 
 
 class PrometheusReader(PrometheusMetricReader):
@@ -31,22 +31,14 @@ class OtlpReader(PeriodicExportingMetricReader):
 
 
 def otlp_exporter(endpoint: str | None, protocol: str | None) -> MetricExporter | None:
-    """An OTLP metric exporter when an endpoint is configured (the config's endpoint wins over
-    OTEL_EXPORTER_OTLP_*), else None. The protocol defaults to http/protobuf, as the
-    OpenTelemetry specification says."""
-    env = os.environ
-    explicit = bool(endpoint)
-    endpoint = endpoint or env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if not endpoint:
+    """An OTLP metric exporter when an endpoint is configured, else None (see otlp_target)."""
+    target = otlp_target("metrics", endpoint, protocol)
+    if target is None:
         return None
-    protocol = (protocol or env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-                or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
-    if protocol == "grpc":
+    if target.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
 
-        return Grpc(endpoint=endpoint if explicit else None)
+        return Grpc(endpoint=target.endpoint)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
 
-    if explicit:
-        return Http(endpoint=endpoint.rstrip("/") + "/v1/metrics")
-    return Http()
+    return Http(endpoint=target.endpoint)
