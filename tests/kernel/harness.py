@@ -104,22 +104,35 @@ class Peer:
     """A tests/kernel/peer.py process, optionally inside a network namespace."""
 
     def __init__(self, command: str, *args: str, netns: str | None = None) -> None:
+        import queue
+        import threading
+
         argv = [sys.executable, str(PEER), command, *args]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # A thread reads the lines: select() on the pipe would miss a line that readline()
+        # already pulled into its buffer along with the one before.
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         self.ready = self.line()
         self.pid = str(self.ready["pid"])
 
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for text in self.proc.stdout:
+            self._lines.put(text)
+        self._lines.put("")
+
     def line(self, timeout: float = 60) -> dict:
         import json
-        import select
+        import queue
 
-        assert self.proc.stdout is not None
-        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+        try:
+            text = self._lines.get(timeout=timeout)
+        except queue.Empty:
             self.proc.kill()
-            raise TimeoutError(f"peer {self.proc.args} said nothing for {timeout}s")
-        text = self.proc.stdout.readline()
+            raise TimeoutError(f"peer {self.proc.args} said nothing for {timeout}s") from None
         if not text:
             raise RuntimeError(f"peer {self.proc.args} exited with {self.proc.wait()}")
         return dict(json.loads(text))
