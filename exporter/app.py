@@ -45,17 +45,19 @@ def run(config: Config) -> int:
         return 1
     telemetry = pipeline.start(config, collectors)
     records = RecordsWriter(config.telemetry.records) if config.telemetry.records else None
-    interval = config.common.flush_out_l4_interval
-    next_records = time.monotonic() + interval
+    intervals = {c.name: c.records_interval or config.common.flush_out_l4_interval for c in collectors}
+    next_records = {name: time.monotonic() + interval for name, interval in intervals.items()}
     log.info("running with %s", ", ".join(c.name for c in collectors) or "no collectors")
     try:
         while not stop.wait(1.0):
             now = time.monotonic()
             for c in collectors:
                 c.tick(now)  # takes c.lock itself, around what touches shared state only
-            if records is not None and now >= next_records:
-                next_records = now + interval
-                for c in collectors:
+            if records is None:
+                continue
+            for c in collectors:
+                if now >= next_records[c.name]:
+                    next_records[c.name] = now + intervals[c.name]
                     with c.lock:
                         records.write(c.records())
     finally:

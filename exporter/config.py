@@ -92,6 +92,19 @@ class NetflowConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    enabled: bool = field(metadata=_key("Enabled", check.boolean))
+    ports: tuple[int, ...] = field(metadata=_key("Ports", check.dns_ports))
+    timeout: float = field(metadata=_key("Timeout", check.seconds))
+    max_names_per_process: int = field(metadata=_key("MaxNamesPerProcess", check.count))
+    max_pending: int = field(metadata=_key("MaxPending", check.count))
+    series_expiry: float = field(metadata=_key("SeriesExpiry", check.seconds))
+    domain_cache_size: int = field(metadata=_key("DomainCacheSize", check.count))
+    domain_ttl_min: float = field(metadata=_key("DomainTtlMin", check.seconds))
+    domain_ttl_max: float = field(metadata=_key("DomainTtlMax", check.seconds))
+
+
+@dataclass(frozen=True)
 class BashConfig:
     enabled: bool = field(metadata=_key("Enabled", check.boolean))
     containers: bool = field(metadata=_key("Containers", check.boolean))
@@ -140,6 +153,7 @@ class Config:
     common: CommonConfig
     ebpf: EbpfConfig
     netflow: NetflowConfig
+    dns: DnsConfig
     bash: BashConfig
     telemetry: TelemetryConfig
     web: WebConfig = field(default_factory=WebConfig)
@@ -150,6 +164,7 @@ SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "Common": ("common", CommonConfig),
     "EBPF": ("ebpf", EbpfConfig),
     "Netflow": ("netflow", NetflowConfig),
+    "Dns": ("dns", DnsConfig),
     "Bash": ("bash", BashConfig),
     "Telemetry": ("telemetry", TelemetryConfig),
 }

@@ -101,6 +101,22 @@ def otlp_protocol(value: object) -> str:
     return protocol
 
 
+DNS_PORTS_MAX = 8  # the size of dns_ports in bpf/dns.bpf.c
+
+
+def dns_ports(value: object) -> tuple[int, ...]:
+    """Server ports whose traffic is DNS: a list of 1 to 8 ports."""
+    if not isinstance(value, list) or not 1 <= len(value) <= DNS_PORTS_MAX:
+        raise Invalid(f"expected a list of 1 to {DNS_PORTS_MAX} ports, {_got(value)}")
+    ports: list[int] = []
+    for item in value:
+        if not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= 65535:
+            raise Invalid(f"expected ports from 1 to 65535, {_got(item)}")
+        if item not in ports:
+            ports.append(item)
+    return tuple(ports)
+
+
 def regex(value: object) -> re.Pattern[str] | None:
     """A regular expression, or None for the empty string (no filter)."""
     if not isinstance(value, str):

@@ -10,12 +10,26 @@ def enabled_collectors(config: Config) -> list[Collector]:
     if not config.ebpf.enabled:
         return []
     collectors: list[Collector] = []
+    domains = None
+    if dns_enabled(config):
+        from exporter.collectors.dns import DnsCollector
+        from exporter.enrich.domains import DomainCache
+
+        dns = config.dns
+        domains = DomainCache(dns.domain_cache_size, dns.domain_ttl_min, dns.domain_ttl_max)
+        collectors.append(DnsCollector(config, domains))
     if config.netflow.enabled:
         from exporter.collectors.netflow import NetflowCollector
 
-        collectors.append(NetflowCollector(config))
+        collectors.append(NetflowCollector(config, domains))
     if config.bash.enabled:
         from exporter.collectors.bash import BashCollector
 
         collectors.append(BashCollector(config))
     return collectors
+
+
+def dns_enabled(config: Config) -> bool:
+    """DNS is an application protocol to iLogtail: Common.ProtocolProcess and IncludeProtocols apply."""
+    common = config.common
+    return config.dns.enabled and common.protocol_process and "DNS" in common.include_protocols

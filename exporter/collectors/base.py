@@ -25,6 +25,7 @@ class Collector:
         self.obj: BpfObject | None = None
         self.lock = threading.Lock()  # snapshot() runs on the HTTP thread, tick() on the main one
         self.attach_results: list[AttachResult] = []
+        self.records_interval: float | None = None  # seconds between records(); None: Common.FlushOutL4Interval
 
     def configure(self, obj: BpfObject) -> None:
         """Sets read-only constants and map sizes, before load."""

@@ -26,6 +26,7 @@ from exporter.collectors.netflow_maps import (
 )
 from exporter.config import Config
 from exporter.enrich.addresses import AF_INET, AF_INET6, AF_UNIX, NETWORK_TYPE, address_type, format_address
+from exporter.enrich.domains import DomainCache
 from exporter.enrich.process import ProcessInfo
 from exporter.telemetry.instruments import RTT_BOUNDS_S
 from exporter.telemetry.points import Attributes, HistogramValue, Snapshot
@@ -79,9 +80,11 @@ class NetflowCollector(Collector):
     name = "netflow"
     object_name = "netflow"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
         super().__init__()
         self.config = config
+        self.domains = domains
+        self._unnamed: set[bytes] = set()  # flows whose destination had no known name yet
         self.expiry_ns = int(config.netflow.series_expiry * 1e9)
         self._attrs: dict[bytes, Attributes] = {}
         self._last_records: dict[bytes, tuple[int, int, int, int]] = {}
@@ -196,16 +199,29 @@ class NetflowCollector(Collector):
             if stats.active <= 0 and now - stats.last_seen_ns > self.expiry_ns:
                 flows.delete(key)
                 self._attrs.pop(bytes(key), None)
+                self._unnamed.discard(bytes(key))
                 self._last_records.pop(bytes(key), None)
             else:
                 live.append((key, stats))
         return live
 
     def _attributes(self, key: FlowKey, comm: bytes) -> Attributes:
+        """A flow's attributes, computed once; destination.domain is added the first time the
+        destination's name is known (DNS answers seen by the dns collector), then kept."""
         raw = bytes(key)
         attrs = self._attrs.get(raw)
+        if attrs is not None and raw not in self._unnamed:
+            return attrs
         if attrs is None:
-            attrs = self._attrs[raw] = flow_attributes(key, comm)
+            attrs = flow_attributes(key, comm)
+        if self.domains is not None and key.family in (AF_INET, AF_INET6):
+            name = self.domains.name(format_address(bytes(key.remote_addr), key.family))
+            if name is None:
+                self._unnamed.add(raw)
+            else:
+                attrs += (("destination.domain", name),)
+                self._unnamed.discard(raw)
+        self._attrs[raw] = attrs
         return attrs
 
     def snapshot(self) -> Snapshot:

@@ -18,6 +18,12 @@ RTT_BOUNDS_S: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )
 
+# Seconds; DNS lookups from 100 µs (a cache on the node) to 10 s (retries against a dead server).
+DNS_BOUNDS_S: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+
 
 @dataclass(frozen=True)
 class Instrument:
@@ -56,4 +62,14 @@ NETFLOW = _table(
                "Round-trip time variance (tcpi_rttvar) of the flow's connection with the latest activity."),
 )
 
-ALL: dict[str, Instrument] = {**NETFLOW}
+DNS = _table(
+    Instrument("dns.lookup.duration", "histogram", "s",
+               "Time from a DNS query to its answer, as the asking (outgoing) or answering (incoming) process saw "
+               "it; an unanswered query counts as TIMEOUT with Dns.Timeout as its duration.", DNS_BOUNDS_S),
+    Instrument("dns.lookups", "counter", "{lookup}",
+               "DNS queries answered or timed out, by name, type and response code."),
+    Instrument("dns.lookup.duration.max", "gauge", "s",
+               "Longest DNS lookup of the series in the current and the previous Common.FlushOutL7Interval."),
+)
+
+ALL: dict[str, Instrument] = {**NETFLOW, **DNS}

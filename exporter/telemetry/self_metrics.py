@@ -57,6 +57,13 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
             if isinstance(c, BashCollector):
                 yield Observation(c.commands)
 
+    def dns_names_folded(_: CallbackOptions) -> Iterable[Observation]:
+        from exporter.collectors.dns import DnsCollector
+
+        for c in collectors:
+            if isinstance(c, DnsCollector):
+                yield Observation(c.folded_names())
+
     def records_dropped(_: CallbackOptions) -> Iterable[Observation]:
         for reason, n in (logs.dropped() if logs is not None else {}).items():
             yield Observation(n, {"reason": reason})
@@ -68,7 +75,8 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
     meter.create_observable_gauge("netobs.collector.success", [success], unit="{state}",
                                   description="Whether the last collection of a collector succeeded (1) or not (0).")
     meter.create_observable_counter("netobs.events.lost", [lost], unit="{event}",
-                                    description="Events or updates the kernel side could not record, by reason.")
+                                    description="Events not turned into data (kernel table or ring buffer full, "
+                                                "malformed message...), by collector and reason.")
     meter.create_observable_gauge("netobs.series", [series], unit="{series}",
                                   description="Series exported per instrument at the last collection.")
     meter.create_observable_counter("netobs.series.dropped", [dropped], unit="{series}",
@@ -77,5 +85,7 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
                                   description="Most series an instrument exports (Telemetry.MaxSeriesPerInstrument).")
     meter.create_observable_counter("netobs.bash.commands", [bash_commands], unit="{command}",
                                     description="Commands typed in interactive bash and seen by the exporter.")
+    meter.create_observable_counter("netobs.dns.names.folded", [dns_names_folded], unit="{lookup}",
+                                    description="DNS lookups whose name was folded into ~other.")
     meter.create_observable_counter("netobs.bash.records.dropped", [records_dropped], unit="{record}",
                                     description="Log records of bash commands not delivered, by reason.")

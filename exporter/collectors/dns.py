@@ -1,0 +1,170 @@
+"""dns: lookups seen in the DNS messages processes send and receive, and the names they resolve.
+
+The kernel side (bpf/dns.bpf.c) copies each DNS message, or DNS-over-TCP stream chunk, into a
+ring buffer. A thread here drains it, decodes the header and hands the chunk to the
+LookupTracker, which pairs queries with answers and aggregates. Snapshots read the aggregates;
+tick() turns overdue queries into timeouts. Answers also teach the DomainCache that netflow
+uses for destination.domain."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import struct
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.bpf import AttachResult, BpfError, BpfObject
+from exporter.collectors.base import Collector, check_mirrors
+from exporter.collectors.dns_lookups import Chunk, LookupTracker, RecordKey, RecordTotals
+from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS
+from exporter.config import Config
+from exporter.enrich.addresses import NETWORK_TYPE, format_address
+from exporter.enrich.domains import DomainCache
+from exporter.enrich.process import ProcessInfo
+from exporter.telemetry.instruments import DNS_BOUNDS_S
+from exporter.telemetry.points import Snapshot
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200
+TRANSPORT = {6: "tcp", 17: "udp"}
+
+
+# struct dns_event up to data[]; the same layout as DnsEvent, read without building a ctypes object
+HEADER = struct.Struct("<QQ16s16sIIHHHHBB6x16s")
+assert HEADER.size == HEADER_SIZE
+
+
+def decode(raw: memoryview | bytes) -> Chunk | None:
+    """The chunk of one ring-buffer record; None for a record too short to hold its header."""
+    if len(raw) < HEADER_SIZE:
+        return None
+    (ktime_ns, sock, local, remote, pid, length, local_port, remote_port, family, captured, protocol, sent,
+     comm) = HEADER.unpack_from(raw)
+    network_type = NETWORK_TYPE.get(family)
+    transport = TRANSPORT.get(protocol)
+    if network_type is None or transport is None:
+        return None
+    captured = min(captured, len(raw) - HEADER_SIZE)
+    return Chunk(
+        ktime_ns=ktime_ns, sock=sock, pid=pid, comm=comm.split(b"\0", 1)[0].decode(errors="replace"),
+        transport=transport, family=network_type,
+        local_address=format_address(local, family), local_port=local_port,
+        remote_address=format_address(remote, family), remote_port=remote_port,
+        sent=bool(sent), length=length, data=bytes(raw[HEADER_SIZE:HEADER_SIZE + captured]),
+    )
+
+
+class DnsCollector(Collector):
+    name = "dns"
+    object_name = "dns"
+
+    def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
+        super().__init__()
+        self.config = config
+        dns = config.dns
+        self.tracker = LookupTracker(
+            timeout=dns.timeout, max_names_per_process=dns.max_names_per_process, max_pending=dns.max_pending,
+            series_expiry=dns.series_expiry, bounds=DNS_BOUNDS_S, max_window=config.common.flush_out_l7_interval,
+            domains=domains, capture=DATA_MAX)
+        self.records_interval = config.common.flush_out_l7_interval
+        self._processes = ProcessInfo(config.common.flush_meta_interval)
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -------------------------------------------------------------- set-up
+
+    def configure(self, obj: BpfObject) -> None:
+        check_mirrors(obj, MIRRORS)
+        ports = list(self.config.dns.ports)
+        ports += [0] * (8 - len(ports))
+        obj.set_rodata({
+            "dns_ports": b"".join(p.to_bytes(2, "little") for p in ports),
+            "filter_pids": bool(self.config.ebpf.pid),
+        })
+
+    def prepare(self, obj: BpfObject) -> None:
+        one = ctypes.c_uint8(1)
+        for pid in self.config.ebpf.pid:
+            obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
+
+    def start(self) -> list[AttachResult]:
+        results = super().start()
+        assert self.obj is not None
+        ring = self.obj.ring_buffer("dns_events", self._on_event)
+
+        def poll() -> None:
+            try:
+                while not self._stopping.is_set():
+                    ring.poll(POLL_TIMEOUT_MS)
+            except BpfError as error:
+                log.error("dns: stopped reading DNS messages: %s", error)
+
+        self._poller = threading.Thread(target=poll, name="dns-messages", daemon=True)
+        self._poller.start()
+        return results
+
+    def _on_event(self, raw: memoryview | bytes) -> None:
+        chunk = decode(raw)
+        if chunk is None:
+            return
+        with self.lock:
+            self.tracker.observe(chunk)
+
+    # -------------------------------------------------------------- reading
+
+    def tick(self, now: float) -> None:
+        with self.lock:
+            self.tracker.expire(time.monotonic_ns())
+
+    def snapshot(self) -> Snapshot:
+        return self.tracker.snapshot(time.monotonic_ns())
+
+    def lost(self) -> Mapping[str, int]:
+        counts = dict(self.tracker.skipped.counts)
+        counts["tcp_desync"] += self.tracker.tcp_desyncs()
+        if self.obj is not None:
+            for k, v in self.obj.map("lost").items(ctypes.c_uint32, ctypes.c_uint64):
+                counts[LOST_REASONS[k.value]] = v.value
+        return counts
+
+    def folded_names(self) -> int:
+        return self.tracker.folded
+
+    def records(self) -> list[dict[str, Any]]:
+        """iLogtail `protocols` records (protocol dns) for the lookups since the previous call."""
+        now = str(int(time.time()))
+        return [self._record(key, totals, now) for key, totals in self.tracker.take_records().items()]
+
+    def _record(self, key: RecordKey, totals: RecordTotals, now: str) -> dict[str, Any]:
+        s = key.series
+        remote_type = "dns" if s.client else "client"
+        return {
+            "type": "protocols",
+            "_process_pid_": str(s.pid),
+            "_process_cmd_": self._processes.cmdline(s.pid, s.comm),
+            "_running_mode_": "host",
+            "protocol": "dns",
+            "query_record": s.name,
+            "query_type": s.qtype,
+            "success": "1" if s.rcode == "NOERROR" else "0",
+            "role": "client" if s.client else "server",
+            "remote_info": json.dumps({"remote_ip": key.remote_address, "remote_port": str(key.remote_port),
+                                       "remote_type": remote_type}, separators=(",", ":")) + "\n",
+            "total_count": str(totals.count),
+            "total_latency_ns": str(totals.latency_ns),
+            "total_req_bytes": str(totals.request_bytes),
+            "total_resp_bytes": str(totals.response_bytes),
+            "__time__": now,
+        }
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+            self._poller = None
+        super().stop()

@@ -1,0 +1,277 @@
+"""DNS lookups from the messages processes write and read: pairing, timeouts, aggregation.
+
+Pure logic over decoded chunks, so tests feed it byte literals. A query is paired with its
+answer by socket, peer, transaction id and question; the time between them is the lookup's
+duration, measured where the process wrote the query and read the answer (client) or read the
+query and wrote the answer (server). A query left unanswered for `timeout` counts as TIMEOUT.
+Every lookup lands in one series per (role, process, server, transport, name, type, rcode):
+counts, a histogram and a windowed maximum. No OpenTelemetry call is made per lookup."""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from exporter.collectors.dns_wire import Message, TcpFramer, parse, rcode_name, type_name
+from exporter.enrich.domains import DomainCache
+from exporter.telemetry.points import Attributes, HistogramValue, Snapshot
+
+OTHER_NAME = "~other"
+TIMEOUT = "TIMEOUT"
+MAX_FRAMERS = 16384  # TCP connection directions followed at once
+FRAMER_IDLE_NS = 120 * 10**9
+MAX_RECORD_KEYS = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One DNS message (UDP) or one piece of a DNS-over-TCP stream that a process read or wrote."""
+
+    ktime_ns: int  # CLOCK_MONOTONIC, like time.monotonic_ns()
+    sock: int      # names the socket while it lives
+    pid: int
+    comm: str
+    transport: str  # "udp" or "tcp"
+    family: str     # "ipv4" or "ipv6"
+    local_address: str
+    local_port: int
+    remote_address: str
+    remote_port: int
+    sent: bool
+    length: int     # bytes the call moved; data may hold fewer (the capture is bounded)
+    data: bytes
+
+
+class SeriesKey(NamedTuple):
+    client: bool  # the process asked (outgoing) rather than answered (incoming)
+    pid: int
+    comm: str
+    transport: str
+    family: str
+    server_address: str
+    server_port: int
+    name: str
+    qtype: str
+    rcode: str
+
+
+class RecordKey(NamedTuple):
+    series: SeriesKey
+    remote_address: str
+    remote_port: int
+
+
+@dataclass(slots=True)
+class Pending:
+    ktime_ns: int
+    series: SeriesKey  # rcode still empty
+    remote_address: str
+    remote_port: int
+    request_bytes: int
+
+
+@dataclass(slots=True)
+class Series:
+    buckets: list[int]
+    count: int = 0
+    sum_s: float = 0.0
+    window: int = -2        # index of the window window_max belongs to
+    window_max: float = 0.0
+    previous_max: float = 0.0
+    last_ns: int = 0
+
+
+@dataclass(slots=True)
+class RecordTotals:
+    count: int = 0
+    latency_ns: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+
+
+@dataclass
+class Skipped:
+    """Messages that did not become lookups, by reason (netobs_events_lost_total{collector="dns"})."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("malformed", "unmatched", "pending_full", "tcp_desync"), 0))
+
+    def add(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] += n
+
+
+class LookupTracker:
+    def __init__(self, *, timeout: float, max_names_per_process: int, max_pending: int, series_expiry: float,
+                 bounds: tuple[float, ...], max_window: float, domains: DomainCache | None = None,
+                 capture: int = 1024) -> None:
+        self.timeout_ns = int(timeout * 1e9)
+        self.max_names = max_names_per_process
+        self.max_pending = max_pending
+        self.expiry_ns = int(series_expiry * 1e9)
+        self.bounds = bounds
+        self.window_ns = max(int(max_window * 1e9), 1)
+        self.domains = domains
+        self.capture = capture
+        self.skipped = Skipped()
+        self.folded = 0  # lookups whose name was folded into ~other
+        self.series: dict[SeriesKey, Series] = {}
+        self._pending: dict[tuple[object, ...], Pending] = {}
+        self._framers: OrderedDict[tuple[int, bool], tuple[TcpFramer, int]] = OrderedDict()
+        self._names: dict[int, set[str]] = {}  # pid -> names it has series for
+        self._records: dict[RecordKey, RecordTotals] = {}
+
+    # ------------------------------------------------------------------ input
+
+    def observe(self, chunk: Chunk) -> None:
+        if chunk.transport == "udp":
+            self._message(chunk, chunk.data, chunk.length)
+            return
+        for framed in self._framer(chunk).feed(chunk.data, chunk.length):
+            self._message(chunk, framed.data, framed.length)
+
+    def _framer(self, chunk: Chunk) -> TcpFramer:
+        key = (chunk.sock, chunk.sent)
+        entry = self._framers.pop(key, None)
+        framer = entry[0] if entry else TcpFramer(self.capture)
+        self._framers[key] = (framer, chunk.ktime_ns)
+        while len(self._framers) > MAX_FRAMERS:
+            _, (old, _) = self._framers.popitem(last=False)
+            self.skipped.add("tcp_desync", old.desyncs)
+        return framer
+
+    def _message(self, chunk: Chunk, data: bytes, length: int) -> None:
+        message = parse(data, cut=len(data) < length)
+        if message is None:
+            self.skipped.add("malformed")
+            return
+        # who asks is the client: a query written, or an answer read
+        client = chunk.sent != message.is_response
+        key = (chunk.sock, chunk.remote_address, chunk.remote_port, message.id, message.question_name,
+               message.question_type)
+        if not message.is_response:
+            self._query(chunk, message, key, client, length)
+            return
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            self.skipped.add("unmatched")
+            return
+        rcode = rcode_name(message.rcode)
+        self._record(pending, rcode, chunk.ktime_ns - pending.ktime_ns, length)
+        if self.domains is not None and message.rcode == 0 and message.answers:
+            self.domains.learn(message.question_name, message.answers)
+
+    def _query(self, chunk: Chunk, message: Message, key: tuple[object, ...], client: bool, length: int) -> None:
+        if key in self._pending:  # a retry: the lookup began with the first query
+            return
+        if len(self._pending) >= self.max_pending:
+            self.skipped.add("pending_full")
+            return
+        server = (chunk.remote_address, chunk.remote_port) if client else (chunk.local_address, chunk.local_port)
+        series = SeriesKey(client, chunk.pid, chunk.comm, chunk.transport, chunk.family, server[0], server[1],
+                           message.question_name, type_name(message.question_type), "")
+        self._pending[key] = Pending(chunk.ktime_ns, series, chunk.remote_address, chunk.remote_port, length)
+
+    # ------------------------------------------------------------------ aggregation
+
+    def _fold(self, pid: int, name: str) -> str:
+        names = self._names.setdefault(pid, set())
+        if name in names:
+            return name
+        if len(names) >= self.max_names:
+            self.folded += 1
+            return OTHER_NAME
+        names.add(name)
+        return name
+
+    def _record(self, pending: Pending, rcode: str, duration_ns: int, response_bytes: int) -> None:
+        base = pending.series
+        key = base._replace(name=self._fold(base.pid, base.name), rcode=rcode)
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series(buckets=[0] * (len(self.bounds) + 1))
+        seconds = max(duration_ns, 0) / 1e9
+        s.count += 1
+        s.sum_s += seconds
+        s.buckets[bisect.bisect_left(self.bounds, seconds)] += 1
+        end_ns = pending.ktime_ns + duration_ns
+        window = end_ns // self.window_ns
+        if window != s.window:
+            s.previous_max = s.window_max if window == s.window + 1 else 0.0
+            s.window, s.window_max = window, 0.0
+        s.window_max = max(s.window_max, seconds)
+        s.last_ns = max(s.last_ns, end_ns)
+        rkey = RecordKey(key, pending.remote_address, pending.remote_port)
+        totals = self._records.get(rkey)
+        if totals is None and len(self._records) < MAX_RECORD_KEYS:
+            totals = self._records[rkey] = RecordTotals()
+        if totals is not None:
+            totals.count += 1
+            totals.latency_ns += max(duration_ns, 0)
+            totals.request_bytes += pending.request_bytes
+            totals.response_bytes += response_bytes
+
+    # ------------------------------------------------------------------ time
+
+    def expire(self, now_ns: int) -> None:
+        """Queries unanswered for `timeout` become TIMEOUT lookups; idle series and TCP streams go."""
+        overdue = [k for k, p in self._pending.items() if now_ns - p.ktime_ns >= self.timeout_ns]
+        for k in overdue:
+            self._record(self._pending.pop(k), TIMEOUT, self.timeout_ns, 0)
+        idle = [k for k, s in self.series.items() if now_ns - s.last_ns > self.expiry_ns]
+        for k in idle:
+            del self.series[k]
+        if idle:
+            self._names = {}
+            for k in self.series:
+                if k.name != OTHER_NAME:
+                    self._names.setdefault(k.pid, set()).add(k.name)
+        while self._framers:
+            key, (framer, last_ns) = next(iter(self._framers.items()))
+            if now_ns - last_ns < FRAMER_IDLE_NS:
+                break
+            del self._framers[key]
+            self.skipped.add("tcp_desync", framer.desyncs)
+
+    # ------------------------------------------------------------------ output
+
+    def snapshot(self, now_ns: int) -> Snapshot:
+        durations, counts, maxima = {}, {}, {}
+        window = now_ns // self.window_ns
+        for key, s in self.series.items():
+            attrs = series_attributes(key)
+            durations[attrs] = HistogramValue(tuple(s.buckets), s.sum_s, s.count)
+            counts[attrs] = s.count
+            if window == s.window:
+                maxima[attrs] = max(s.window_max, s.previous_max)
+            elif window == s.window + 1:
+                maxima[attrs] = s.window_max
+        return {"dns.lookup.duration": durations, "dns.lookups": counts, "dns.lookup.duration.max": maxima}
+
+    def take_records(self) -> dict[RecordKey, RecordTotals]:
+        records, self._records = self._records, {}
+        return records
+
+    def tcp_desyncs(self) -> int:
+        return sum(framer.desyncs for framer, _ in self._framers.values())
+
+
+def series_attributes(key: SeriesKey) -> Attributes:
+    attrs: list[tuple[str, str | int]] = [
+        ("dns.question.name", key.name),
+        ("dns.question.type", key.qtype),
+        ("dns.response_code", key.rcode),
+    ]
+    if key.rcode != "NOERROR":
+        attrs.append(("error.type", key.rcode))
+    attrs += [
+        ("server.address", key.server_address),
+        ("server.port", key.server_port),
+        ("network.transport", key.transport),
+        ("network.type", key.family),
+        ("dnsflow.direction", "outgoing" if key.client else "incoming"),
+        ("process.pid", key.pid),
+        ("process.executable.name", key.comm),
+    ]
+    return tuple(attrs)
