@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from exporter.collectors.dns_wire import Message, TcpFramer, parse, rcode_name, type_name
 from exporter.enrich.domains import DomainCache
-from exporter.telemetry.points import Attributes, HistogramValue, Snapshot
+from exporter.telemetry.points import Attributes, HistogramValue, Points, Snapshot
 
 OTHER_NAME = "~other"
 TIMEOUT = "TIMEOUT"
@@ -237,7 +237,9 @@ class LookupTracker:
     # ------------------------------------------------------------------ output
 
     def snapshot(self, now_ns: int) -> Snapshot:
-        durations, counts, maxima = {}, {}, {}
+        durations: Points = {}
+        counts: Points = {}
+        maxima: Points = {}
         window = now_ns // self.window_ns
         for key, s in self.series.items():
             attrs = series_attributes(key)
