@@ -6,8 +6,14 @@
  * file descriptor is resolved to its socket; a TCP or UDP socket with a DNS port at either end is
  * remembered for the thread, as is an unconnected UDP socket whose peer is only known per
  * datagram. At exit each message (UDP) or stream chunk (TCP) that involves a DNS port is copied,
- * up to DNS_DATA_MAX bytes, into the ring buffer. Queries are paired with answers in user space,
- * which also follows the 2-byte framing of DNS over TCP. */
+ * up to DNS_DATA_MAX bytes.
+ *
+ * A UDP message with one plain question (the common case) is handled here: a query waits in
+ * `pending`; its answer completes the lookup, counted in `series`. User space reads the series'
+ * increments once a second, so its cost follows the number of series, not the lookups. Only an
+ * answer whose name has not been sent for learn_interval_ns goes to user space, for the addresses
+ * it holds. Everything else (DNS over TCP, several questions, compressed or long names) goes to the
+ * ring buffer whole, and user space pairs it the same way. */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -17,6 +23,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define E2BIG 7
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 #define MMSG_MAX 8   /* messages of one sendmmsg/recvmmsg looked at */
@@ -28,6 +35,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u16 dns_ports[DNS_PORTS_MAX] = {53};
 const volatile bool filter_pids = false;
+const volatile __u64 bounds_ns[DNS_BOUNDS] = {};       /* histogram bucket upper bounds */
+const volatile __u64 window_ns = 60000000000ULL;       /* window of max_ns (Common.FlushOutL7Interval) */
+const volatile __u64 learn_interval_ns = 1000000000ULL; /* least time between two answers of a name sent up */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -67,6 +77,48 @@ struct {
 	__type(key, __u64);
 	__type(value, struct dns_call);
 } calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* Dns.MaxPending */
+	__type(key, struct dns_pending_key);
+	__type(value, struct dns_pending);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* Dns.MaxSeries */
+	__type(key, struct dns_series_key);
+	__type(value, struct dns_series);
+} series SEC(".maps");
+
+/* name hash -> when an answer for it was last sent to user space */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} learnt SEC(".maps");
+
+/* Per-CPU room for dns_fast. Loop state lives here rather than on the stack: the verifier tracks
+ * stack values exactly and would walk every distinct value of a loop counter; map values it does not. */
+struct dns_work {
+	struct dns_pending pending;
+	struct dns_series_key key;
+	struct dns_series zero;
+	__u64 hash;
+	__u32 off;
+	__u32 done;
+	__u32 bucket;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dns_work);
+} work SEC(".maps");
 
 /* An event plus room for a copy that starts near its end: lets the verifier bound the copies. */
 struct dns_scratch {
@@ -294,7 +346,223 @@ static __always_inline __u64 copy_payload(struct dns_event *ev, __u64 buf, __u64
 	return off;
 }
 
-/* Sends one message or chunk to user space, if a DNS port is at either end. */
+/* ---------------------------------------------------------------- the UDP fast path */
+
+enum fast_result {
+	FAST_COUNTED = 0, /* paired or counted here; nothing to send */
+	FAST_LEARN = 1,   /* counted here; send it up for the addresses in the answer */
+	FAST_USER = 2,    /* not handled: user space parses and pairs it */
+};
+
+static __always_inline __u8 byte_at(const struct dns_event *ev, __u32 off)
+{
+	barrier_var(off); /* keeps the mask: the compiler may prove it useless, the verifier cannot */
+	return ev->data[off & (DNS_DATA_MAX - 1)];
+}
+
+static __always_inline __u16 u16_at(const struct dns_event *ev, __u32 off)
+{
+	return ((__u16)byte_at(ev, off) << 8) | byte_at(ev, off + 1);
+}
+
+struct bucket_ctx {
+	struct dns_work *w;
+	__u64 ns;
+};
+
+static long find_bucket(__u64 i, void *data)
+{
+	struct bucket_ctx *b = data;
+
+	if (i >= DNS_BOUNDS || b->ns > bounds_ns[i])
+		return 0;
+	b->w->bucket = i;
+	return 1;
+}
+
+/* The histogram bucket of a latency, found by a loop callback that the verifier checks once. */
+static __always_inline __u32 bucket_of(struct dns_work *w, __u64 ns)
+{
+	struct bucket_ctx b = {.w = w, .ns = ns};
+
+	w->bucket = DNS_BOUNDS;
+	bpf_loop(DNS_BOUNDS, find_bucket, &b, 0);
+	return w->bucket;
+}
+
+static __always_inline void count_lookup(struct dns_work *w, struct dns_series *s, const struct dns_pending *p,
+					 const struct dns_event *ev)
+{
+	__u64 latency = ev->ktime_ns > p->ktime_ns ? ev->ktime_ns - p->ktime_ns : 0;
+	__u64 window = ev->ktime_ns / (window_ns ? window_ns : 1);
+	__u32 b = bucket_of(w, latency);
+
+	__sync_fetch_and_add(&s->count, 1);
+	__sync_fetch_and_add(&s->sum_ns, latency);
+	if (b <= DNS_BOUNDS)
+		__sync_fetch_and_add(&s->buckets[b], 1);
+	__sync_fetch_and_add(&s->request_bytes, p->request_bytes);
+	__sync_fetch_and_add(&s->response_bytes, ev->length);
+	if (s->window != window) { /* races between CPUs here only blur a maximum */
+		s->previous_max_ns = s->window + 1 == window ? s->max_ns : 0;
+		s->max_ns = 0;
+		s->window = window;
+	}
+	if (latency > s->max_ns)
+		s->max_ns = latency;
+	s->last_ns = ev->ktime_ns;
+	__builtin_memcpy(s->comm, p->comm, DNS_COMM_LEN);
+}
+
+struct hash_ctx {
+	struct dns_work *w;
+};
+
+static long hash_byte(__u64 i, void *data)
+{
+	struct dns_work *w = ((struct hash_ctx *)data)->w;
+
+	w->hash = (w->hash ^ w->key.name[i & (DNS_NAME_MAX - 1)]) * 0x100000001b3ULL; /* FNV-1a */
+	return 0;
+}
+
+/* Whether the answer's names should go to user space: once per learn_interval_ns per name. */
+static __always_inline bool should_learn(struct dns_work *w, __u64 now)
+{
+	struct hash_ctx h = {.w = w};
+	__u64 *last, hash;
+
+	w->hash = 0xcbf29ce484222325ULL;
+	bpf_loop(w->key.name_len, hash_byte, &h, 0);
+	hash = w->hash;
+	last = bpf_map_lookup_elem(&learnt, &hash);
+	if (last && now - *last < learn_interval_ns)
+		return false;
+	bpf_map_update_elem(&learnt, &hash, &now, BPF_ANY);
+	return true;
+}
+
+/* Walks the question name's labels from offset 12: done with off at its final zero byte, or not
+ * done when it is compressed, cut or longer than DNS_NAME_MAX (user space handles those). */
+struct walk_ctx {
+	const struct dns_event *ev;
+	struct dns_work *w;
+	__u32 captured;
+};
+
+static long walk_label(__u64 i, void *data)
+{
+	struct walk_ctx *c = data;
+	struct dns_work *w = c->w;
+	__u32 off = w->off;
+	__u8 len = byte_at(c->ev, off);
+
+	if (len == 0) {
+		w->done = 1;
+		return 1;
+	}
+	if ((len & 0xc0) || off + len + 1 >= c->captured || off + len + 1 - 12 >= DNS_NAME_MAX)
+		return 1;
+	w->off = off + len + 1;
+	return 0;
+}
+
+struct copy_ctx {
+	const struct dns_event *ev;
+	__u8 *name;
+};
+
+/* Copies byte i of the name, lower-cased (label lengths are below 64, so never changed). */
+static long copy_lower(__u64 i, void *data)
+{
+	struct copy_ctx *c = data;
+	__u8 b = byte_at(c->ev, 12 + (__u32)i);
+
+	c->name[i & (DNS_NAME_MAX - 1)] = b >= 'A' && b <= 'Z' ? b + 32 : b;
+	return 0;
+}
+
+__noinline int dns_fast(struct dns_event *ev)
+{
+	struct dns_pending_key pkey = {};
+	struct dns_pending *p;
+	struct dns_series *s;
+	struct dns_work *w;
+	__u32 zero = 0, captured, off, name_len;
+	bool response, client;
+	__u16 qtype;
+
+	if (!ev)
+		return FAST_USER;
+	w = bpf_map_lookup_elem(&work, &zero);
+	captured = ev->captured;
+	if (!w || captured < 17 || captured > DNS_DATA_MAX)
+		return FAST_USER;
+	response = byte_at(ev, 2) & 0x80;
+	if ((byte_at(ev, 2) & 0x78) || u16_at(ev, 4) != 1) /* opcode QUERY, one question */
+		return FAST_USER;
+	struct walk_ctx walk = {.ev = ev, .w = w, .captured = captured};
+	w->off = 12;
+	w->done = 0;
+	bpf_loop(DNS_NAME_MAX, walk_label, &walk, 0);
+	off = w->off;
+	if (!w->done || off < 12 || off + 4 >= captured || off - 12 >= DNS_NAME_MAX)
+		return FAST_USER;
+	name_len = off - 12 + 1;
+	qtype = u16_at(ev, off + 1);
+	client = ev->sent != response; /* a query written or an answer read: the process asks */
+
+	pkey.sock = ev->sock;
+	__builtin_memcpy(pkey.remote_addr, ev->remote_addr, 16);
+	pkey.remote_port = ev->remote_port;
+	pkey.id = u16_at(ev, 0);
+
+	if (!response) {
+		if (bpf_map_lookup_elem(&pending, &pkey))
+			return FAST_COUNTED; /* a retry: the lookup began with the first query */
+		p = &w->pending;
+		p->ktime_ns = ev->ktime_ns;
+		p->request_bytes = ev->length;
+		__builtin_memcpy(p->series.server_addr, client ? ev->remote_addr : ev->local_addr, 16);
+		p->series.server_port = client ? ev->remote_port : ev->local_port;
+		p->series.pid = ev->pid;
+		p->series.qtype = qtype;
+		p->series.family = ev->family;
+		p->series.client = client;
+		p->series.rcode = 0;
+		p->series.name_len = name_len;
+		__builtin_memset(p->series.name, 0, DNS_NAME_MAX);
+		struct copy_ctx copy = {.ev = ev, .name = p->series.name};
+		bpf_loop(name_len, copy_lower, &copy, 0);
+		__builtin_memcpy(p->comm, ev->comm, DNS_COMM_LEN);
+		if (bpf_map_update_elem(&pending, &pkey, p, BPF_NOEXIST) == -E2BIG)
+			count_lost(DNS_LOST_PENDING_FULL);
+		return FAST_COUNTED;
+	}
+
+	p = bpf_map_lookup_elem(&pending, &pkey);
+	if (!p || p->series.qtype != qtype) {
+		count_lost(DNS_LOST_UNMATCHED);
+		return FAST_COUNTED;
+	}
+	__builtin_memcpy(&w->key, &p->series, sizeof(w->key));
+	w->key.rcode = byte_at(ev, 3) & 0x0f;
+	s = bpf_map_lookup_elem(&series, &w->key);
+	if (!s) {
+		bpf_map_update_elem(&series, &w->key, &w->zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&series, &w->key);
+	}
+	if (s)
+		count_lookup(w, s, p, ev);
+	else
+		count_lost(DNS_LOST_SERIES_FULL);
+	bpf_map_delete_elem(&pending, &pkey);
+	if (w->key.rcode == 0 && u16_at(ev, 6) && client && should_learn(w, ev->ktime_ns))
+		return FAST_LEARN;
+	return FAST_COUNTED;
+}
+
+/* Counts one message or chunk, or sends it to user space, if a DNS port is at either end. */
 static __always_inline void emit(const struct dns_call *call, struct netobs_endpoints *ep, __u8 protocol,
 				 __u64 name, __u64 buf, __u64 iov, __u32 iovcnt, __u32 length, __u64 ktime_ns)
 {
@@ -328,8 +596,39 @@ static __always_inline void emit(const struct dns_call *call, struct netobs_endp
 	if (captured > DNS_DATA_MAX)
 		captured = DNS_DATA_MAX;
 	ev->captured = captured;
+	ev->paired = 0;
+	if (protocol == IPPROTO_UDP) {
+		int fast = dns_fast(ev);
+
+		if (fast == FAST_COUNTED)
+			return;
+		ev->paired = fast == FAST_LEARN;
+	}
 	if (bpf_ringbuf_output(&dns_events, ev, offsetof(struct dns_event, data) + captured, 0))
 		count_lost(DNS_LOST_RINGBUF_FULL);
+}
+
+struct mmsg_ctx {
+	const struct dns_call *call;
+	struct sock *sk;
+	__u8 protocol;
+	__u64 ktime_ns;
+};
+
+/* Message i of a sendmmsg/recvmmsg vector. */
+static long emit_mmsg(__u64 i, void *data)
+{
+	struct mmsg_ctx *m = data;
+	__u64 hdr = m->call->mmsg + i * MMSGHDR_SIZE;
+	struct netobs_endpoints ep;
+	__u64 name = 0, iov = 0;
+	__u32 iovcnt = 0, len = 0;
+
+	read_msghdr(hdr, &name, &iov, &iovcnt);
+	bpf_probe_read_user(&len, sizeof(len), (const void *)(hdr + MMSGHDR_LEN));
+	sock_endpoints(m->sk, &ep);
+	emit(m->call, &ep, m->protocol, name, 0, iov, iovcnt, len, m->ktime_ns);
+	return 0;
 }
 
 static __always_inline int finish(long ret)
@@ -353,18 +652,8 @@ static __always_inline int finish(long ret)
 		emit(call, &ep, protocol, call->name, call->buf, call->iov, call->iovcnt, ret, now);
 		goto out;
 	}
-	for (int i = 0; i < MMSG_MAX; i++) { /* ret is the number of messages */
-		__u64 hdr = call->mmsg + (__u64)i * MMSGHDR_SIZE;
-		__u64 name = 0, iov = 0;
-		__u32 iovcnt = 0, len = 0;
-
-		if (i >= ret)
-			break;
-		read_msghdr(hdr, &name, &iov, &iovcnt);
-		bpf_probe_read_user(&len, sizeof(len), (const void *)(hdr + MMSGHDR_LEN));
-		sock_endpoints(sk, &ep);
-		emit(call, &ep, protocol, name, 0, iov, iovcnt, len, now);
-	}
+	struct mmsg_ctx m = {.call = call, .sk = sk, .protocol = protocol, .ktime_ns = now};
+	bpf_loop(ret < MMSG_MAX ? ret : MMSG_MAX, emit_mmsg, &m, 0); /* ret is the number of messages */
 out:
 	bpf_map_delete_elem(&calls, &id);
 	return 0;

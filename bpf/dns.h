@@ -7,11 +7,62 @@
 #define DNS_DATA_MAX 1024 /* bytes of a DNS message copied; the rest is only counted */
 #define DNS_PORTS_MAX 8   /* server ports watched (53 and the configured extra ones) */
 #define DNS_COMM_LEN 16
+#define DNS_NAME_MAX 128  /* question names (wire form) paired in the kernel; longer ones go to user space */
+#define DNS_BOUNDS 19     /* latency histogram bucket bounds; there are BOUNDS + 1 buckets */
 
 enum dns_lost_reason {
 	DNS_LOST_RINGBUF_FULL = 0, /* the ring buffer had no room: user space is behind */
 	DNS_LOST_CALLS_FULL = 1,   /* too many threads inside a socket call at once */
-	DNS_LOST_REASONS = 2,
+	DNS_LOST_PENDING_FULL = 2, /* too many queries waiting for their answer */
+	DNS_LOST_SERIES_FULL = 3,  /* the series table is full: a lookup was not counted */
+	DNS_LOST_UNMATCHED = 4,    /* an answer with no query waiting for it */
+	DNS_LOST_REASONS = 5,
+};
+
+/* UDP lookups are paired and aggregated in the kernel (the fast path). A query waits here, keyed
+ * by socket, peer and transaction id, until its answer comes or user space times it out. */
+struct dns_pending_key {
+	__u64 sock;
+	__u8 remote_addr[16];
+	__u16 remote_port;
+	__u16 id;
+	__u32 pad;
+};
+
+/* One series of lookups. The name is the question name as on the wire (length-prefixed labels and
+ * the final zero), lower-cased, zero-padded. */
+struct dns_series_key {
+	__u8 server_addr[16];
+	__u32 pid;
+	__u16 server_port;
+	__u16 qtype;
+	__u16 family;
+	__u8 client; /* 1: the process asked (outgoing), 0: it answered (incoming) */
+	__u8 rcode;
+	__u8 name_len;
+	__u8 pad[3];
+	__u8 name[DNS_NAME_MAX];
+};
+
+struct dns_pending {
+	__u64 ktime_ns; /* when the query was written (client) or read (server) */
+	__u64 request_bytes;
+	struct dns_series_key series; /* rcode still 0 */
+	char comm[DNS_COMM_LEN];
+};
+
+/* Cumulative figures of one series, updated by the kernel; user space reads the increments. */
+struct dns_series {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 buckets[DNS_BOUNDS + 1];
+	__u64 window;          /* index of the window max_ns belongs to (ktime / window_ns) */
+	__u64 max_ns;
+	__u64 previous_max_ns; /* max of the window before */
+	__u64 last_ns;
+	__u64 request_bytes;
+	__u64 response_bytes;
+	char comm[DNS_COMM_LEN];
 };
 
 /* One DNS message (UDP) or one chunk of a DNS-over-TCP stream, as a process read or wrote it.
@@ -29,7 +80,8 @@ struct dns_event {
 	__u16 captured;  /* bytes of data[] filled: min(length, DNS_DATA_MAX) */
 	__u8 protocol;   /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 sent;       /* 1: written by the process, 0: read by it */
-	__u8 pad[6];
+	__u8 paired;     /* 1: already counted by the kernel; sent only for the names in its answer */
+	__u8 pad[5];
 	char comm[DNS_COMM_LEN];
 	__u8 data[DNS_DATA_MAX];
 };

@@ -98,6 +98,7 @@ class DnsConfig:
     timeout: float = field(metadata=_key("Timeout", check.seconds))
     max_names_per_process: int = field(metadata=_key("MaxNamesPerProcess", check.count))
     max_pending: int = field(metadata=_key("MaxPending", check.count))
+    max_series: int = field(metadata=_key("MaxSeries", check.count))
     series_expiry: float = field(metadata=_key("SeriesExpiry", check.seconds))
     domain_cache_size: int = field(metadata=_key("DomainCacheSize", check.count))
     domain_ttl_min: float = field(metadata=_key("DomainTtlMin", check.seconds))

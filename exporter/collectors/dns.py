@@ -19,8 +19,11 @@ from typing import Any
 
 from exporter.bpf import AttachResult, BpfError, BpfObject
 from exporter.collectors.base import Collector, check_mirrors
-from exporter.collectors.dns_lookups import Chunk, LookupTracker, RecordKey, RecordTotals
-from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS
+from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LookupTracker, RecordTotals, SeriesKey
+from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS, PendingKey, SeriesStats
+from exporter.collectors.dns_maps import Pending as KernelPending
+from exporter.collectors.dns_maps import SeriesKey as KernelSeriesKey
+from exporter.collectors.dns_wire import name_from_wire, rcode_name, type_name
 from exporter.config import Config
 from exporter.enrich.addresses import NETWORK_TYPE, format_address
 from exporter.enrich.domains import DomainCache
@@ -31,11 +34,12 @@ from exporter.telemetry.points import Snapshot
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
+LEARN_INTERVAL_NS = 10**9  # an answer per name and second goes up to teach the DomainCache
 TRANSPORT = {6: "tcp", 17: "udp"}
 
 
 # struct dns_event up to data[]; the same layout as DnsEvent, read without building a ctypes object
-HEADER = struct.Struct("<QQ16s16sIIHHHHBB6x16s")
+HEADER = struct.Struct("<QQ16s16sIIHHHHBBB5x16s")
 assert HEADER.size == HEADER_SIZE
 
 
@@ -44,7 +48,7 @@ def decode(raw: memoryview | bytes) -> Chunk | None:
     if len(raw) < HEADER_SIZE:
         return None
     (ktime_ns, sock, local, remote, pid, length, local_port, remote_port, family, captured, protocol, sent,
-     comm) = HEADER.unpack_from(raw)
+     paired, comm) = HEADER.unpack_from(raw)
     network_type = NETWORK_TYPE.get(family)
     transport = TRANSPORT.get(protocol)
     if network_type is None or transport is None:
@@ -55,7 +59,7 @@ def decode(raw: memoryview | bytes) -> Chunk | None:
         transport=transport, family=network_type,
         local_address=format_address(local, family), local_port=local_port,
         remote_address=format_address(remote, family), remote_port=remote_port,
-        sent=bool(sent), length=length, data=bytes(raw[HEADER_SIZE:HEADER_SIZE + captured]),
+        sent=bool(sent), length=length, data=bytes(raw[HEADER_SIZE:HEADER_SIZE + captured]), paired=bool(paired),
     )
 
 
@@ -75,6 +79,7 @@ class DnsCollector(Collector):
         self._processes = ProcessInfo(config.common.flush_meta_interval)
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self._kernel_seen: dict[bytes, tuple[int, int, tuple[int, ...], int, int]] = {}  # series key -> figures read
 
     # -------------------------------------------------------------- set-up
 
@@ -85,7 +90,12 @@ class DnsCollector(Collector):
         obj.set_rodata({
             "dns_ports": b"".join(p.to_bytes(2, "little") for p in ports),
             "filter_pids": bool(self.config.ebpf.pid),
+            "bounds_ns": b"".join(round(b * 1e9).to_bytes(8, "little") for b in DNS_BOUNDS_S),
+            "window_ns": self.tracker.window_ns,
+            "learn_interval_ns": LEARN_INTERVAL_NS,
         })
+        obj.set_max_entries("pending", self.config.dns.max_pending)
+        obj.set_max_entries("series", self.config.dns.max_series)
 
     def prepare(self, obj: BpfObject) -> None:
         one = ctypes.c_uint8(1)
@@ -113,16 +123,65 @@ class DnsCollector(Collector):
         if chunk is None:
             return
         with self.lock:
-            self.tracker.observe(chunk)
+            if chunk.paired:
+                self.tracker.learn(chunk.data, chunk.length)
+            else:
+                self.tracker.observe(chunk)
 
     # -------------------------------------------------------------- reading
 
     def tick(self, now: float) -> None:
         with self.lock:
-            self.tracker.expire(time.monotonic_ns())
+            now_ns = time.monotonic_ns()
+            self._drain_kernel(now_ns)
+            self.tracker.expire(now_ns)
 
     def snapshot(self) -> Snapshot:
-        return self.tracker.snapshot(time.monotonic_ns())
+        now_ns = time.monotonic_ns()
+        self._drain_kernel(now_ns)
+        return self.tracker.snapshot(now_ns)
+
+    # -------------------------------------------------------------- the kernel's UDP lookups
+
+    def _drain_kernel(self, now_ns: int) -> None:
+        """Adds what the kernel counted since the last read to the tracker's series, and turns
+        its queries that waited too long into TIMEOUT lookups. Costs one map read per series."""
+        if self.obj is None:
+            return
+        series = self.obj.map("series")
+        # oldest first: when a process passes Dns.MaxNamesPerProcess, its earlier names keep their series
+        for key, stats in sorted(series.items(KernelSeriesKey, SeriesStats), key=lambda kv: kv[1].last_ns):
+            raw = bytes(key)
+            seen = self._kernel_seen.get(raw)
+            figures = (stats.count, stats.sum_ns, tuple(stats.buckets), stats.request_bytes, stats.response_bytes)
+            if seen is None or seen[0] != stats.count:
+                before = seen or (0, 0, (0,) * len(figures[2]), 0, 0)
+                self._kernel_seen[raw] = figures
+                self.tracker.add(self._series_key(key, stats.comm), Increment(
+                    stats.count - before[0], stats.sum_ns - before[1],
+                    tuple(a - b for a, b in zip(figures[2], before[2], strict=True)),
+                    stats.window, stats.max_ns, stats.previous_max_ns, stats.last_ns,
+                    stats.request_bytes - before[3], stats.response_bytes - before[4]))
+            if now_ns - stats.last_ns > self.tracker.expiry_ns:
+                series.delete(key)
+                self._kernel_seen.pop(raw, None)
+        timeout_ns = self.tracker.timeout_ns
+        pending = self.obj.map("pending")
+        for pkey, query in pending.items(PendingKey, KernelPending):
+            if now_ns - query.ktime_ns < timeout_ns:
+                continue
+            pending.delete(pkey)
+            end_ns = query.ktime_ns + timeout_ns
+            timed_out = self._series_key(query.series, query.comm)._replace(rcode=TIMEOUT)
+            self.tracker.add(timed_out, Increment(1, timeout_ns, None, end_ns // self.tracker.window_ns, timeout_ns, 0,
+                                            end_ns, query.request_bytes, 0))
+
+    def _series_key(self, key: KernelSeriesKey, comm: bytes) -> SeriesKey:
+        name = name_from_wire(bytes(key.name[:key.name_len])) or "."
+        return SeriesKey(
+            client=bool(key.client), pid=key.pid, comm=comm.decode(errors="replace"), transport="udp",
+            family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
+            server_port=key.server_port, name=name, qtype=type_name(key.qtype), rcode=rcode_name(key.rcode))
 
     def lost(self) -> Mapping[str, int]:
         counts = dict(self.tracker.skipped.counts)
@@ -137,12 +196,14 @@ class DnsCollector(Collector):
 
     def records(self) -> list[dict[str, Any]]:
         """iLogtail `protocols` records (protocol dns) for the lookups since the previous call."""
+        self._drain_kernel(time.monotonic_ns())
         now = str(int(time.time()))
         return [self._record(key, totals, now) for key, totals in self.tracker.take_records().items()]
 
-    def _record(self, key: RecordKey, totals: RecordTotals, now: str) -> dict[str, Any]:
-        s = key.series
-        remote_type = "dns" if s.client else "client"
+    def _record(self, s: SeriesKey, totals: RecordTotals, now: str) -> dict[str, Any]:
+        # the peer of a client is its server; a server's clients are not kept (one series for all)
+        remote = {"remote_ip": s.server_address, "remote_port": str(s.server_port), "remote_type": "dns"} \
+            if s.client else {"remote_ip": "", "remote_port": "", "remote_type": "client"}
         return {
             "type": "protocols",
             "_process_pid_": str(s.pid),
@@ -153,8 +214,7 @@ class DnsCollector(Collector):
             "query_type": s.qtype,
             "success": "1" if s.rcode == "NOERROR" else "0",
             "role": "client" if s.client else "server",
-            "remote_info": json.dumps({"remote_ip": key.remote_address, "remote_port": str(key.remote_port),
-                                       "remote_type": remote_type}, separators=(",", ":")) + "\n",
+            "remote_info": json.dumps(remote, separators=(",", ":")) + "\n",
             "total_count": str(totals.count),
             "total_latency_ns": str(totals.latency_ns),
             "total_req_bytes": str(totals.request_bytes),

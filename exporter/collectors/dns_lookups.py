@@ -22,7 +22,6 @@ OTHER_NAME = "~other"
 TIMEOUT = "TIMEOUT"
 MAX_FRAMERS = 16384  # TCP connection directions followed at once
 FRAMER_IDLE_NS = 120 * 10**9
-MAX_RECORD_KEYS = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +41,7 @@ class Chunk:
     sent: bool
     length: int     # bytes the call moved; data may hold fewer (the capture is bounded)
     data: bytes
+    paired: bool = False  # the kernel already counted it; only the addresses of its answer are new
 
 
 class SeriesKey(NamedTuple):
@@ -55,12 +55,6 @@ class SeriesKey(NamedTuple):
     name: str
     qtype: str
     rcode: str
-
-
-class RecordKey(NamedTuple):
-    series: SeriesKey
-    remote_address: str
-    remote_port: int
 
 
 @dataclass(slots=True)
@@ -81,14 +75,32 @@ class Series:
     window_max: float = 0.0
     previous_max: float = 0.0
     last_ns: int = 0
-
-
-@dataclass(slots=True)
-class RecordTotals:
-    count: int = 0
-    latency_ns: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """Lookups to add to one series: one lookup from user space, or what the kernel counted since
+    the last read. Windows are indexes of ktime_ns // window_ns, as the kernel computes them."""
+
+    count: int
+    sum_ns: int
+    buckets: tuple[int, ...] | None  # None: one lookup of sum_ns, bucketed here
+    window: int
+    max_ns: int
+    previous_max_ns: int
+    last_ns: int
+    request_bytes: int
+    response_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTotals:
+    count: int
+    latency_ns: int
+    request_bytes: int
+    response_bytes: int
 
 
 @dataclass
@@ -120,7 +132,7 @@ class LookupTracker:
         self._pending: dict[tuple[object, ...], Pending] = {}
         self._framers: OrderedDict[tuple[int, bool], tuple[TcpFramer, int]] = OrderedDict()
         self._names: dict[int, set[str]] = {}  # pid -> names it has series for
-        self._records: dict[RecordKey, RecordTotals] = {}
+        self._recorded: dict[SeriesKey, RecordTotals] = {}  # series totals at the last take_records()
 
     # ------------------------------------------------------------------ input
 
@@ -162,6 +174,12 @@ class LookupTracker:
         if self.domains is not None and message.rcode == 0 and message.answers:
             self.domains.learn(message.question_name, message.answers)
 
+    def learn(self, data: bytes, length: int) -> None:
+        """An answer the kernel already counted, sent up for the addresses it holds."""
+        message = parse(data, cut=len(data) < length)
+        if message is not None and self.domains is not None and message.rcode == 0 and message.answers:
+            self.domains.learn(message.question_name, message.answers)
+
     def _query(self, chunk: Chunk, message: Message, key: tuple[object, ...], client: bool, length: int) -> None:
         if key in self._pending:  # a retry: the lookup began with the first query
             return
@@ -180,37 +198,49 @@ class LookupTracker:
         if name in names:
             return name
         if len(names) >= self.max_names:
-            self.folded += 1
             return OTHER_NAME
         names.add(name)
         return name
 
     def _record(self, pending: Pending, rcode: str, duration_ns: int, response_bytes: int) -> None:
-        base = pending.series
-        key = base._replace(name=self._fold(base.pid, base.name), rcode=rcode)
+        duration_ns = max(duration_ns, 0)
+        end_ns = pending.ktime_ns + duration_ns
+        self.add(pending.series._replace(rcode=rcode), Increment(
+            1, duration_ns, None, end_ns // self.window_ns, duration_ns, 0, end_ns,
+            pending.request_bytes, response_bytes))
+
+    def add(self, key: SeriesKey, inc: Increment) -> None:
+        """Adds lookups to the series of `key`, its name folded by the per-process cap."""
+        name = self._fold(key.pid, key.name)
+        if name != key.name:
+            self.folded += inc.count
+            key = key._replace(name=name)
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series(buckets=[0] * (len(self.bounds) + 1))
-        seconds = max(duration_ns, 0) / 1e9
-        s.count += 1
-        s.sum_s += seconds
-        s.buckets[bisect.bisect_left(self.bounds, seconds)] += 1
-        end_ns = pending.ktime_ns + duration_ns
-        window = end_ns // self.window_ns
-        if window != s.window:
-            s.previous_max = s.window_max if window == s.window + 1 else 0.0
-            s.window, s.window_max = window, 0.0
-        s.window_max = max(s.window_max, seconds)
-        s.last_ns = max(s.last_ns, end_ns)
-        rkey = RecordKey(key, pending.remote_address, pending.remote_port)
-        totals = self._records.get(rkey)
-        if totals is None and len(self._records) < MAX_RECORD_KEYS:
-            totals = self._records[rkey] = RecordTotals()
-        if totals is not None:
-            totals.count += 1
-            totals.latency_ns += max(duration_ns, 0)
-            totals.request_bytes += pending.request_bytes
-            totals.response_bytes += response_bytes
+        s.count += inc.count
+        s.sum_s += inc.sum_ns / 1e9
+        if inc.buckets is None:
+            s.buckets[bisect.bisect_left(self.bounds, inc.sum_ns / 1e9)] += inc.count
+        else:
+            for i, n in enumerate(inc.buckets):
+                s.buckets[i] += n
+        self._merge_max(s, inc.window, inc.max_ns / 1e9, inc.previous_max_ns / 1e9)
+        s.last_ns = max(s.last_ns, inc.last_ns)
+        s.request_bytes += inc.request_bytes
+        s.response_bytes += inc.response_bytes
+
+    @staticmethod
+    def _merge_max(s: Series, window: int, max_s: float, previous_max_s: float) -> None:
+        if window == s.window:
+            s.window_max = max(s.window_max, max_s)
+            s.previous_max = max(s.previous_max, previous_max_s)
+        elif window > s.window:
+            carried = s.window_max if window == s.window + 1 else 0.0
+            s.previous_max = max(previous_max_s, carried)
+            s.window, s.window_max = window, max_s
+        elif window == s.window - 1:
+            s.previous_max = max(s.previous_max, max_s)
 
     # ------------------------------------------------------------------ time
 
@@ -222,6 +252,7 @@ class LookupTracker:
         idle = [k for k, s in self.series.items() if now_ns - s.last_ns > self.expiry_ns]
         for k in idle:
             del self.series[k]
+            self._recorded.pop(k, None)
         if idle:
             self._names = {}
             for k in self.series:
@@ -251,9 +282,18 @@ class LookupTracker:
                 maxima[attrs] = s.window_max
         return {"dns.lookup.duration": durations, "dns.lookups": counts, "dns.lookup.duration.max": maxima}
 
-    def take_records(self) -> dict[RecordKey, RecordTotals]:
-        records, self._records = self._records, {}
-        return records
+    def take_records(self) -> dict[SeriesKey, RecordTotals]:
+        """What each series counted since the previous call (iLogtail's records are per interval)."""
+        out = {}
+        for key, s in self.series.items():
+            now = RecordTotals(s.count, round(s.sum_s * 1e9), s.request_bytes, s.response_bytes)
+            before = self._recorded.get(key, RecordTotals(0, 0, 0, 0))
+            if now.count != before.count:
+                out[key] = RecordTotals(now.count - before.count, now.latency_ns - before.latency_ns,
+                                        now.request_bytes - before.request_bytes,
+                                        now.response_bytes - before.response_bytes)
+            self._recorded[key] = now
+        return out
 
     def tcp_desyncs(self) -> int:
         return sum(framer.desyncs for framer, _ in self._framers.values())

@@ -6,7 +6,9 @@ import ctypes
 
 DATA_MAX = 1024
 COMM_LEN = 16
-LOST_REASONS = ("ring_full", "calls_full")
+NAME_MAX = 128
+BOUNDS = 19
+LOST_REASONS = ("ring_full", "calls_full", "pending_full", "series_full", "unmatched")
 
 
 class DnsEvent(ctypes.Structure):
@@ -23,11 +25,64 @@ class DnsEvent(ctypes.Structure):
         ("captured", ctypes.c_uint16),
         ("protocol", ctypes.c_uint8),
         ("sent", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 6),
+        ("paired", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 5),
         ("comm", ctypes.c_char * COMM_LEN),
         ("data", ctypes.c_uint8 * DATA_MAX),
     )
 
 
+class PendingKey(ctypes.Structure):
+    _fields_ = (
+        ("sock", ctypes.c_uint64),
+        ("remote_addr", ctypes.c_uint8 * 16),
+        ("remote_port", ctypes.c_uint16),
+        ("id", ctypes.c_uint16),
+        ("pad", ctypes.c_uint32),
+    )
+
+
+class SeriesKey(ctypes.Structure):
+    _fields_ = (
+        ("server_addr", ctypes.c_uint8 * 16),
+        ("pid", ctypes.c_uint32),
+        ("server_port", ctypes.c_uint16),
+        ("qtype", ctypes.c_uint16),
+        ("family", ctypes.c_uint16),
+        ("client", ctypes.c_uint8),
+        ("rcode", ctypes.c_uint8),
+        ("name_len", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 3),
+        ("name", ctypes.c_uint8 * NAME_MAX),
+    )
+
+
+class Pending(ctypes.Structure):
+    _fields_ = (
+        ("ktime_ns", ctypes.c_uint64),
+        ("request_bytes", ctypes.c_uint64),
+        ("series", SeriesKey),
+        ("comm", ctypes.c_char * COMM_LEN),
+    )
+
+
+class SeriesStats(ctypes.Structure):
+    _fields_ = (
+        ("count", ctypes.c_uint64),
+        ("sum_ns", ctypes.c_uint64),
+        ("buckets", ctypes.c_uint64 * (BOUNDS + 1)),
+        ("window", ctypes.c_uint64),
+        ("max_ns", ctypes.c_uint64),
+        ("previous_max_ns", ctypes.c_uint64),
+        ("last_ns", ctypes.c_uint64),
+        ("request_bytes", ctypes.c_uint64),
+        ("response_bytes", ctypes.c_uint64),
+        ("comm", ctypes.c_char * COMM_LEN),
+    )
+
+
 HEADER_SIZE = DnsEvent.data.offset
-MIRRORS: dict[str, type[ctypes.Structure]] = {"dns_event": DnsEvent}
+MIRRORS: dict[str, type[ctypes.Structure]] = {
+    "dns_event": DnsEvent, "dns_pending_key": PendingKey, "dns_series_key": SeriesKey,
+    "dns_pending": Pending, "dns_series": SeriesStats,
+}

@@ -379,3 +379,13 @@ class TcpFramer:
         self._length = self._remaining = 0
         self._captured = bytearray()
         self._hole = False
+
+
+def name_from_wire(raw: bytes) -> str | None:
+    """The presentation form of an uncompressed name in wire form (as the kernel keeps question
+    names), or None when it is not one."""
+    try:
+        name, end = _read_name(raw, 0)
+    except _Malformed:
+        return None
+    return name if end == len(raw) else None
