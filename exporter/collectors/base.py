@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
 from exporter.telemetry.points import Snapshot
 
 log = logging.getLogger(__name__)
+POLL_TIMEOUT_MS = 200
 
 
 class Collector:
@@ -26,6 +27,8 @@ class Collector:
         self.lock = threading.Lock()  # snapshot() runs on the HTTP thread, tick() on the main one
         self.attach_results: list[AttachResult] = []
         self.records_interval: float | None = None  # seconds between records(); None: Common.FlushOutL4Interval
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
 
     def configure(self, obj: BpfObject) -> None:
         """Sets read-only constants and map sizes, before load."""
@@ -64,7 +67,26 @@ class Collector:
         """iLogtail-style records for the interval since the last call."""
         return []
 
+    def poll_ring_buffer(self, map_name: str, on_record: Callable[[memoryview | bytes], None]) -> None:
+        """Drains a ring buffer of the loaded object from a thread of its own, until stop()."""
+        assert self.obj is not None and self._poller is None
+        ring = self.obj.ring_buffer(map_name, on_record)
+
+        def poll() -> None:
+            try:
+                while not self._stopping.is_set():
+                    ring.poll(POLL_TIMEOUT_MS)
+            except BpfError as error:
+                log.error("%s: stopped reading %s: %s", self.name, map_name, error)
+
+        self._poller = threading.Thread(target=poll, name=f"{self.name}-{map_name}", daemon=True)
+        self._poller.start()
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+            self._poller = None
         if self.obj is not None:
             self.obj.close()
             self.obj = None

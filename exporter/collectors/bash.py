@@ -10,12 +10,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
+from exporter.bpf import AttachResult, BpfObject, objects_dir
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.bash_binaries import Binary, FileKey, bash_processes, host_binaries, readline_offset
 from exporter.collectors.bash_maps import LOST_REASONS, MIRRORS, BashEvent
@@ -33,7 +32,6 @@ SCAN_INTERVAL = 3.0  # seconds between looks for new bash binaries
 RETRY_INTERVAL = 60.0  # seconds before a binary that could not be opened or attached is tried again
 NEVER = float("inf")
 MAX_BINARIES = 64  # distinct files traced at most; bounds the program label of netobs_program_attached
-POLL_TIMEOUT_MS = 200
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,6 @@ class BashCollector(Collector):
         self._next_try: dict[FileKey, float] = {}  # per binary seen: when to try it again (NEVER: done)
         self._next_scan = 0.0
         self._logs: LogDelivery | None = None
-        self._stopping = threading.Event()
-        self._poller: threading.Thread | None = None
 
     # -------------------------------------------------------------- set-up
 
@@ -117,17 +113,7 @@ class BashCollector(Collector):
         if self.obj is None or self._poller is not None:
             return
         self._logs = logs
-        ring = self.obj.ring_buffer("bash_commands", self._on_event)
-
-        def poll() -> None:
-            try:
-                while not self._stopping.is_set():
-                    ring.poll(POLL_TIMEOUT_MS)
-            except BpfError as error:
-                log.error("bash: stopped reading commands: %s", error)
-
-        self._poller = threading.Thread(target=poll, name="bash-commands", daemon=True)
-        self._poller.start()
+        self.poll_ring_buffer("bash_commands", self._on_event)
 
     # -------------------------------------------------------------- binaries
 
@@ -199,10 +185,3 @@ class BashCollector(Collector):
             return {}
         return {LOST_REASONS[k.value]: v.value
                 for k, v in self.obj.map("lost").items(ctypes.c_uint32, ctypes.c_uint64)}
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._poller is not None:
-            self._poller.join(timeout=5)
-            self._poller = None
-        super().stop()

@@ -12,12 +12,11 @@ import ctypes
 import json
 import logging
 import struct
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.bpf import AttachResult, BpfError, BpfObject
+from exporter.bpf import AttachResult, BpfObject
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LookupTracker, RecordTotals, SeriesKey
 from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS, PendingKey, SeriesStats
@@ -33,7 +32,6 @@ from exporter.telemetry.points import Snapshot
 
 log = logging.getLogger(__name__)
 
-POLL_TIMEOUT_MS = 200
 LEARN_INTERVAL_NS = 10**9  # an answer per name and second goes up to teach the DomainCache
 TRANSPORT = {6: "tcp", 17: "udp"}
 
@@ -77,8 +75,6 @@ class DnsCollector(Collector):
             domains=domains, capture=DATA_MAX)
         self.records_interval = config.common.flush_out_l7_interval
         self._processes = ProcessInfo(config.common.flush_meta_interval)
-        self._stopping = threading.Event()
-        self._poller: threading.Thread | None = None
         self._kernel_seen: dict[bytes, tuple[int, int, tuple[int, ...], int, int]] = {}  # series key -> figures read
 
     # -------------------------------------------------------------- set-up
@@ -104,18 +100,7 @@ class DnsCollector(Collector):
 
     def start(self) -> list[AttachResult]:
         results = super().start()
-        assert self.obj is not None
-        ring = self.obj.ring_buffer("dns_events", self._on_event)
-
-        def poll() -> None:
-            try:
-                while not self._stopping.is_set():
-                    ring.poll(POLL_TIMEOUT_MS)
-            except BpfError as error:
-                log.error("dns: stopped reading DNS messages: %s", error)
-
-        self._poller = threading.Thread(target=poll, name="dns-messages", daemon=True)
-        self._poller.start()
+        self.poll_ring_buffer("dns_events", self._on_event)
         return results
 
     def _on_event(self, raw: memoryview | bytes) -> None:
@@ -221,10 +206,3 @@ class DnsCollector(Collector):
             "total_resp_bytes": str(totals.response_bytes),
             "__time__": now,
         }
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._poller is not None:
-            self._poller.join(timeout=5)
-            self._poller = None
-        super().stop()
