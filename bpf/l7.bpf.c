@@ -1,0 +1,589 @@
+// SPDX-License-Identifier: GPL-2.0
+/* l7: application requests (HTTP/1.x) paired with their responses and counted, in the kernel.
+ *
+ * Socket data is seen where the kernel accounts it (tracepoints sock_send_length and
+ * sock_recv_length), so only socket calls pay. The bytes are in the user buffer of the system call
+ * in progress, found from the task's saved registers: read/write, recvfrom/sendto, readv/writev and
+ * recvmsg/sendmsg give their buffer (the first iovec); sendfile, splice and the rest are counted as
+ * bytes only.
+ *
+ * A TCP connection whose data starts with a request head is tracked in `conns`: its role (the side
+ * that sends the request is the client), the requests waiting for their responses (several when
+ * pipelined) and the response in progress. Heads are parsed from the first L7.CaptureBytes of each
+ * message; bodies are skipped by Content-Length, or end at a zero-size chunk, at the next head or
+ * when the connection closes. A complete exchange adds to its series in `series`: count, latency
+ * histogram, bytes and body-size histograms. User space reads the series' increments, so its cost
+ * follows the number of series, never the number of requests. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "netobs_sock.h"
+#include "l7_http.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define IPPROTO_TCP 6
+#define TCP_CLOSE 7
+#define L7_MSGS_PER_CALL 16 /* messages of one call looked at (pipelined requests, responses) */
+#define L7_SNIFF_TRIES 8    /* calls looked at on a connection before deciding it is not HTTP */
+#define L7_IGNORED 0xff
+
+/* x86_64 system call numbers: whose buffer the data is in */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define MSGHDR_IOV 16 /* offsetof(struct user_msghdr, msg_iov) */
+
+const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
+const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
+const volatile bool filter_pids = false;
+const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
+const volatile __u64 size_bounds[L7_SIZE_BOUNDS] = {};
+
+enum resp_mode {
+	RESP_IDLE = 0,
+	RESP_LENGTH = 1,      /* resp_remaining bytes to come */
+	RESP_CHUNKED = 2,     /* ends with a zero-size chunk */
+	RESP_UNTIL_NEXT = 3,  /* no length: ends at the next head or when the connection closes */
+};
+
+/* A request waiting for its response. */
+struct l7_req {
+	__u64 start_ns; /* the process wrote it (client) or read it (server) */
+	__u64 bytes;
+	__u32 header_len;
+	__u8 version;
+	__u8 no_body;   /* HEAD: the response has a head only */
+	__u8 pad[2];
+	char op[L7_OP_LEN];
+	char target[L7_TARGET_LEN];
+	char authority[L7_AUTHORITY_LEN];
+};
+
+struct l7_conn {
+	__u64 req_remaining;  /* bytes of the latest request still to come */
+	__u64 resp_remaining; /* RESP_LENGTH: bytes of the response still to come */
+	__u64 resp_bytes;
+	__u64 resp_last_ns;   /* the last response data */
+	__u32 resp_header_len;
+	__u32 resp_status;
+	__u32 pid;
+	__u16 server_port;
+	__u16 family;
+	__u8 server_addr[16];
+	__u8 protocol;
+	__u8 client;
+	__u8 resp_mode;
+	__u8 req_open;        /* the latest request's body has no length: its data continues until a head */
+	__u32 head;           /* requests q[head..tail) wait for responses */
+	__u32 tail;
+	char comm[L7_COMM_LEN];
+	struct l7_req q[L7_PIPELINE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* L7.MaxConnections */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);         /* the struct sock */
+	__type(value, struct l7_conn);
+} conns SEC(".maps");
+
+/* calls looked at on a socket not (yet) tracked; L7_IGNORED: never again */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} sniffed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* L7.MaxSeries */
+	__type(key, struct l7_series_key);
+	__type(value, struct l7_series);
+} series SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, L7_LOST_REASONS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} watched_pids SEC(".maps");
+
+/* One socket call's data: where it is and how far the loop over its messages got. */
+struct l7_io {
+	__u64 sk;
+	__u64 buf;  /* user address of the data, 0: not readable */
+	__u64 cap;  /* bytes readable at buf */
+	__u64 ret;  /* bytes the call moved */
+	__u64 off;  /* bytes of ret handled */
+	__u64 now;
+	bool request_dir;
+};
+
+/* Per-CPU room: the parse window and the key of the series being updated. */
+struct l7_work {
+	struct l7_io io; /* loop state in a map value: the verifier does not walk its every value */
+	struct l7_parse p;
+	struct l7_series_key key;
+	struct l7_series zero;
+	struct l7_conn conn_zero;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_work);
+} work SEC(".maps");
+
+static __always_inline void count_lost(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&lost, &reason);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline struct l7_work *get_work(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&work, &zero);
+}
+
+/* ---------------------------------------------------------------- series */
+
+/* The bucket of v: how many bounds it exceeds. Branch-free, so the verifier sees one path, not
+ * one per bucket. Values and bounds stay below 2^63. */
+static __always_inline __u32 bucket_of(__u64 v, const volatile __u64 *bounds, __u32 n)
+{
+	__u64 b = 0;
+#pragma unroll
+	for (__u32 i = 0; i < L7_DURATION_BOUNDS; i++)
+		if (i < n)
+			b += (bounds[i] - v) >> 63;
+	return b;
+}
+
+static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 status, __u64 end_ns,
+				   __u64 resp_bytes, __u32 resp_header_len)
+{
+	struct l7_work *w = get_work();
+	struct l7_series *s;
+
+	if (!w)
+		return;
+	struct l7_series_key *k = &w->key;
+	__builtin_memcpy(k->server_addr, c->server_addr, 16);
+	k->pid = c->pid;
+	k->status = status;
+	k->server_port = c->server_port;
+	k->family = c->family;
+	k->protocol = c->protocol;
+	k->client = c->client;
+	k->version = req->version;
+	k->pad = 0;
+	__builtin_memcpy(k->op, req->op, L7_OP_LEN);
+	__builtin_memcpy(k->target, req->target, L7_TARGET_LEN);
+	__builtin_memcpy(k->authority, req->authority, L7_AUTHORITY_LEN);
+
+	s = bpf_map_lookup_elem(&series, k);
+	if (!s) {
+		__builtin_memcpy(w->zero.comm, c->comm, L7_COMM_LEN);
+		bpf_map_update_elem(&series, k, &w->zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&series, k);
+		if (!s) {
+			count_lost(L7_LOST_SERIES_FULL);
+			return;
+		}
+	}
+	__u64 d = end_ns > req->start_ns ? end_ns - req->start_ns : 0;
+	__u64 req_body = req->header_len && req->bytes > req->header_len ? req->bytes - req->header_len : 0;
+	__u64 resp_body = resp_bytes > resp_header_len ? resp_bytes - resp_header_len : 0;
+	__u32 b = bucket_of(d, duration_bounds_ns, L7_DURATION_BOUNDS);
+	__u32 rqb = bucket_of(req_body, size_bounds, L7_SIZE_BOUNDS);
+	__u32 rsb = bucket_of(resp_body, size_bounds, L7_SIZE_BOUNDS);
+
+	__sync_fetch_and_add(&s->count, 1);
+	__sync_fetch_and_add(&s->sum_ns, d);
+	if (b <= L7_DURATION_BOUNDS)
+		__sync_fetch_and_add(&s->buckets[b], 1);
+	__sync_fetch_and_add(&s->request_bytes, req->bytes);
+	__sync_fetch_and_add(&s->response_bytes, resp_bytes);
+	__sync_fetch_and_add(&s->request_body_sum, req_body);
+	__sync_fetch_and_add(&s->response_body_sum, resp_body);
+	if (rqb <= L7_SIZE_BOUNDS)
+		__sync_fetch_and_add(&s->request_body_buckets[rqb], 1);
+	if (rsb <= L7_SIZE_BOUNDS)
+		__sync_fetch_and_add(&s->response_body_buckets[rsb], 1);
+	s->last_ns = end_ns;
+}
+
+/* The response in progress is complete: its request leaves the queue, the exchange is counted. */
+static __always_inline void finish_response(struct l7_conn *c, __u64 end_ns)
+{
+	c->resp_mode = RESP_IDLE;
+	if (c->head == c->tail)
+		return;
+	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
+	record(c, req, c->resp_status, end_ns, c->resp_bytes, c->resp_header_len);
+	c->head++;
+	c->resp_bytes = 0;
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
+{
+	__u64 n;
+
+	if (!io->buf || io->off >= io->cap || io->off >= io->ret)
+		return false;
+	n = io->cap < io->ret ? io->cap - io->off : io->ret - io->off;
+	if (n > capture_bytes)
+		n = capture_bytes;
+	barrier_var(n);
+	if (n > L7_CAPTURE_MAX)
+		n = L7_CAPTURE_MAX;
+	if (n == 0 || bpf_probe_read_user(p->buf, n, (const void *)(io->buf + io->off)))
+		return false;
+	p->n = n;
+	return true;
+}
+
+/* The call's data ends with the zero-size chunk that ends a chunked body. */
+static __always_inline bool ends_last_chunk(struct l7_io *io)
+{
+	char tail[5];
+
+	if (!io->buf || io->ret < 5 || io->cap < io->ret ||
+	    bpf_probe_read_user(tail, sizeof(tail), (const void *)(io->buf + io->ret - 5)))
+		return false;
+	return tail[0] == '0' && tail[1] == '\r' && tail[2] == '\n' && tail[3] == '\r' && tail[4] == '\n';
+}
+
+static __always_inline void add_request_bytes(struct l7_conn *c, __u64 n)
+{
+	if (c->head != c->tail)
+		c->q[(c->tail - 1) & (L7_PIPELINE - 1)].bytes += n;
+}
+
+static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, struct l7_io *io, __u64 left)
+{
+	if (c->req_remaining) {
+		__u64 take = c->req_remaining < left ? c->req_remaining : left;
+		c->req_remaining -= take;
+		add_request_bytes(c, take);
+		io->off += take;
+		return 0;
+	}
+	if (!fill(p, io) || !http_parse_request(p)) {
+		if (c->req_open)
+			add_request_bytes(c, left);
+		io->off = io->ret;
+		return 1;
+	}
+	/* a new request: a response without a length that was still open has ended */
+	if (c->resp_mode == RESP_CHUNKED || c->resp_mode == RESP_UNTIL_NEXT)
+		finish_response(c, c->resp_last_ns);
+	if (c->tail - c->head >= L7_PIPELINE) {
+		count_lost(L7_LOST_PIPELINE_FULL);
+		c->req_open = 0;
+		io->off = io->ret;
+		return 1;
+	}
+	struct l7_req *req = &c->q[c->tail & (L7_PIPELINE - 1)];
+	struct l7_head *h = &p->head;
+	c->tail++;
+	req->start_ns = io->now;
+	req->header_len = h->header_len;
+	req->version = h->version;
+	req->no_body = h->op[0] == 'H';
+	__builtin_memcpy(req->op, h->op, L7_OP_LEN);
+	__builtin_memcpy(req->target, h->target, L7_TARGET_LEN);
+	__builtin_memcpy(req->authority, h->authority, L7_AUTHORITY_LEN);
+	if (h->header_len && !h->chunked) {
+		__u64 len = h->header_len + (h->content_length > 0 ? h->content_length : 0);
+		__u64 take = len < left ? len : left;
+		req->bytes = take;
+		c->req_remaining = len - take;
+		c->req_open = 0;
+		io->off += take;
+		return 0;
+	}
+	req->bytes = left;
+	c->req_open = 1;
+	io->off = io->ret;
+	return 1;
+}
+
+static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p, struct l7_io *io, __u64 left)
+{
+	c->resp_last_ns = io->now;
+	if (c->resp_mode == RESP_LENGTH) {
+		__u64 take = c->resp_remaining < left ? c->resp_remaining : left;
+		c->resp_remaining -= take;
+		c->resp_bytes += take;
+		io->off += take;
+		if (!c->resp_remaining)
+			finish_response(c, io->now);
+		return 0;
+	}
+	bool head = fill(p, io) && http_parse_response(p);
+	if (c->resp_mode != RESP_IDLE) { /* chunked, or until the next head */
+		if (!head) {
+			c->resp_bytes += left;
+			io->off = io->ret;
+			if (c->resp_mode == RESP_CHUNKED && ends_last_chunk(io))
+				finish_response(c, io->now);
+			return 1;
+		}
+		finish_response(c, c->resp_last_ns);
+	}
+	if (!head) {
+		io->off = io->ret; /* data outside any response we know of */
+		return 1;
+	}
+	struct l7_head *h = &p->head;
+	__u32 status = h->status;
+	if (status < 200 && status != 101) { /* interim (100 Continue): the final response follows */
+		io->off += h->header_len && h->header_len < left ? h->header_len : left;
+		return 0;
+	}
+	if (c->head == c->tail) {
+		count_lost(L7_LOST_UNMATCHED);
+		io->off = io->ret;
+		return 1;
+	}
+	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
+	bool no_body = req->no_body || status == 204 || status == 304 || status == 101;
+	c->resp_status = status;
+	c->resp_header_len = h->header_len;
+	c->resp_bytes = 0;
+	if (h->header_len && (no_body || (!h->chunked && h->content_length >= 0))) {
+		c->resp_mode = RESP_LENGTH;
+		c->resp_remaining = h->header_len + (no_body ? 0 : h->content_length);
+		return 0; /* the next step consumes it */
+	}
+	c->resp_mode = h->chunked ? RESP_CHUNKED : RESP_UNTIL_NEXT;
+	c->resp_bytes = left;
+	io->off = io->ret;
+	if (c->resp_mode == RESP_CHUNKED && ends_last_chunk(io))
+		finish_response(c, io->now);
+	return 1;
+}
+
+struct message_ctx {
+	struct l7_work *w;
+	struct l7_conn *c;
+};
+
+static long message_step(__u64 i, void *data)
+{
+	struct message_ctx *m = data;
+	struct l7_work *w = m->w;
+	struct l7_conn *c = m->c;
+	struct l7_io *io = &w->io;
+
+	if (io->off >= io->ret)
+		return 1;
+	if (io->request_dir)
+		return request_step(c, &w->p, io, io->ret - io->off);
+	return response_step(c, &w->p, io, io->ret - io->off);
+}
+
+/* ---------------------------------------------------------------- a new connection */
+
+static __always_inline bool pid_watched(__u32 pid)
+{
+	return !filter_pids || bpf_map_lookup_elem(&watched_pids, &pid);
+}
+
+/* The buffer of the system call in progress, from the registers it was entered with. */
+static __always_inline void call_buffer(struct l7_io *io)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct { __u64 base; __u64 len; } iov = {};
+	__u64 msg_iov = 0;
+
+	__u64 nr, a1, a2;
+
+	if (!regs)
+		return;
+	/* direct loads (cheaper than probe reads); the barriers keep the compiler from merging them
+	 * with the stack loads below, which the verifier would refuse */
+	nr = regs->orig_ax;
+	barrier_var(nr);
+	a1 = regs->si;
+	barrier_var(a1);
+	a2 = regs->dx;
+	barrier_var(a2);
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+	case NR_recvfrom:
+	case NR_sendto:
+		io->buf = a1;
+		io->cap = a2;
+		return;
+	case NR_readv:
+	case NR_writev:
+		if (a2 >= 1 && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)a1)) {
+			io->buf = iov.base;
+			io->cap = iov.len;
+		}
+		return;
+	case NR_recvmsg:
+	case NR_sendmsg:
+		if (!bpf_probe_read_user(&msg_iov, sizeof(msg_iov), (const void *)(a1 + MSGHDR_IOV)) &&
+		    msg_iov && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)msg_iov)) {
+			io->buf = iov.base;
+			io->cap = iov.len;
+		}
+		return;
+	}
+}
+
+/* Starts tracking a connection whose data begins with a request head; false if it does not. */
+static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
+{
+	__u32 *tries = bpf_sk_storage_get(&sniffed, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct l7_work *w = get_work();
+	struct netobs_endpoints ep;
+
+	if (!tries || !w || *tries >= L7_SNIFF_TRIES)
+		return false;
+	if (!fill(&w->p, io) || !http_method_len(&w->p)) {
+		*tries += 1;
+		return false;
+	}
+	if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling) {
+		*tries = L7_IGNORED;
+		return false;
+	}
+	struct l7_conn *c = &w->conn_zero;
+	sock_endpoints(sk, &ep);
+	c->protocol = L7_PROTO_HTTP;
+	c->client = sent;
+	c->pid = bpf_get_current_pid_tgid() >> 32;
+	c->family = ep.family;
+	if (sent) {
+		__builtin_memcpy(c->server_addr, ep.remote_addr, 16);
+		c->server_port = ep.remote_port;
+	} else {
+		__builtin_memcpy(c->server_addr, ep.local_addr, 16);
+		c->server_port = ep.local_port;
+	}
+	current_process_name(&c->comm);
+	if (bpf_map_update_elem(&conns, &io->sk, c, BPF_NOEXIST)) {
+		count_lost(L7_LOST_CONNS_FULL);
+		return false;
+	}
+	*tries = L7_IGNORED; /* tracked from now on: `conns` has it */
+	return true;
+}
+
+static __always_inline void on_io(struct sock *sk, int ret, bool sent)
+{
+	struct l7_work *w;
+	struct l7_conn *c;
+	__u64 key = (__u64)sk;
+
+	if (ret <= 0)
+		return;
+	if (sk->__sk_common.skc_family != AF_INET && sk->__sk_common.skc_family != AF_INET6)
+		return;
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return;
+	if (!pid_watched(bpf_get_current_pid_tgid() >> 32))
+		return;
+	w = get_work();
+	if (!w)
+		return;
+	struct l7_io *io = &w->io;
+	io->sk = key;
+	io->buf = 0;
+	io->cap = 0;
+	io->off = 0;
+	io->ret = ret;
+	io->now = bpf_ktime_get_ns();
+	call_buffer(io);
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c) {
+		if (!track(sk, io, sent))
+			return;
+		c = bpf_map_lookup_elem(&conns, &key);
+		if (!c)
+			return;
+	}
+	io->request_dir = c->client == sent;
+	struct message_ctx m = {.w = w, .c = c};
+	bpf_loop(L7_MSGS_PER_CALL, message_step, &m, 0);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(l7_send, struct sock *sk, int ret, int flags)
+{
+	on_io(sk, ret, true);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(l7_recv, struct sock *sk, int ret, int flags)
+{
+	if (flags & MSG_PEEK)
+		return 0;
+	on_io(sk, ret, false);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- close */
+
+struct close_ctx {
+	__u64 sk;
+	__u64 now;
+};
+
+/* A request that never got its response: counted with status 0. */
+static long flush_unanswered(__u64 i, void *data)
+{
+	struct close_ctx *x = data;
+	struct l7_conn *c = bpf_map_lookup_elem(&conns, &x->sk);
+
+	if (!c || c->head == c->tail)
+		return 1;
+	record(c, &c->q[c->head & (L7_PIPELINE - 1)], 0, x->now, 0, 0);
+	c->head++;
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
+{
+	struct close_ctx x = {.sk = (__u64)sk, .now = bpf_ktime_get_ns()};
+	struct l7_conn *c;
+
+	if (newstate != TCP_CLOSE)
+		return 0;
+	c = bpf_map_lookup_elem(&conns, &x.sk);
+	if (!c)
+		return 0;
+	if (c->resp_mode != RESP_IDLE)
+		finish_response(c, c->resp_last_ns);
+	bpf_loop(L7_PIPELINE, flush_unanswered, &x, 0);
+	bpf_map_delete_elem(&conns, &x.sk);
+	return 0;
+}

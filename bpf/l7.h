@@ -1,0 +1,61 @@
+/* Structs shared by l7.bpf.c and exporter/collectors/l7_maps.py (ctypes mirrors).
+ * Any change here must be made there too; the collector checks the sizes against this
+ * object's BTF at load time and refuses to run on a mismatch. */
+#ifndef NETOBS_L7_H
+#define NETOBS_L7_H
+
+#define L7_CAPTURE_MAX 1024 /* bytes of a message head parsed at most (L7.CaptureBytes) */
+#define L7_COMM_LEN 16
+#define L7_OP_LEN 16        /* HTTP method, database operation */
+#define L7_TARGET_LEN 64    /* HTTP route: path without query, ids folded to {id} */
+#define L7_AUTHORITY_LEN 32 /* HTTP Host header */
+#define L7_PIPELINE 8       /* requests of one connection waiting for their responses */
+#define L7_DURATION_BOUNDS 14 /* latency histogram bucket bounds; BOUNDS + 1 buckets */
+#define L7_SIZE_BOUNDS 12     /* body size histogram bucket bounds */
+
+enum l7_protocol {
+	L7_PROTO_UNKNOWN = 0,
+	L7_PROTO_HTTP = 1,
+	L7_PROTOCOLS = 2,
+};
+
+enum l7_lost_reason {
+	L7_LOST_CONNS_FULL = 0,    /* too many connections tracked at once (L7.MaxConnections) */
+	L7_LOST_SERIES_FULL = 1,   /* the series table is full: a request was not counted */
+	L7_LOST_PIPELINE_FULL = 2, /* more than L7_PIPELINE requests waited for responses on one connection */
+	L7_LOST_UNMATCHED = 3,     /* a response with no request waiting for it */
+	L7_LOST_REASONS = 4,
+};
+
+/* One series of requests, as one process saw them (client or server). */
+struct l7_series_key {
+	__u8 server_addr[16]; /* IPv4 in the first 4 bytes */
+	__u32 pid;
+	__u32 status;         /* HTTP status code; 0: no response (the connection closed first) */
+	__u16 server_port;
+	__u16 family;
+	__u8 protocol;        /* enum l7_protocol */
+	__u8 client;          /* 1: the process sent the request, 0: it answered it */
+	__u8 version;         /* HTTP: 10 or 11 */
+	__u8 pad;
+	char op[L7_OP_LEN];
+	char target[L7_TARGET_LEN];
+	char authority[L7_AUTHORITY_LEN];
+};
+
+/* Cumulative figures of one series, updated by the kernel; user space reads the increments. */
+struct l7_series {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 buckets[L7_DURATION_BOUNDS + 1];
+	__u64 request_bytes;   /* whole messages, head and body */
+	__u64 response_bytes;
+	__u64 request_body_sum;
+	__u64 response_body_sum;
+	__u64 request_body_buckets[L7_SIZE_BOUNDS + 1];
+	__u64 response_body_buckets[L7_SIZE_BOUNDS + 1];
+	__u64 last_ns;
+	char comm[L7_COMM_LEN];
+};
+
+#endif

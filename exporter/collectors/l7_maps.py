@@ -1,0 +1,51 @@
+"""ctypes mirrors of bpf/l7.h. The collector checks their sizes against the object's BTF."""
+
+from __future__ import annotations
+
+import ctypes
+
+CAPTURE_MAX = 1024
+COMM_LEN = 16
+OP_LEN = 16
+TARGET_LEN = 64
+AUTHORITY_LEN = 32
+DURATION_BOUNDS = 14
+SIZE_BOUNDS = 12
+LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched")
+PROTOCOLS = {1: "http"}
+
+
+class SeriesKey(ctypes.Structure):
+    _fields_ = (
+        ("server_addr", ctypes.c_uint8 * 16),
+        ("pid", ctypes.c_uint32),
+        ("status", ctypes.c_uint32),
+        ("server_port", ctypes.c_uint16),
+        ("family", ctypes.c_uint16),
+        ("protocol", ctypes.c_uint8),
+        ("client", ctypes.c_uint8),
+        ("version", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8),
+        ("op", ctypes.c_char * OP_LEN),
+        ("target", ctypes.c_char * TARGET_LEN),
+        ("authority", ctypes.c_char * AUTHORITY_LEN),
+    )
+
+
+class SeriesStats(ctypes.Structure):
+    _fields_ = (
+        ("count", ctypes.c_uint64),
+        ("sum_ns", ctypes.c_uint64),
+        ("buckets", ctypes.c_uint64 * (DURATION_BOUNDS + 1)),
+        ("request_bytes", ctypes.c_uint64),
+        ("response_bytes", ctypes.c_uint64),
+        ("request_body_sum", ctypes.c_uint64),
+        ("response_body_sum", ctypes.c_uint64),
+        ("request_body_buckets", ctypes.c_uint64 * (SIZE_BOUNDS + 1)),
+        ("response_body_buckets", ctypes.c_uint64 * (SIZE_BOUNDS + 1)),
+        ("last_ns", ctypes.c_uint64),
+        ("comm", ctypes.c_char * COMM_LEN),
+    )
+
+
+MIRRORS = {"l7_series_key": SeriesKey, "l7_series": SeriesStats}
