@@ -43,6 +43,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
 const volatile bool filter_pids = false;
+const volatile bool drop_local = true;     /* Common.DropLocalConnections */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 size_bounds[L7_SIZE_BOUNDS] = {};
 
@@ -123,6 +124,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } watched_pids SEC(".maps");
+
+/* addresses of this host other than loopback (written by user space), for drop_local */
+struct l7_addr {
+	__u8 addr[16];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct l7_addr);
+	__type(value, __u8);
+} local_addrs SEC(".maps");
 
 /* One socket call's data: where it is and how far the loop over its messages got. */
 struct l7_io {
@@ -476,6 +488,11 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	}
 	struct l7_conn *c = &w->conn_zero;
 	sock_endpoints(sk, &ep);
+	if (drop_local && (addr_is_loopback(ep.remote_addr, ep.family) ||
+			   bpf_map_lookup_elem(&local_addrs, ep.remote_addr))) {
+		*tries = L7_IGNORED;
+		return false;
+	}
 	c->protocol = L7_PROTO_HTTP;
 	c->client = sent;
 	c->pid = bpf_get_current_pid_tgid() >> 32;

@@ -28,6 +28,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EbpfConfig",
+    "L7Config",
     "NetflowConfig",
     "TelemetryConfig",
     "WebConfig",
@@ -106,6 +107,15 @@ class DnsConfig:
 
 
 @dataclass(frozen=True)
+class L7Config:
+    capture_bytes: int = field(metadata=_key("CaptureBytes", check.capture_bytes))
+    max_connections: int = field(metadata=_key("MaxConnections", check.count))
+    max_series: int = field(metadata=_key("MaxSeries", check.count))
+    max_routes_per_process: int = field(metadata=_key("MaxRoutesPerProcess", check.count))
+    series_expiry: float = field(metadata=_key("SeriesExpiry", check.seconds))
+
+
+@dataclass(frozen=True)
 class BashConfig:
     enabled: bool = field(metadata=_key("Enabled", check.boolean))
     containers: bool = field(metadata=_key("Containers", check.boolean))
@@ -155,6 +165,7 @@ class Config:
     ebpf: EbpfConfig
     netflow: NetflowConfig
     dns: DnsConfig
+    l7: L7Config
     bash: BashConfig
     telemetry: TelemetryConfig
     web: WebConfig = field(default_factory=WebConfig)
@@ -166,6 +177,7 @@ SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "EBPF": ("ebpf", EbpfConfig),
     "Netflow": ("netflow", NetflowConfig),
     "Dns": ("dns", DnsConfig),
+    "L7": ("l7", L7Config),
     "Bash": ("bash", BashConfig),
     "Telemetry": ("telemetry", TelemetryConfig),
 }

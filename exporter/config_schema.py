@@ -72,6 +72,15 @@ def count(value: object) -> int:
     return value
 
 
+CAPTURE_MAX = 1024  # L7_CAPTURE_MAX in bpf/l7.h
+
+
+def capture_bytes(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 64 <= value <= CAPTURE_MAX:
+        raise Invalid(f"expected a whole number of bytes from 64 to {CAPTURE_MAX}, {_got(value)}")
+    return value
+
+
 def boolean(value: object) -> bool:
     """YAML booleans, and 0 or 1 as iLogtail writes its Drop* switches."""
     if isinstance(value, bool):

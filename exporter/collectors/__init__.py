@@ -22,6 +22,10 @@ def enabled_collectors(config: Config) -> list[Collector]:
         from exporter.collectors.netflow import NetflowCollector
 
         collectors.append(NetflowCollector(config, domains))
+    if l7_enabled(config):
+        from exporter.collectors.l7 import L7Collector
+
+        collectors.append(L7Collector(config))
     if config.bash.enabled:
         from exporter.collectors.bash import BashCollector
 
@@ -33,3 +37,9 @@ def dns_enabled(config: Config) -> bool:
     """DNS is an application protocol to iLogtail: Common.ProtocolProcess and IncludeProtocols apply."""
     common = config.common
     return config.dns.enabled and common.protocol_process and "DNS" in common.include_protocols
+
+
+def l7_enabled(config: Config) -> bool:
+    """HTTP/1.x is the only protocol of the l7 collector so far."""
+    common = config.common
+    return common.protocol_process and "HTTP" in common.include_protocols

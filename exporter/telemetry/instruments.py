@@ -24,6 +24,16 @@ DNS_BOUNDS_S: tuple[float, ...] = (
     0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
 
+# Seconds; OpenTelemetry's advice for http.*.request.duration.
+HTTP_DURATION_BOUNDS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+
+# Bytes; message body sizes from empty to 64 MiB, by powers of four.
+SIZE_BOUNDS_BY: tuple[float, ...] = (
+    0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+
 
 @dataclass(frozen=True)
 class Instrument:
@@ -72,4 +82,25 @@ DNS = _table(
                "Longest DNS lookup of the series in the current and the previous Common.FlushOutL7Interval."),
 )
 
-ALL: dict[str, Instrument] = {**NETFLOW, **DNS}
+_HTTP_SIDES = {
+    "server": "as the answering process saw it: from reading the request's first bytes to writing the "
+              "response's last",
+    "client": "as the asking process saw it: from writing the request's first bytes to reading the "
+              "response's last",
+}
+
+HTTP = _table(*(
+    instrument
+    for role, seen in _HTTP_SIDES.items()
+    for instrument in (
+        Instrument(f"http.{role}.request.duration", "histogram", "s",
+                   f"Duration of HTTP requests, {seen}; a request whose connection closed first has "
+                   "error.type=no_response.", HTTP_DURATION_BOUNDS_S),
+        Instrument(f"http.{role}.request.body.size", "histogram", "By",
+                   f"Size of HTTP request bodies ({role} side), after any transfer encoding.", SIZE_BOUNDS_BY),
+        Instrument(f"http.{role}.response.body.size", "histogram", "By",
+                   f"Size of HTTP response bodies ({role} side), after any transfer encoding.", SIZE_BOUNDS_BY),
+    )
+))
+
+ALL: dict[str, Instrument] = {**NETFLOW, **DNS, **HTTP}

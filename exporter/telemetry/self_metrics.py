@@ -64,6 +64,13 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
             if isinstance(c, DnsCollector):
                 yield Observation(c.folded_names())
 
+    def http_routes_folded(_: CallbackOptions) -> Iterable[Observation]:
+        from exporter.collectors.l7 import L7Collector
+
+        for c in collectors:
+            if isinstance(c, L7Collector):
+                yield Observation(c.folded_routes())
+
     def records_dropped(_: CallbackOptions) -> Iterable[Observation]:
         for reason, n in (logs.dropped() if logs is not None else {}).items():
             yield Observation(n, {"reason": reason})
@@ -87,5 +94,8 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
                                     description="Commands typed in interactive bash and seen by the exporter.")
     meter.create_observable_counter("netobs.dns.names.folded", [dns_names_folded], unit="{lookup}",
                                     description="DNS lookups whose name was folded into ~other.")
+    meter.create_observable_counter("netobs.http.routes.folded", [http_routes_folded], unit="{request}",
+                                    description="HTTP requests whose route was folded into ~other "
+                                                "(L7.MaxRoutesPerProcess).")
     meter.create_observable_counter("netobs.bash.records.dropped", [records_dropped], unit="{record}",
                                     description="Log records of bash commands not delivered, by reason.")

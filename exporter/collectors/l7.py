@@ -1,0 +1,144 @@
+"""l7: requests of application protocols (HTTP/1.x), paired and counted in the kernel.
+
+bpf/l7.bpf.c keeps one series of cumulative figures per (process, role, method, route, status,
+server). Here they are read once per tick or scrape, and only the increments of series that
+changed are added to the RequestTracker, so the cost follows the number of series, never the
+request rate."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.bpf import BpfObject
+from exporter.collectors import sockdiag
+from exporter.collectors.base import Collector, check_mirrors
+from exporter.collectors.l7_maps import LOST_REASONS, MIRRORS, PROTOCOLS, SIZE_BOUNDS, SeriesKey, SeriesStats
+from exporter.collectors.l7_requests import Increment, RequestTracker, http_record
+from exporter.collectors.l7_requests import SeriesKey as RequestKey
+from exporter.config import Config
+from exporter.enrich.addresses import NETWORK_TYPE, format_address
+from exporter.enrich.process import ProcessInfo
+from exporter.telemetry.instruments import HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
+from exporter.telemetry.points import Snapshot
+
+assert len(SIZE_BOUNDS_BY) == SIZE_BOUNDS
+
+
+class Addr16(ctypes.Structure):
+    _fields_ = (("addr", ctypes.c_uint8 * 16),)
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("latin-1")
+
+
+class L7Collector(Collector):
+    name = "l7"
+    object_name = "l7"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        l7 = config.l7
+        self.tracker = RequestTracker(
+            duration_bounds=len(HTTP_DURATION_BOUNDS_S), size_bounds=len(SIZE_BOUNDS_BY),
+            max_routes_per_process=l7.max_routes_per_process, expiry_ns=int(l7.series_expiry * 1e9))
+        self.records_interval = config.common.flush_out_l7_interval
+        self._processes = ProcessInfo(config.common.flush_meta_interval)
+        self._seen: dict[bytes, tuple[Any, ...]] = {}  # kernel series key -> figures at the last read
+
+    # -------------------------------------------------------------- set-up
+
+    def configure(self, obj: BpfObject) -> None:
+        check_mirrors(obj, MIRRORS)
+        common, l7 = self.config.common, self.config.l7
+        obj.set_rodata({
+            "capture_bytes": l7.capture_bytes,
+            "sampling": round(common.sampling),
+            "filter_pids": bool(self.config.ebpf.pid),
+            "drop_local": common.drop_local_connections,
+            "duration_bounds_ns": b"".join(round(b * 1e9).to_bytes(8, "little") for b in HTTP_DURATION_BOUNDS_S),
+            "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
+        })
+        obj.set_max_entries("conns", l7.max_connections)
+        obj.set_max_entries("series", l7.max_series)
+
+    def prepare(self, obj: BpfObject) -> None:
+        one = ctypes.c_uint8(1)
+        for pid in self.config.ebpf.pid:
+            obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
+        addresses = obj.map("local_addrs")
+        for raw, _family in sockdiag.host_addresses():
+            addresses.update(Addr16.from_buffer_copy(raw), one)
+
+    # -------------------------------------------------------------- reading
+
+    def tick(self, now: float) -> None:
+        with self.lock:
+            now_ns = time.monotonic_ns()
+            self._drain(now_ns)
+            self.tracker.expire(now_ns)
+
+    def snapshot(self) -> Snapshot:
+        self._drain(time.monotonic_ns())
+        return self.tracker.snapshot()
+
+    def _drain(self, now_ns: int) -> None:
+        """Adds what the kernel counted since the last read; forgets kernel series idle past
+        L7.SeriesExpiry. One map read per series."""
+        if self.obj is None:
+            return
+        series = self.obj.map("series")
+        for key, stats in series.items(SeriesKey, SeriesStats):
+            raw = bytes(key)
+            figures = (stats.count, stats.sum_ns, tuple(stats.buckets), stats.request_bytes, stats.response_bytes,
+                       stats.request_body_sum, stats.response_body_sum, tuple(stats.request_body_buckets),
+                       tuple(stats.response_body_buckets))
+            before = self._seen.get(raw)
+            if before is None or before[0] != stats.count:
+                self._seen[raw] = figures
+                delta = figures if before is None else tuple(_minus(a, b) for a, b in zip(figures, before, strict=True))
+                self.tracker.add(self._key(key, stats.comm), Increment(
+                    count=delta[0], sum_ns=delta[1], buckets=delta[2], request_bytes=delta[3],
+                    response_bytes=delta[4], request_body_sum=delta[5], response_body_sum=delta[6],
+                    request_body_buckets=delta[7], response_body_buckets=delta[8], last_ns=stats.last_ns))
+            if now_ns - stats.last_ns > self.tracker.expiry_ns:
+                series.delete(key)
+                self._seen.pop(raw, None)
+
+    @staticmethod
+    def _key(key: SeriesKey, comm: bytes) -> RequestKey:
+        version = f"{key.version // 10}.{key.version % 10}" if key.version else ""
+        return RequestKey(
+            protocol=PROTOCOLS.get(key.protocol, "unknown"), client=bool(key.client), pid=key.pid,
+            comm=comm.decode(errors="replace"), method=_text(key.op), route=_text(key.target) or "/",
+            authority=_text(key.authority), status=key.status, version=version,
+            family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
+            server_port=key.server_port)
+
+    def lost(self) -> Mapping[str, int]:
+        counts = dict.fromkeys(LOST_REASONS, 0)
+        if self.obj is not None:
+            for k, v in self.obj.map("lost").items(ctypes.c_uint32, ctypes.c_uint64):
+                counts[LOST_REASONS[k.value]] = v.value
+        return counts
+
+    def folded_routes(self) -> int:
+        return self.tracker.folded
+
+    def records(self) -> list[dict[str, Any]]:
+        """iLogtail `protocols` records for the requests since the previous call."""
+        self._drain(time.monotonic_ns())  # the caller holds self.lock
+        taken = self.tracker.take_records()
+        now = str(int(time.time()))
+        return [http_record(key, totals, self._processes.cmdline(key.pid, key.comm), now)
+                for key, totals in taken.items()]
+
+
+def _minus(a: Any, b: Any) -> Any:
+    if isinstance(a, tuple):
+        return tuple(x - y for x, y in zip(a, b, strict=True))
+    return a - b

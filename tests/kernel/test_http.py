@@ -1,0 +1,288 @@
+"""HTTP/1.x against real peers: nginx serving files on loopback, driven by curl, wrk and raw sockets.
+
+Every count is exact where the client says how many requests it made: N requests, N counted, on
+the client's side and on nginx's."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kernel.harness import Exporter, free_port, wait_until
+
+pytestmark = pytest.mark.usefixtures("bpf_ready")
+
+NGINX_PORT = free_port()
+SLOW_PORT = free_port()
+SLOW_DELAY = 0.3  # seconds the slow server waits before answering
+BIG = 5 * 1024 * 1024
+BASE = f"http://127.0.0.1:{NGINX_PORT}"
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {dir}/html;
+        location /echo {{ return 200 "echo\\n"; }}
+        location /users/ {{ return 200 "user\\n"; }}
+        location /fail {{ return 503 "down\\n"; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("nginx")
+    (root / "html").mkdir()
+    (root / "html" / "index.html").write_text("hello\n")
+    (root / "html" / "wrk.html").write_text("wrk\n")
+    (root / "html" / "big.bin").write_bytes(bytes(range(256)) * (BIG // 256))
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=root, port=NGINX_PORT))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", NGINX_PORT), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+            time.sleep(0.1)
+    yield root
+    proc.terminate()
+    proc.wait()
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        time.sleep(SLOW_DELAY)
+        body = b"slow\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[None]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", SLOW_PORT), SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def exporter(nginx: Path, slow_server: None) -> Iterator[Exporter]:
+    exp = Exporter("Common.DropLocalConnections=false", "Bash.Enabled=false", "Netflow.Enabled=false",
+                   "Dns.Enabled=false")
+    yield exp
+    exp.stop()
+
+
+def curl(*args: str) -> list[str]:
+    """Runs one curl (one process, one kept-alive connection for all its URLs); the status codes."""
+    argv = [a for arg in args for a in ((arg, "-o", "/dev/null") if arg.startswith("http") else (arg,))]
+    out = subprocess.run(["curl", "-s", "-w", "%{http_code}\n", *argv],
+                         capture_output=True, text=True, timeout=60).stdout
+    return out.split()
+
+
+def server_count(exp: Exporter, expected: float, **labels: str) -> float:
+    return exp.wait_for("http_server_request_duration_seconds_count", expected, process_executable_name="nginx",
+                        **labels)
+
+
+def client_count(exp: Exporter, expected: float, comm: str, **labels: str) -> float:
+    return exp.wait_for("http_client_request_duration_seconds_count", expected, process_executable_name=comm,
+                        **labels)
+
+
+def test_counts_per_method_and_status_on_both_sides(exporter: Exporter) -> None:
+    cases = [  # (curl arguments, method, route, status, requests)
+        ([f"{BASE}/index.html"] * 5, "GET", "/index.html", "200", 5),
+        ([f"{BASE}/missing.html"] * 3, "GET", "/missing.html", "404", 3),
+        (["-X", "POST", "-d", "a=1&b=2", *[f"{BASE}/echo"] * 4], "POST", "/echo", "200", 4),
+        (["-I", *[f"{BASE}/index.html?head=1"] * 2], "HEAD", "/index.html", "200", 2),
+        ([f"{BASE}/fail"] * 2, "GET", "/fail", "503", 2),
+    ]
+    for args, _method, _route, status, n in cases:
+        assert curl(*args) == [status] * n
+    for _, method, route, status, n in cases:
+        labels = {"http_request_method": method, "http_route": route, "http_response_status_code": status}
+        assert client_count(exporter, n, "curl", **labels) == n, labels
+        assert server_count(exporter, n, **labels) == n, labels
+    (labels, _), = exporter.samples("http_server_request_duration_seconds_count", process_executable_name="nginx",
+                                    http_route="/fail")
+    assert labels["error_type"] == "503"
+    assert labels["server_address"] == "127.0.0.1"
+    assert labels["server_port"] == str(NGINX_PORT)
+    assert labels["network_protocol_version"] == "1.1"
+    (labels, _), = exporter.samples("http_client_request_duration_seconds_count", process_executable_name="curl",
+                                    http_route="/missing.html")
+    assert labels["error_type"] == "404"  # a client error for the client, not for the server
+    (labels, _), = exporter.samples("http_server_request_duration_seconds_count", process_executable_name="nginx",
+                                    http_route="/missing.html")
+    assert labels.get("error_type", "") == ""
+    # the POST bodies: 7 bytes each, as sent and as received
+    post = {"http_request_method": "POST", "http_route": "/echo"}
+    assert exporter.value("http_client_request_body_size_bytes_sum", process_executable_name="curl", **post) == 4 * 7
+    assert exporter.value("http_server_request_body_size_bytes_sum", process_executable_name="nginx", **post) == 4 * 7
+    assert exporter.value("http_server_response_body_size_bytes_sum", process_executable_name="nginx", **post) == 4 * 5
+
+
+def test_wrk_requests_are_all_counted(exporter: Exporter) -> None:
+    out = subprocess.run(["wrk", "-t1", "-c4", "-d2s", f"{BASE}/wrk.html"], capture_output=True, text=True,
+                         timeout=60).stdout
+    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    assert n > 1000
+    route = {"http_route": "/wrk.html"}
+    assert client_count(exporter, n, "wrk", http_response_status_code="200", **route) == n
+    # Requests still in flight when wrk stops were answered by nginx but never read by wrk: wrk
+    # counts them as no_response when it closes the connections, nginx as 200.
+    unanswered = exporter.value("http_client_request_duration_seconds_count", process_executable_name="wrk",
+                                error_type="no_response", **route)
+    assert unanswered <= 4
+    assert server_count(exporter, n + unanswered, http_response_status_code="200", **route) == n + unanswered
+
+
+def test_pipelined_requests_are_paired_in_order(exporter: Exporter) -> None:
+    paths = ["/index.html", "/missing.html", "/index.html", "/users/7", "/index.html", "/missing.html"]
+    with socket.create_connection(("127.0.0.1", NGINX_PORT)) as s:
+        s.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: pipe.test\r\n\r\n".encode() for p in paths))
+        data = b""
+        s.settimeout(5)
+        while data.count(b"HTTP/1.1 ") < len(paths):
+            data += s.recv(65536)
+    assert data.count(b"HTTP/1.1 200") == 4 and data.count(b"HTTP/1.1 404") == 2
+    host = {"server_address": "pipe.test"}
+    for route, status, n in (("/index.html", "200", 3), ("/missing.html", "404", 2), ("/users/{id}", "200", 1)):
+        labels = {"http_route": route, "http_response_status_code": status, **host}
+        assert client_count(exporter, n, "python", **labels) == n, labels
+        assert server_count(exporter, n, **labels) == n, labels
+
+
+def test_large_response_size_and_latency(exporter: Exporter) -> None:
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",
+                          f"{BASE}/big.bin"], capture_output=True, text=True, timeout=60).stdout
+    status, size, total = out.split()
+    assert (status, int(size)) == ("200", BIG)
+    labels = {"http_route": "/big.bin"}
+    assert client_count(exporter, 1, "curl", **labels) == 1
+    assert server_count(exporter, 1, **labels) == 1
+    for side, comm in (("client", "curl"), ("server", "nginx")):
+        got = exporter.value(f"http_{side}_response_body_size_bytes_sum", process_executable_name=comm, **labels)
+        assert got == BIG, side
+        # 5 MiB falls in the (4 MiB, 16 MiB] bucket
+        assert exporter.value(f"http_{side}_response_body_size_bytes_bucket", process_executable_name=comm,
+                              le="4.194304e+06", **labels) == 0
+    seconds = exporter.value("http_client_request_duration_seconds_sum", process_executable_name="curl", **labels)
+    assert 0 < seconds <= float(total)
+    assert float(total) - seconds < 0.005  # curl's total also counts connecting
+
+
+def test_slow_response_latency_agrees_with_curl(exporter: Exporter) -> None:
+    n = 3
+    url = f"http://127.0.0.1:{SLOW_PORT}/slow"
+    out = subprocess.run(["curl", "-s", "-w", "%{time_total} %{time_pretransfer}\n",
+                          *[a for _ in range(n) for a in (url, "-o", "/dev/null")]],
+                         capture_output=True, text=True, timeout=60).stdout
+    measured = [float(a) - float(b) for a, b in (line.split() for line in out.splitlines())]
+    assert len(measured) == n
+    labels = {"http_route": "/slow", "server_port": str(SLOW_PORT)}
+    assert client_count(exporter, n, "curl", **labels) == n
+    mean = exporter.value("http_client_request_duration_seconds_sum", process_executable_name="curl", **labels) / n
+    assert abs(mean - sum(measured) / n) < 0.01, (mean, measured)
+    assert exporter.value("http_client_request_duration_seconds_bucket", le="0.25", **labels) == 0
+    assert exporter.value("http_client_request_duration_seconds_bucket", le="0.5", **labels) == n
+    # the server (this test process) waited SLOW_DELAY between reading each request and answering
+    assert exporter.wait_for("http_server_request_duration_seconds_count", n, **labels) == n
+    server_mean = exporter.value("http_server_request_duration_seconds_sum", **labels) / n
+    assert SLOW_DELAY <= server_mean < SLOW_DELAY + 0.01
+
+
+def test_ids_in_paths_fold_into_one_route(exporter: Exporter) -> None:
+    urls = [f"{BASE}/users/123/orders/9f1c2e3d4a5b6c7d?page=2",
+            f"{BASE}/users/456/orders/550e8400-e29b-41d4-a716-446655440000",
+            f"{BASE}/users/789/orders/0123456789abcdef0123"]
+    assert curl(*urls) == ["200"] * 3
+    labels = {"http_route": "/users/{id}/orders/{id}"}
+    assert client_count(exporter, 3, "curl", **labels) == 3
+    assert server_count(exporter, 3, **labels) == 3
+
+
+def test_records_have_ilogtail_http_fields(nginx: Path, tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    exp = Exporter("Common.DropLocalConnections=false", "Bash.Enabled=false", "Netflow.Enabled=false",
+                   "Dns.Enabled=false", f"Telemetry.Records={path}", "Common.FlushOutL7Interval=1")
+    try:
+        assert curl(*[f"{BASE}/index.html?rec=1"] * 3) == ["200"] * 3
+
+        def curl_records() -> list[dict[str, str]]:
+            lines = path.read_text().splitlines() if path.exists() else []
+            return [r for r in map(json.loads, lines)
+                    if r.get("protocol") == "http" and r["role"] == "client" and r["url"] == "/index.html"]
+
+        wait_until(lambda: sum(int(r["total_count"]) for r in curl_records()), lambda v: v == 3)
+        records = curl_records()
+        assert sum(int(r["total_count"]) for r in records) == 3
+        r = records[0]
+        assert (r["type"], r["method"], r["url"], r["resp_code"], r["version"]) == \
+            ("protocols", "GET", "/index.html", "200", "1.1")
+        assert r["host"] == f"127.0.0.1:{NGINX_PORT}"
+        assert json.loads(r["remote_info"]) == {"remote_ip": "127.0.0.1", "remote_port": str(NGINX_PORT),
+                                                "remote_type": "server"}
+        assert int(r["total_latency_ns"]) > 0 and int(r["total_req_bytes"]) > 0 and int(r["total_resp_bytes"]) > 0
+    finally:
+        exp.stop()
+
+
+def test_sampling_zero_tracks_nothing(nginx: Path) -> None:
+    exp = Exporter("Common.DropLocalConnections=false", "Bash.Enabled=false", "Netflow.Enabled=false",
+                   "Dns.Enabled=false", "Common.Sampling=0")
+    try:
+        assert curl(*[f"{BASE}/index.html?sampled=0"] * 3) == ["200"] * 3
+        time.sleep(1.5)
+        assert exp.samples("http_client_request_duration_seconds_count") == []
+    finally:
+        exp.stop()
+
+
+def test_local_connections_are_dropped_by_default(nginx: Path) -> None:
+    exp = Exporter("Bash.Enabled=false", "Netflow.Enabled=false", "Dns.Enabled=false")
+    try:
+        assert curl(f"{BASE}/index.html?local=1") == ["200"]
+        time.sleep(1.5)
+        assert exp.samples("http_client_request_duration_seconds_count") == []
+    finally:
+        exp.stop()
