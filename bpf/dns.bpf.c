@@ -243,48 +243,31 @@ static __always_inline void read_msghdr(__u64 msg, __u64 *name, __u64 *iov, __u3
 	*iovcnt = len > IOV_MAX_SEEN ? IOV_MAX_SEEN : (__u32)len;
 }
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int dns_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return begin(ctx->args[0], 0, ctx->args[1], 0, 0, 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int dns_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return begin(ctx->args[0], 1, ctx->args[1], 0, 0, 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int dns_enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return begin(ctx->args[0], 0, 0, ctx->args[1], ctx->args[2] > IOV_MAX_SEEN ? IOV_MAX_SEEN : ctx->args[2], 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int dns_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return begin(ctx->args[0], 1, 0, ctx->args[1], ctx->args[2] > IOV_MAX_SEEN ? IOV_MAX_SEEN : ctx->args[2], 0, 0);
-}
-
+/* sendto/recvfrom/sendmsg/recvmsg without an address are seen at sock_{send,recv}_length instead. */
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int dns_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
+	if (!ctx->args[4])
+		return 0;
 	return begin(ctx->args[0], 0, ctx->args[1], 0, 0, ctx->args[4], 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int dns_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
+	if (!ctx->args[4])
+		return 0;
 	return begin(ctx->args[0], 1, ctx->args[1], 0, 0, ctx->args[4], 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int dns_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 name, iov;
+	__u64 name = 0, iov;
 	__u32 iovcnt;
 
+	if (bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]) || !name)
+		return 0;
 	read_msghdr(ctx->args[1], &name, &iov, &iovcnt);
 	return begin(ctx->args[0], 0, 0, iov, iovcnt, name, 0);
 }
@@ -292,9 +275,11 @@ int dns_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int dns_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 name, iov;
+	__u64 name = 0, iov;
 	__u32 iovcnt;
 
+	if (bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]) || !name)
+		return 0;
 	read_msghdr(ctx->args[1], &name, &iov, &iovcnt);
 	return begin(ctx->args[0], 1, 0, iov, iovcnt, name, 0);
 }
@@ -659,18 +644,6 @@ out:
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_read")
-int dns_exit_read(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_write")
-int dns_exit_write(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int dns_exit_readv(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int dns_exit_writev(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int dns_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
 
@@ -688,3 +661,108 @@ int dns_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx-
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int dns_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
+
+/* ---------------------------------------------------------------- connected sockets */
+
+/* x86_64 system call numbers */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+
+/* Data of a socket whose own address or peer is a DNS port, moved by read/write, readv/writev, or
+ * sendto/recvfrom/sendmsg/recvmsg without an address. Seen where the kernel accounts socket data,
+ * so other files and sockets cost a few loads; the buffer is the system call's, from its saved
+ * registers. */
+static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
+{
+	struct pt_regs *regs;
+	struct netobs_endpoints ep;
+	__u64 nr, a1, a2, a4, buf = 0, iov = 0, name = 0, len = 0;
+	__u32 iovcnt = 0;
+	__u16 family, local, remote;
+	__u8 protocol;
+
+	if (ret <= 0)
+		return;
+	family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	protocol = sk->sk_protocol;
+	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
+		return;
+	local = sk->__sk_common.skc_num;
+	remote = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (!is_dns_port(local) && !is_dns_port(remote))
+		return;
+	if (!pid_watched(bpf_get_current_pid_tgid() >> 32))
+		return;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return;
+	nr = regs->orig_ax;
+	barrier_var(nr);
+	a1 = regs->si;
+	barrier_var(a1);
+	a2 = regs->dx;
+	barrier_var(a2);
+	a4 = regs->r8;
+	barrier_var(a4);
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+		buf = a1;
+		break;
+	case NR_readv:
+	case NR_writev:
+		iov = a1;
+		iovcnt = a2 > IOV_MAX_SEEN ? IOV_MAX_SEEN : a2;
+		break;
+	case NR_recvfrom:
+	case NR_sendto:
+		if (a4)
+			return; /* with an address: the syscall tracepoints have it */
+		buf = a1;
+		break;
+	case NR_recvmsg:
+	case NR_sendmsg:
+		if (bpf_probe_read_user(&name, sizeof(name), (const void *)a1) || name)
+			return;
+		bpf_probe_read_user(&iov, sizeof(iov), (const void *)(a1 + MSGHDR_IOV));
+		bpf_probe_read_user(&len, sizeof(len), (const void *)(a1 + MSGHDR_IOVLEN));
+		iovcnt = len > IOV_MAX_SEEN ? IOV_MAX_SEEN : (__u32)len;
+		break;
+	default:
+		return; /* sendmmsg/recvmmsg: the syscall tracepoints; sendfile, splice: not DNS */
+	}
+	struct dns_call call = {
+		.sock = (__u64)sk,
+		.buf = buf,
+		.iov = iov,
+		.ktime_ns = bpf_ktime_get_ns(),
+		.iovcnt = iovcnt,
+		.sent = sent,
+	};
+	sock_endpoints(sk, &ep);
+	emit(&call, &ep, protocol, 0, buf, iov, iovcnt, ret, call.ktime_ns);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(dns_sock_send, struct sock *sk, int ret, int flags)
+{
+	on_sock_io(sk, ret, true);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(dns_sock_recv, struct sock *sk, int ret, int flags)
+{
+	if (flags & MSG_PEEK)
+		return 0;
+	on_sock_io(sk, ret, false);
+	return 0;
+}

@@ -1,0 +1,141 @@
+"""What HTTP monitoring costs: nginx and wrk on loopback with the exporter off and on, alternating.
+
+Each round runs wrk against nginx (a small static file, keep-alive) for S seconds without the
+exporter, then again with it: the default configuration with Common.DropLocalConnections=false
+(loopback is dropped by default), scraped every second as Prometheus would. With --only-l7 the
+other collectors are off, to see the HTTP part alone. During ON rounds the exporter's CPU time
+is read from /proc, and wrk's request count is compared with the count the exporter reports for
+wrk: every request must be counted.
+
+    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7]
+
+Needs root, nginx, wrk. Prints a table; exit status 0 whatever the figures (a benchmark, not a test)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROUTE = "/bench.html"
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000000;
+    server {{ listen 127.0.0.1:{port}; root {dir}; }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wrk(port: int, seconds: float, connections: int) -> int:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}{ROUTE}"],
+                         capture_output=True, text=True, check=True).stdout
+    match = re.search(r"(\d+) requests in", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def counted(url: str) -> float:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "http_client_request_duration_seconds_count" and s.labels.get("http_route") == ROUTE
+               and s.labels.get("process_executable_name") == "wrk" and s.labels.get("http_response_status_code"))
+
+
+def scrape_every_second(url: str, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        counted(url)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--only-l7", action="store_true")
+    a = p.parse_args()
+    port, web = free_port(), free_port()
+    root = Path(tempfile.mkdtemp(prefix="http-bench-"))
+    (root / ROUTE.lstrip("/")).write_text("<html>bench</html>\n" * 20)
+    (root / "nginx.conf").write_text(NGINX_CONF.format(dir=root, port=port))
+    nginx = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-p", str(root)])
+    time.sleep(0.5)
+    settings = ["Common.DropLocalConnections=false"]
+    if a.only_l7:
+        settings += ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"]
+    rows: dict[str, list[float]] = {k: [] for k in ("off", "on", "cpu_per_10k")}
+    lost = 0
+    try:
+        for r in range(a.rounds):
+            rows["off"].append(wrk(port, a.seconds, a.connections) / a.seconds)
+            url = f"http://127.0.0.1:{web}/metrics"
+            argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}"]
+            for item in settings:
+                argv += ["--config.set", item]
+            exp = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while True:
+                try:
+                    counted(url)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            stop = threading.Event()
+            scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
+            scraper.start()
+            before_cpu, before = cpu_s(exp.pid), counted(url)
+            n = wrk(port, a.seconds, a.connections)
+            spent = cpu_s(exp.pid) - before_cpu
+            rows["on"].append(n / a.seconds)
+            rows["cpu_per_10k"].append(spent / a.seconds / (n / a.seconds) * 10_000)
+            time.sleep(2.5)
+            lost += n - int(counted(url) - before)
+            stop.set()
+            scraper.join()
+            exp.terminate()
+            exp.wait()
+            print(f"round {r}: off {rows['off'][-1]:.0f}/s on {rows['on'][-1]:.0f}/s cpu {spent:.2f}s",
+                  file=sys.stderr)
+    finally:
+        nginx.terminate()
+        nginx.wait()
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    what = "HTTP only" if a.only_l7 else "default collectors"
+    print(f"| requests/s (nginx + wrk -c{a.connections}, loopback, {what}) | {med['off']:.0f} | {med['on']:.0f} "
+          f"| {med['on'] / med['off']:.1%} |")
+    print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted: {lost}")
+
+
+if __name__ == "__main__":
+    main()
