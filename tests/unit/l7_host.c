@@ -1,0 +1,113 @@
+/* The kernel's HTTP/1.x head parser (bpf/l7_http.h), built for the host so that
+ * tests/unit/test_l7_http_parser.py can feed it byte literals and random input through ctypes.
+ *
+ *   clang -Ibpf -Wall -Werror -O2 -shared -fPIC -o l7_host.so tests/unit/l7_host.c
+ *
+ * bpf_loop becomes a plain loop with the same contract (the callback returns 1 to stop) and the
+ * unaligned 8-byte load a memcpy. Everything else is the very code the BPF program runs. */
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#define L7_LOOP(n, cb, ctx)                                   \
+	do {                                                  \
+		for (__u64 l7_i_ = 0; l7_i_ < (n); l7_i_++)   \
+			if ((cb)(l7_i_, (ctx)))               \
+				break;                        \
+	} while (0)
+#define L7_LOAD64(w, src) memcpy(&(w), (src), sizeof(__u64))
+
+#include <linux/types.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "l7_http.h"
+
+/* sizeof and the offset of every field of struct l7_head, for the ctypes mirror to check itself. */
+const unsigned long l7_head_layout[] = {
+	sizeof(struct l7_head),
+	offsetof(struct l7_head, content_length),
+	offsetof(struct l7_head, header_len),
+	offsetof(struct l7_head, status),
+	offsetof(struct l7_head, version),
+	offsetof(struct l7_head, chunked),
+	offsetof(struct l7_head, request),
+	offsetof(struct l7_head, pad),
+	offsetof(struct l7_head, op),
+	offsetof(struct l7_head, target),
+	offsetof(struct l7_head, authority),
+};
+
+const unsigned long l7_capture_max = L7_CAPTURE_MAX;
+
+unsigned long l7_head_size(void)
+{
+	return sizeof(struct l7_head);
+}
+
+/* Static like the per-CPU map value the BPF program parses in: every call reuses it. The whole
+ * struct (window past n, loop state, the head) is first set to fill, then the window to the stale
+ * bytes (say, a longer message parsed before), then to the data: a test can prove that neither
+ * stale bytes nor a previous parse leak into the result. */
+static struct l7_parse parse_state;
+
+static struct l7_parse *load(const unsigned char *data, unsigned n, int fill, const unsigned char *stale,
+			     unsigned stale_n)
+{
+	struct l7_parse *p = &parse_state;
+
+	if (n > L7_CAPTURE_MAX)
+		n = L7_CAPTURE_MAX;
+	if (stale_n > sizeof(p->buf))
+		stale_n = sizeof(p->buf);
+	memset(p, fill, sizeof(*p));
+	if (stale_n)
+		memcpy(p->buf, stale, stale_n);
+	if (n)
+		memcpy(p->buf, data, n);
+	p->n = n;
+	return p;
+}
+
+int parse_request_over(const unsigned char *data, unsigned n, int fill, const unsigned char *stale,
+		       unsigned stale_n, struct l7_head *out)
+{
+	struct l7_parse *p = load(data, n, fill, stale, stale_n);
+	int ok = http_parse_request(p);
+
+	memcpy(out, &p->head, sizeof(*out));
+	return ok;
+}
+
+int parse_response_over(const unsigned char *data, unsigned n, int fill, const unsigned char *stale,
+			unsigned stale_n, struct l7_head *out)
+{
+	struct l7_parse *p = load(data, n, fill, stale, stale_n);
+	int ok = http_parse_response(p);
+
+	memcpy(out, &p->head, sizeof(*out));
+	return ok;
+}
+
+unsigned method_len_over(const unsigned char *data, unsigned n, int fill, const unsigned char *stale,
+			 unsigned stale_n)
+{
+	return http_method_len(load(data, n, fill, stale, stale_n));
+}
+
+int parse_request(const unsigned char *data, unsigned n, struct l7_head *out)
+{
+	return parse_request_over(data, n, 0, 0, 0, out);
+}
+
+int parse_response(const unsigned char *data, unsigned n, struct l7_head *out)
+{
+	return parse_response_over(data, n, 0, 0, 0, out);
+}
+
+unsigned method_len(const unsigned char *data, unsigned n)
+{
+	return method_len_over(data, n, 0, 0, 0);
+}
