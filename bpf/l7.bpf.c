@@ -82,6 +82,8 @@ struct l7_conn {
 	__u8 client;
 	__u8 resp_mode;
 	__u8 req_open;        /* the latest request's body has no length: its data continues until a head */
+	__u16 like_len;       /* layout of the last response head with a Content-Length (see */
+	__u16 like_cl;        /* http_parse_response_like); 0: none yet */
 	__u32 head;           /* requests q[head..tail) wait for responses */
 	__u32 tail;
 	char comm[L7_COMM_LEN];
@@ -145,6 +147,7 @@ struct l7_io {
 	__u64 off;  /* bytes of ret handled */
 	__u64 now;
 	bool request_dir;
+	bool resolved; /* buf and cap were looked up (only when data must be read) */
 };
 
 /* Per-CPU room: the parse window and the key of the series being updated. */
@@ -258,10 +261,16 @@ static __always_inline void finish_response(struct l7_conn *c, __u64 end_ns)
 
 /* ---------------------------------------------------------------- messages */
 
+static __always_inline void call_buffer(struct l7_io *io);
+
 static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 {
 	__u64 n;
 
+	if (!io->resolved) {
+		io->resolved = 1;
+		call_buffer(io);
+	}
 	if (!io->buf || io->off >= io->cap || io->off >= io->ret)
 		return false;
 	n = io->cap < io->ret ? io->cap - io->off : io->ret - io->off;
@@ -281,6 +290,10 @@ static __always_inline bool ends_last_chunk(struct l7_io *io)
 {
 	char tail[5];
 
+	if (!io->resolved) {
+		io->resolved = 1;
+		call_buffer(io);
+	}
 	if (!io->buf || io->ret < 5 || io->cap < io->ret ||
 	    bpf_probe_read_user(tail, sizeof(tail), (const void *)(io->buf + io->ret - 5)))
 		return false;
@@ -354,7 +367,17 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 			finish_response(c, io->now);
 		return 0;
 	}
-	bool head = fill(p, io) && http_parse_response(p);
+	bool head = false;
+	if (fill(p, io)) {
+		head = http_parse_response_like(p, c->like_len, c->like_cl);
+		if (!head) {
+			head = http_parse_response(p);
+			if (head && p->head.cl_line && !p->head.chunked && p->head.header_len) {
+				c->like_len = p->head.header_len;
+				c->like_cl = p->head.cl_line;
+			}
+		}
+	}
 	if (c->resp_mode != RESP_IDLE) { /* chunked, or until the next head */
 		if (!head) {
 			c->resp_bytes += left;
@@ -472,11 +495,15 @@ static __always_inline void call_buffer(struct l7_io *io)
 /* Starts tracking a connection whose data begins with a request head; false if it does not. */
 static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
-	__u32 *tries = bpf_sk_storage_get(&sniffed, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	__u32 *tries = bpf_sk_storage_get(&sniffed, sk, 0, 0);
 	struct l7_work *w = get_work();
 	struct netobs_endpoints ep;
 
-	if (!tries || !w || *tries >= L7_SNIFF_TRIES)
+	if (tries && *tries >= L7_SNIFF_TRIES)
+		return false; /* decided: not followed */
+	if (!tries)
+		tries = bpf_sk_storage_get(&sniffed, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!tries || !w)
 		return false;
 	if (!fill(&w->p, io) || !http_method_len(&w->p)) {
 		*tries += 1;
@@ -537,7 +564,7 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 	io->off = 0;
 	io->ret = ret;
 	io->now = bpf_ktime_get_ns();
-	call_buffer(io);
+	io->resolved = 0;
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c) {
 		if (!track(sk, io, sent))

@@ -28,7 +28,9 @@ struct l7_head {
 	__u8 version;         /* 10 or 11; 0: not seen */
 	__u8 chunked;         /* Transfer-Encoding present: the body ends with a zero-size chunk */
 	__u8 request;         /* 1: a request head, 0: a response head */
-	__u8 pad[5];
+	__u8 pad;
+	__u16 cl_line;        /* where the Content-Length line starts; 0: none */
+	__u16 pad2;
 	char op[L7_OP_LEN];
 	char target[L7_TARGET_LEN];
 	char authority[L7_AUTHORITY_LEN];
@@ -176,7 +178,7 @@ static long target_byte(__u64 i, void *ctx)
 	if (pos >= p->n)
 		return 1;
 	c = l7_at(p, pos);
-	if (c == ' ' || c == '\r' || c == '\n') {
+	if (c <= ' ' || c == 0x7f) { /* a space ends it; control bytes make the version check fail */
 		if (!p->in_query)
 			segment_end(p);
 		p->target_end = pos;
@@ -219,8 +221,12 @@ static long length_digit(__u64 i, void *ctx)
 	if (c == ' ' || c == '\t') {
 		return p->vcount ? 1 : 0;
 	}
-	if (c < '0' || c > '9' || p->vcount >= 18)
+	if (c < '0' || c > '9')
 		return 1;
+	if (p->vcount >= 18) { /* too long to be a real length: none */
+		p->vcount = 0;
+		return 1;
+	}
 	p->vnum = p->vnum * 10 + (c - '0');
 	p->vcount++;
 	return 0;
@@ -276,13 +282,16 @@ static __always_inline long header_line(struct l7_parse *p, __u32 s)
 		return 1;
 	}
 	if (c == 'c' && l7_is_i(p, s, LIT8('c', 'o', 'n', 't', 'e', 'n', 't', '-'), 8) &&
-	    l7_is_i(p, s + 8, LIT7('l', 'e', 'n', 'g', 't', 'h', ':'), 7))
+	    l7_is_i(p, s + 8, LIT7('l', 'e', 'n', 'g', 't', 'h', ':'), 7)) {
+		p->head.cl_line = s;
 		parse_content_length(p, s + 15);
+	}
 	else if (c == 't' && l7_is_i(p, s, LIT8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r'), 8) &&
 		 l7_is_i(p, s + 8, LIT8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n'), 8) &&
 		 l7_is_i(p, s + 16, LIT2('g', ':'), 2))
 		p->head.chunked = 1;
-	else if (c == 'h' && p->head.request && l7_is_i(p, s, LIT5('h', 'o', 's', 't', ':'), 5))
+	else if (c == 'h' && p->head.request && !p->head.authority[0] && /* the first Host counts */
+		 l7_is_i(p, s, LIT5('h', 'o', 's', 't', ':'), 5))
 		copy_authority(p, s + 5);
 	return 0;
 }
@@ -346,7 +355,8 @@ static __always_inline bool http_parse_request(struct l7_parse *p)
 	if (!mlen)
 		return false;
 	first = l7_at(p, mlen + 1);
-	if (first != '/' && first != '*' && first != 'h')
+	/* origin form (/path), asterisk (OPTIONS *), absolute form (http://...), authority (CONNECT) */
+	if (first != '/' && first != '*' && first != 'h' && l7_at(p, 0) != 'C')
 		return false;
 	head_reset(p);
 	p->head.request = 1;
@@ -360,6 +370,8 @@ static __always_inline bool http_parse_request(struct l7_parse *p)
 	p->in_query = 0;
 	p->written = 0;
 	L7_LOOP(L7_CAPTURE_MAX, target_byte, &ctx);
+	if (!p->target_end && !p->in_query)
+		segment_end(p); /* the window ended inside the target: its last segment still folds */
 	if (p->written > p->out) /* a folded id left bytes behind */
 		L7_LOOP(p->written - p->out, target_clear, &ctx);
 	end = p->target_end;
@@ -376,10 +388,9 @@ static __always_inline bool http_parse_request(struct l7_parse *p)
 	return true;
 }
 
-/* Parses a response head ("HTTP/1.x NNN ...") at the start of the window. */
-static __always_inline bool http_parse_response(struct l7_parse *p)
+/* The status line of a response at the start of the window: status and version. */
+static __always_inline bool http_status_line(struct l7_parse *p)
 {
-	struct l7_loop_ctx ctx = {.p = p};
 	__u8 d0, d1, d2;
 
 	if ((l7_word(p, 0) & L7_MASK(7)) != LIT7('H', 'T', 'T', 'P', '/', '1', '.') || l7_at(p, 8) != ' ')
@@ -392,8 +403,38 @@ static __always_inline bool http_parse_response(struct l7_parse *p)
 	head_reset(p);
 	p->head.version = l7_at(p, 7) == '0' ? 10 : 11;
 	p->head.status = (d0 - '0') * 100 + (d1 - '0') * 10 + (d2 - '0');
+	return true;
+}
+
+/* Parses a response head ("HTTP/1.x NNN ...") at the start of the window. */
+static __always_inline bool http_parse_response(struct l7_parse *p)
+{
+	struct l7_loop_ctx ctx = {.p = p};
+
+	if (!http_status_line(p))
+		return false;
 	p->pos = 12;
 	L7_LOOP(L7_CAPTURE_MAX, header_step, &ctx);
+	return true;
+}
+
+/* A response head laid out like the previous one of its connection (a server answers alike): the
+ * head ends at header_len and its Content-Length line starts at cl_line. Then only the status and
+ * the length are read, not every line. False if the layout differs; http_parse_response() then. */
+static __always_inline bool http_parse_response_like(struct l7_parse *p, __u32 header_len, __u32 cl_line)
+{
+	if (!header_len || !cl_line || header_len > p->n || !http_status_line(p))
+		return false;
+	if ((l7_word(p, header_len - 4) & L7_MASK(4)) != LIT4('\r', '\n', '\r', '\n') ||
+	    l7_at(p, cl_line - 1) != '\n' ||
+	    !l7_is_i(p, cl_line, LIT8('c', 'o', 'n', 't', 'e', 'n', 't', '-'), 8) ||
+	    !l7_is_i(p, cl_line + 8, LIT7('l', 'e', 'n', 'g', 't', 'h', ':'), 7))
+		return false;
+	parse_content_length(p, cl_line + 15);
+	if (p->head.content_length < 0)
+		return false;
+	p->head.header_len = header_len;
+	p->head.cl_line = cl_line;
 	return true;
 }
 

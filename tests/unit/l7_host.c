@@ -35,6 +35,8 @@ const unsigned long l7_head_layout[] = {
 	offsetof(struct l7_head, chunked),
 	offsetof(struct l7_head, request),
 	offsetof(struct l7_head, pad),
+	offsetof(struct l7_head, cl_line),
+	offsetof(struct l7_head, pad2),
 	offsetof(struct l7_head, op),
 	offsetof(struct l7_head, target),
 	offsetof(struct l7_head, authority),
@@ -110,4 +112,15 @@ int parse_response(const unsigned char *data, unsigned n, struct l7_head *out)
 unsigned method_len(const unsigned char *data, unsigned n)
 {
 	return method_len_over(data, n, 0, 0, 0);
+}
+
+/* http_parse_response_like: the layout (header_len, cl_line) of an earlier head of the connection */
+int parse_response_like(const unsigned char *data, unsigned n, unsigned header_len, unsigned cl_line,
+			struct l7_head *out)
+{
+	struct l7_parse *p = load(data, n, 0, 0, 0);
+	int ok = http_parse_response_like(p, header_len, cl_line);
+
+	memcpy(out, &p->head, sizeof(*out));
+	return ok;
 }
