@@ -357,6 +357,8 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 
 static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p, struct l7_io *io, __u64 left)
 {
+	__u64 previous_ns = c->resp_last_ns; /* the last data of a response that a new head ends */
+
 	c->resp_last_ns = io->now;
 	if (c->resp_mode == RESP_LENGTH) {
 		__u64 take = c->resp_remaining < left ? c->resp_remaining : left;
@@ -386,7 +388,7 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 				finish_response(c, io->now);
 			return 1;
 		}
-		finish_response(c, c->resp_last_ns);
+		finish_response(c, io->off ? io->now : previous_ns);
 	}
 	if (!head) {
 		io->off = io->ret; /* data outside any response we know of */
@@ -404,7 +406,9 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 		return 1;
 	}
 	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
-	bool no_body = req->no_body || status == 204 || status == 304 || status == 101;
+	/* 101 and a CONNECT's 2xx: what follows is another protocol, not a body */
+	bool no_body = req->no_body || status == 204 || status == 304 || status == 101 ||
+		       (req->op[0] == 'C' && status < 300);
 	c->resp_status = status;
 	c->resp_header_len = h->header_len;
 	c->resp_bytes = 0;

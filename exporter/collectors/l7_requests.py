@@ -157,7 +157,12 @@ class RequestTracker:
 
 
 def _point(out: Snapshot, instrument: str, attrs: Attributes, value: HistogramValue) -> None:
+    """Series that differ only in what the attributes leave out (the server's IP under one Host) add up."""
     points: Points = out.setdefault(instrument, {})
+    had = points.get(attrs)
+    if isinstance(had, HistogramValue):
+        value = HistogramValue(tuple(a + b for a, b in zip(had.bucket_counts, value.bucket_counts, strict=True)),
+                               had.sum + value.sum, had.count + value.count)
     points[attrs] = value
 
 

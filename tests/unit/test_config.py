@@ -233,7 +233,7 @@ def test_protocols_as_comma_separated_text() -> None:
         ),
         (
             "Comon:\n  Sampling: 1\n",
-            "config: Comon: unknown section (known sections: Common, EBPF, Netflow, Dns, Bash, Telemetry)",
+            "config: Comon: unknown section (known sections: Common, EBPF, Netflow, Dns, L7, Bash, Telemetry)",
         ),
         ("Common: 5\n", "config: Common: expected a map of keys, got 5"),
         (
@@ -242,7 +242,8 @@ def test_protocols_as_comma_separated_text() -> None:
         ),
         (
             "- Common\n",
-            "config: {path}: expected a map of sections (Common, EBPF, Netflow, Dns, Bash, Telemetry), got ['Common']",
+            "config: {path}: expected a map of sections (Common, EBPF, Netflow, Dns, L7, Bash, Telemetry), "
+            "got ['Common']",
         ),
         (
             "Common:\n  Sampling: [1\n",
@@ -299,7 +300,8 @@ def test_flag_mistakes_name_the_flag() -> None:
         "config: --config.set 'Sampling=5': expected Section.Key=value, e.g. Common.Sampling=50"
     )
     assert error_of(overrides=("Web.Port=5",)) == (
-        "config: Web (from --config.set): unknown section (known sections: Common, EBPF, Netflow, Dns, Bash, Telemetry)"
+        "config: Web (from --config.set): unknown section "
+        "(known sections: Common, EBPF, Netflow, Dns, L7, Bash, Telemetry)"
     )
 
 

@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.collectors.l7_maps import AUTHORITY_LEN, OP_LEN, TARGET_LEN
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST_SOURCE = Path(__file__).with_name("l7_host.c")
 CFLAGS = ["-Ibpf", "-Wall", "-Werror", "-O2", "-shared", "-fPIC"]
 
 CAPTURE_MAX = 1024  # L7_CAPTURE_MAX, checked against the library below
-OP_LEN, TARGET_LEN, AUTHORITY_LEN = 16, 64, 32
 FILLS = (0x00, 0x0A, 0xFF)  # what the window past n and the head hold before a parse: zeros, line feeds, 0xff
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -151,7 +152,7 @@ def parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parser]:
 
 def test_struct_mirror_matches_the_c_layout(parser: Parser) -> None:
     layout = (ctypes.c_ulong * (1 + len(LAYOUT_FIELDS))).in_dll(parser.lib, "l7_head_layout")
-    assert parser.lib.l7_head_size() == ctypes.sizeof(L7Head) == layout[0] == 136
+    assert parser.lib.l7_head_size() == ctypes.sizeof(L7Head) == layout[0] == 168
     assert [getattr(L7Head, name).offset for name in LAYOUT_FIELDS] == list(layout)[1:]
     assert ctypes.c_ulong.in_dll(parser.lib, "l7_capture_max").value == CAPTURE_MAX
 
@@ -304,7 +305,9 @@ def test_long_target_past_the_window(parser: Parser) -> None:
         ("Host: \t example.com  ", b"example.com"),
         ("Host: [::1]:8080", b"[::1]:8080"),
         ("Host: 10.0.0.1:80", b"10.0.0.1:80"),
-        ("Host: API.Very-Long-Subdomain.Example.Internal:8443", b"api.very-long-subdomain.example"),  # 31 bytes
+        ("Host: API.Very-Long-Subdomain.Example.Internal:8443", b"api.very-long-subdomain.example.internal:8443"),
+        ("Host: checkout-frontend.shop-production.svc.cluster.local:8080-and-then-some",
+         b"checkout-frontend.shop-production.svc.cluster.local:8080-and-th"),  # 63 bytes
         ("Host:", b""),
         ("X-Host: other", b""),
         ("Hostname: other", b""),

@@ -1,0 +1,100 @@
+"""RequestTracker: kernel increments to series, route caps, attributes and records."""
+
+from __future__ import annotations
+
+import json
+
+from exporter.collectors.l7_requests import (
+    OTHER_ROUTE,
+    Increment,
+    RequestTracker,
+    SeriesKey,
+    error_type,
+    host_of,
+    http_attributes,
+    http_record,
+)
+from exporter.telemetry.points import HistogramValue
+
+
+def key(**changes: object) -> SeriesKey:
+    base = SeriesKey(protocol="http", client=True, pid=42, comm="curl", method="GET", route="/a", authority="svc:8080",
+                     status=200, version="1.1", family="ipv4", server_address="10.0.0.1", server_port=8080)
+    return base._replace(**changes)
+
+
+def inc(count: int = 1, sum_ns: int = 1_000_000, bucket: int = 0, last_ns: int = 1) -> Increment:
+    buckets = tuple(count if i == bucket else 0 for i in range(15))
+    sizes = tuple(count if i == 0 else 0 for i in range(13))
+    return Increment(count, sum_ns, buckets, 100 * count, 200 * count, 0, 50 * count, sizes, sizes, last_ns)
+
+
+def tracker(max_routes: int = 100) -> RequestTracker:
+    return RequestTracker(duration_bounds=14, size_bounds=12, max_routes_per_process=max_routes, expiry_ns=10**9)
+
+
+def test_increments_add_up_per_series() -> None:
+    t = tracker()
+    t.add(key(), inc(2, 3_000_000, bucket=0))
+    t.add(key(), inc(1, 20_000_000, bucket=2))
+    points = t.snapshot()["http.client.request.duration"]
+    (value,) = points.values()
+    assert value == HistogramValue((2, 0, 1) + (0,) * 12, 0.023, 3)
+    assert t.snapshot()["http.client.response.body.size"][http_attributes(key())].sum == 150
+
+
+def test_series_that_differ_only_in_the_server_ip_add_up() -> None:
+    t = tracker()
+    t.add(key(server_address="10.0.0.1"), inc(3))
+    t.add(key(server_address="10.0.0.2"), inc(4))
+    (value,) = t.snapshot()["http.client.request.duration"].values()
+    assert isinstance(value, HistogramValue) and value.count == 7
+
+
+def test_routes_beyond_the_cap_fold_into_other_and_are_counted() -> None:
+    t = tracker(max_routes=2)
+    for route in ("/a", "/b", "/c", "/d", "/a"):
+        t.add(key(route=route), inc())
+    routes = {dict(attrs)["http.route"]: v.count for attrs, v in t.snapshot()["http.client.request.duration"].items()
+              if isinstance(v, HistogramValue)}
+    assert routes == {"/a": 2, "/b": 1, OTHER_ROUTE: 2}
+    assert t.folded == 2
+
+
+def test_idle_series_expire_and_free_their_route() -> None:
+    t = tracker(max_routes=1)
+    t.add(key(route="/old"), inc(last_ns=1))
+    t.expire(now_ns=5 * 10**9)
+    assert t.series == {}
+    t.add(key(route="/new"), inc(last_ns=6 * 10**9))
+    assert [k.route for k in t.series] == ["/new"]
+
+
+def test_error_type_follows_the_role() -> None:
+    assert error_type(key(status=404)) == "404"
+    assert error_type(key(status=404, client=False)) is None
+    assert error_type(key(status=503, client=False)) == "503"
+    assert error_type(key(status=0)) == "no_response"
+    assert "http.response.status_code" not in dict(http_attributes(key(status=0)))
+
+
+def test_server_address_is_the_host_header_host() -> None:
+    assert host_of("example.com:8080") == "example.com"
+    assert host_of("[::1]:80") == "::1"
+    assert host_of("::1") == "::1"
+    assert dict(http_attributes(key()))["server.address"] == "svc"
+    assert dict(http_attributes(key(authority="")))["server.address"] == "10.0.0.1"
+
+
+def test_records_are_per_interval_with_ilogtail_fields() -> None:
+    t = tracker()
+    t.add(key(), inc(3))
+    (k, totals), = t.take_records().items()
+    record = http_record(k, totals, "curl http://svc", "1700000000")
+    assert (record["protocol"], record["method"], record["url"], record["resp_code"], record["total_count"]) == \
+        ("http", "GET", "/a", "200", "3")
+    assert json.loads(record["remote_info"]) == {"remote_ip": "10.0.0.1", "remote_port": "8080",
+                                                 "remote_type": "server"}
+    assert t.take_records() == {}
+    t.add(key(), inc(1))
+    assert [v.count for v in t.take_records().values()] == [1]
