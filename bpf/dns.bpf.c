@@ -29,8 +29,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define MMSG_MAX 8   /* messages of one sendmmsg/recvmmsg looked at */
 #define IOV_MAX_SEEN 4 /* iovec entries of one call copied from */
 #define MMSGHDR_SIZE 64
-#define MSGHDR_IOV 16    /* offsetof(struct user_msghdr, msg_iov) */
-#define MSGHDR_IOVLEN 24 /* offsetof(struct user_msghdr, msg_iovlen) */
 #define MMSGHDR_LEN 56   /* offsetof(struct mmsghdr, msg_len) */
 
 const volatile __u16 dns_ports[DNS_PORTS_MAX] = {53};
@@ -664,25 +662,15 @@ int dns_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx-
 
 /* ---------------------------------------------------------------- connected sockets */
 
-/* x86_64 system call numbers */
-#define NR_read 0
-#define NR_write 1
-#define NR_readv 19
-#define NR_writev 20
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
-
 /* Data of a socket whose own address or peer is a DNS port, moved by read/write, readv/writev, or
  * sendto/recvfrom/sendmsg/recvmsg without an address. Seen where the kernel accounts socket data,
  * so other files and sockets cost a few loads; the buffer is the system call's, from its saved
  * registers. */
 static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
 {
-	struct pt_regs *regs;
+	struct netobs_syscall sc;
 	struct netobs_endpoints ep;
-	__u64 nr, a1, a2, a4, buf = 0, iov = 0, name = 0, len = 0;
+	__u64 a1, a2, buf = 0, iov = 0, name = 0, len = 0;
 	__u32 iovcnt = 0;
 	__u16 family, local, remote;
 	__u8 protocol;
@@ -701,18 +689,11 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
 		return;
 	if (!pid_watched(bpf_get_current_pid_tgid() >> 32))
 		return;
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!regs)
+	if (!current_syscall(&sc))
 		return;
-	nr = regs->orig_ax;
-	barrier_var(nr);
-	a1 = regs->si;
-	barrier_var(a1);
-	a2 = regs->dx;
-	barrier_var(a2);
-	a4 = regs->r8;
-	barrier_var(a4);
-	switch (nr) {
+	a1 = sc.arg2;
+	a2 = sc.arg3;
+	switch (sc.nr) {
 	case NR_read:
 	case NR_write:
 		buf = a1;
@@ -724,7 +705,7 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
 		break;
 	case NR_recvfrom:
 	case NR_sendto:
-		if (a4)
+		if (sc.arg5)
 			return; /* with an address: the syscall tracepoints have it */
 		buf = a1;
 		break;

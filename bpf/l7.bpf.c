@@ -29,16 +29,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define L7_SNIFF_TRIES 8    /* calls looked at on a connection before deciding it is not HTTP */
 #define L7_IGNORED 0xff
 
-/* x86_64 system call numbers: whose buffer the data is in */
-#define NR_read 0
-#define NR_write 1
-#define NR_readv 19
-#define NR_writev 20
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
-#define MSGHDR_IOV 16 /* offsetof(struct user_msghdr, msg_iov) */
 
 const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
@@ -454,40 +444,30 @@ static __always_inline bool pid_watched(__u32 pid)
 /* The buffer of the system call in progress, from the registers it was entered with. */
 static __always_inline void call_buffer(struct l7_io *io)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	struct { __u64 base; __u64 len; } iov = {};
+	struct netobs_syscall call;
 	__u64 msg_iov = 0;
 
-	__u64 nr, a1, a2;
-
-	if (!regs)
+	if (!current_syscall(&call))
 		return;
-	/* direct loads (cheaper than probe reads); the barriers keep the compiler from merging them
-	 * with the stack loads below, which the verifier would refuse */
-	nr = regs->orig_ax;
-	barrier_var(nr);
-	a1 = regs->si;
-	barrier_var(a1);
-	a2 = regs->dx;
-	barrier_var(a2);
-	switch (nr) {
+	switch (call.nr) {
 	case NR_read:
 	case NR_write:
 	case NR_recvfrom:
 	case NR_sendto:
-		io->buf = a1;
-		io->cap = a2;
+		io->buf = call.arg2;
+		io->cap = call.arg3;
 		return;
 	case NR_readv:
 	case NR_writev:
-		if (a2 >= 1 && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)a1)) {
+		if (call.arg3 >= 1 && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)call.arg2)) {
 			io->buf = iov.base;
 			io->cap = iov.len;
 		}
 		return;
 	case NR_recvmsg:
 	case NR_sendmsg:
-		if (!bpf_probe_read_user(&msg_iov, sizeof(msg_iov), (const void *)(a1 + MSGHDR_IOV)) &&
+		if (!bpf_probe_read_user(&msg_iov, sizeof(msg_iov), (const void *)(call.arg2 + MSGHDR_IOV)) &&
 		    msg_iov && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)msg_iov)) {
 			io->buf = iov.base;
 			io->cap = iov.len;

@@ -105,4 +105,50 @@ static __always_inline void current_process_name(char (*buf)[16])
 	BPF_CORE_READ_STR_INTO(buf, task, group_leader, comm);
 }
 
+/* x86_64 system call numbers of the calls that move socket data from one user buffer */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define MSGHDR_IOV 16    /* offsetof(struct user_msghdr, msg_iov) */
+#define MSGHDR_IOVLEN 24 /* offsetof(struct user_msghdr, msg_iovlen) */
+
+/* The system call the current task is in, from the registers it entered with: what the socket
+ * layer's tracepoints (tp_btf/sock_{send,recv}_length) need to find the call's buffer. */
+struct netobs_syscall {
+	__u64 nr;
+	__u64 arg2; /* rsi: the buffer, iovec or msghdr */
+	__u64 arg3; /* rdx: its length, or the iovec count */
+	__u64 arg5; /* r8: sendto/recvfrom's address */
+};
+
+/* For tp_btf programs: direct loads from the task's saved registers. False outside a syscall. */
+static __always_inline bool current_syscall(struct netobs_syscall *call)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 v;
+
+	if (!regs)
+		return false;
+	/* barriers keep the compiler from merging these loads with stack loads, which the verifier
+	 * would refuse (one instruction, two pointer types) */
+	v = regs->orig_ax;
+	barrier_var(v);
+	call->nr = v;
+	v = regs->si;
+	barrier_var(v);
+	call->arg2 = v;
+	v = regs->dx;
+	barrier_var(v);
+	call->arg3 = v;
+	v = regs->r8;
+	barrier_var(v);
+	call->arg5 = v;
+	return true;
+}
+
 #endif
