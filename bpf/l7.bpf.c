@@ -19,13 +19,14 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
-#include "l7_http.h"
+#include "l7_db.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define IPPROTO_TCP 6
 #define TCP_CLOSE 7
 #define L7_MSGS_PER_CALL 16 /* messages of one call looked at (pipelined requests, responses) */
+#define L7_DB_STEPS_PER_CALL 1024 /* database messages (RESP elements) of one call looked at */
 #define L7_SNIFF_TRIES 8    /* calls looked at on a connection before deciding it is not HTTP */
 #define L7_IGNORED 0xff
 
@@ -34,7 +35,9 @@ const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
 const volatile bool filter_pids = false;
 const volatile bool drop_local = true;     /* Common.DropLocalConnections */
+const volatile __u32 protocols = 1 << L7_PROTO_HTTP; /* Common.IncludeProtocols: 1 << enum l7_protocol */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
+const volatile __u64 db_duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 size_bounds[L7_SIZE_BOUNDS] = {};
 
 enum resp_mode {
@@ -44,14 +47,17 @@ enum resp_mode {
 	RESP_UNTIL_NEXT = 3,  /* no length: ends at the next head or when the connection closes */
 };
 
-/* A request waiting for its response. */
+/* A request waiting for its response; for databases, `count` alike requests of one call (a
+ * pipeline) wait together. */
 struct l7_req {
 	__u64 start_ns; /* the process wrote it (client) or read it (server) */
 	__u64 bytes;
 	__u32 header_len;
+	__u32 count;    /* requests waiting in this entry (1 for HTTP) */
 	__u8 version;
 	__u8 no_body;   /* HEAD: the response has a head only */
-	__u8 pad[2];
+	__u8 kind;      /* databases: which message it is (PostgreSQL Query or Execute, memcached kind) */
+	__u8 pad[5];
 	char op[L7_OP_LEN];
 	char target[L7_TARGET_LEN];
 	char authority[L7_AUTHORITY_LEN];
@@ -77,6 +83,22 @@ struct l7_conn {
 	__u32 head;           /* requests q[head..tail) wait for responses */
 	__u32 tail;
 	char comm[L7_COMM_LEN];
+	/* databases (bpf/l7_db_flow.h) */
+	__u64 rq_skip;        /* bytes of the current request message still to come */
+	__u64 rs_skip;        /* bytes of the current response message still to come */
+	__u64 rs_elems;       /* Redis: elements of the reply in progress still to come */
+	__u32 done;           /* responses of q[head] seen in this call and not yet recorded */
+	__u32 rq_elems;       /* Redis: arguments of the command in progress still to come */
+	__u8 rs_open;         /* a reply is in progress (Redis, memcached) */
+	__u8 rs_push;         /* Redis: the reply in progress is a push, not an answer */
+	__u8 rs_hit;          /* memcached: the reply in progress has a VALUE */
+	__u8 db_state;        /* enum db_state */
+	__u8 rs_error;        /* Redis: the reply in progress is an error */
+	__u8 pad[3];
+	char code[L7_OP_LEN]; /* the error code (or memcached reply) of the responses in `done` */
+	char rs_code[L7_OP_LEN]; /* the error code of the reply in progress */
+	char bound_op[L7_OP_LEN]; /* PostgreSQL: the operation of the statement last bound; MySQL: of
+				   * the statement being prepared */
 	struct l7_req q[L7_PIPELINE];
 };
 
@@ -87,6 +109,19 @@ struct {
 	__type(key, __u64);         /* the struct sock */
 	__type(value, struct l7_conn);
 } conns SEC(".maps");
+
+/* The operation of each prepared statement: PostgreSQL by name, MySQL by id. */
+struct l7_stmt_key {
+	__u64 sk;
+	__u32 stmt;
+	__u32 pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct l7_stmt_key);
+	__type(value, char[L7_OP_LEN]);
+} statements SEC(".maps");
 
 /* calls looked at on a socket not (yet) tracked; L7_IGNORED: never again */
 struct {
@@ -136,6 +171,8 @@ struct l7_io {
 	__u64 ret;  /* bytes the call moved */
 	__u64 off;  /* bytes of ret handled */
 	__u64 now;
+	__u64 win_off; /* the window (struct l7_parse) holds the call's bytes from win_off on */
+	bool win_valid;
 	bool request_dir;
 	bool resolved; /* buf and cap were looked up (only when data must be read) */
 };
@@ -183,8 +220,9 @@ static __always_inline __u32 bucket_of(__u64 v, const volatile __u64 *bounds, __
 	return b;
 }
 
-static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 status, __u64 end_ns,
-				   __u64 resp_bytes, __u32 resp_header_len)
+/* Adds n exchanges of req, all ended at end_ns, to their series. */
+static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 status, __u32 n, __u64 end_ns,
+				   __u64 req_bytes, __u64 resp_bytes, __u32 resp_header_len)
 {
 	struct l7_work *w = get_work();
 	struct l7_series *s;
@@ -204,6 +242,7 @@ static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 
 	__builtin_memcpy(k->op, req->op, L7_OP_LEN);
 	__builtin_memcpy(k->target, req->target, L7_TARGET_LEN);
 	__builtin_memcpy(k->authority, req->authority, L7_AUTHORITY_LEN);
+	__builtin_memcpy(k->code, c->code, L7_OP_LEN);
 
 	s = bpf_map_lookup_elem(&series, k);
 	if (!s) {
@@ -216,25 +255,30 @@ static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 
 		}
 	}
 	__u64 d = end_ns > req->start_ns ? end_ns - req->start_ns : 0;
-	__u64 req_body = req->header_len && req->bytes > req->header_len ? req->bytes - req->header_len : 0;
+	__u32 b = bucket_of(d, c->protocol == L7_PROTO_HTTP ? duration_bounds_ns : db_duration_bounds_ns,
+			    L7_DURATION_BOUNDS);
+
+	__sync_fetch_and_add(&s->count, n);
+	__sync_fetch_and_add(&s->sum_ns, d * n);
+	if (b <= L7_DURATION_BOUNDS)
+		__sync_fetch_and_add(&s->buckets[b], n);
+	__sync_fetch_and_add(&s->request_bytes, req_bytes);
+	__sync_fetch_and_add(&s->response_bytes, resp_bytes);
+	s->last_ns = end_ns;
+	if (c->protocol != L7_PROTO_HTTP)
+		return;
+	/* HTTP bodies, one exchange at a time */
+	__u64 req_body = req->header_len && req_bytes > req->header_len ? req_bytes - req->header_len : 0;
 	__u64 resp_body = resp_bytes > resp_header_len ? resp_bytes - resp_header_len : 0;
-	__u32 b = bucket_of(d, duration_bounds_ns, L7_DURATION_BOUNDS);
 	__u32 rqb = bucket_of(req_body, size_bounds, L7_SIZE_BOUNDS);
 	__u32 rsb = bucket_of(resp_body, size_bounds, L7_SIZE_BOUNDS);
 
-	__sync_fetch_and_add(&s->count, 1);
-	__sync_fetch_and_add(&s->sum_ns, d);
-	if (b <= L7_DURATION_BOUNDS)
-		__sync_fetch_and_add(&s->buckets[b], 1);
-	__sync_fetch_and_add(&s->request_bytes, req->bytes);
-	__sync_fetch_and_add(&s->response_bytes, resp_bytes);
 	__sync_fetch_and_add(&s->request_body_sum, req_body);
 	__sync_fetch_and_add(&s->response_body_sum, resp_body);
 	if (rqb <= L7_SIZE_BOUNDS)
 		__sync_fetch_and_add(&s->request_body_buckets[rqb], 1);
 	if (rsb <= L7_SIZE_BOUNDS)
 		__sync_fetch_and_add(&s->response_body_buckets[rsb], 1);
-	s->last_ns = end_ns;
 }
 
 /* The response in progress is complete: its request leaves the queue, the exchange is counted. */
@@ -244,7 +288,7 @@ static __always_inline void finish_response(struct l7_conn *c, __u64 end_ns)
 	if (c->head == c->tail)
 		return;
 	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
-	record(c, req, c->resp_status, end_ns, c->resp_bytes, c->resp_header_len);
+	record(c, req, c->resp_status, 1, end_ns, req->bytes, c->resp_bytes, c->resp_header_len);
 	c->head++;
 	c->resp_bytes = 0;
 }
@@ -257,6 +301,7 @@ static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 {
 	__u64 n;
 
+	io->win_valid = false;
 	if (!io->resolved) {
 		io->resolved = 1;
 		call_buffer(io);
@@ -272,6 +317,8 @@ static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 	if (n == 0 || bpf_probe_read_user(p->buf, n, (const void *)(io->buf + io->off)))
 		return false;
 	p->n = n;
+	io->win_off = io->off;
+	io->win_valid = true;
 	return true;
 }
 
@@ -324,6 +371,7 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 	struct l7_head *h = &p->head;
 	c->tail++;
 	req->start_ns = io->now;
+	req->count = 1;
 	req->header_len = h->header_len;
 	req->version = h->version;
 	req->no_body = h->op[0] == 'H';
@@ -415,24 +463,41 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 	return 1;
 }
 
+#include "l7_db_flow.h"
+
 struct message_ctx {
 	struct l7_work *w;
 	struct l7_conn *c;
 };
 
-static long message_step(__u64 i, void *data)
-{
-	struct message_ctx *m = data;
-	struct l7_work *w = m->w;
-	struct l7_conn *c = m->c;
-	struct l7_io *io = &w->io;
+/* One message (or the rest of one) of the call, per protocol; 1 when the call's data is done. */
+#define MESSAGE_STEP(name, request, response)                                        \
+	static long name(__u64 i, void *data)                                        \
+	{                                                                            \
+		struct message_ctx *m = data;                                        \
+		struct l7_io *io = &m->w->io;                                        \
+		if (io->off >= io->ret)                                              \
+			return 1;                                                    \
+		if (io->request_dir)                                                 \
+			return request(m->c, m->w, io->ret - io->off);               \
+		return response(m->c, m->w, io->ret - io->off);                      \
+	}
 
-	if (io->off >= io->ret)
-		return 1;
-	if (io->request_dir)
-		return request_step(c, &w->p, io, io->ret - io->off);
-	return response_step(c, &w->p, io, io->ret - io->off);
+static __always_inline long http_request(struct l7_conn *c, struct l7_work *w, __u64 left)
+{
+	return request_step(c, &w->p, &w->io, left);
 }
+
+static __always_inline long http_response(struct l7_conn *c, struct l7_work *w, __u64 left)
+{
+	return response_step(c, &w->p, &w->io, left);
+}
+
+MESSAGE_STEP(http_step, http_request, http_response)
+MESSAGE_STEP(redis_step, redis_request, redis_response)
+MESSAGE_STEP(pg_step, pg_request, pg_response)
+MESSAGE_STEP(mysql_step, mysql_request, mysql_response)
+MESSAGE_STEP(memcached_step, memcached_request, memcached_response)
 
 /* ---------------------------------------------------------------- a new connection */
 
@@ -476,7 +541,40 @@ static __always_inline void call_buffer(struct l7_io *io)
 	}
 }
 
-/* Starts tracking a connection whose data begins with a request head; false if it does not. */
+static __always_inline bool enabled(__u32 protocol)
+{
+	return protocols & (1U << protocol);
+}
+
+/* The protocol of a connection's first data, and who is the client; L7_PROTO_UNKNOWN if none. A
+ * client sends the first request, except for MySQL, where the server greets first. */
+static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
+{
+	__u8 first = l7_at(p, 0);
+
+	*client = sent;
+	if (enabled(L7_PROTO_HTTP) && http_method_len(p))
+		return L7_PROTO_HTTP;
+	if (first == '*')
+		return enabled(L7_PROTO_REDIS) && resp_command(p, 0) ? L7_PROTO_REDIS : L7_PROTO_UNKNOWN;
+	if (enabled(L7_PROTO_POSTGRESQL) &&
+	    (pg_startup(p, 0) || (first == 'Q' && pg_message(p, 0) && sql_operation(p, 5))))
+		return L7_PROTO_POSTGRESQL;
+	if (enabled(L7_PROTO_MYSQL)) {
+		if (mysql_greeting(p)) {
+			*client = !sent;
+			return L7_PROTO_MYSQL;
+		}
+		if (mysql_command(p, 0) && (p->msg.type == MYSQL_COM_QUERY || p->msg.type == MYSQL_COM_STMT_PREPARE))
+			return L7_PROTO_MYSQL;
+	}
+	if (enabled(L7_PROTO_MEMCACHED) && first >= 'a' && first <= 'z' && mc_request(p, 0))
+		return L7_PROTO_MEMCACHED;
+	return L7_PROTO_UNKNOWN;
+}
+
+/* Starts tracking a connection whose data begins with a request head (or a MySQL greeting); false
+ * if it does not. */
 static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
 	__u32 *tries = bpf_sk_storage_get(&sniffed, sk, 0, 0);
@@ -489,7 +587,9 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 		tries = bpf_sk_storage_get(&sniffed, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!tries || !w)
 		return false;
-	if (!fill(&w->p, io) || !http_method_len(&w->p)) {
+	bool client = sent;
+	__u8 protocol = fill(&w->p, io) ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;
+	if (!protocol) {
 		*tries += 1;
 		return false;
 	}
@@ -504,11 +604,11 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 		*tries = L7_IGNORED;
 		return false;
 	}
-	c->protocol = L7_PROTO_HTTP;
-	c->client = sent;
+	c->protocol = protocol;
+	c->client = client;
 	c->pid = bpf_get_current_pid_tgid() >> 32;
 	c->family = ep.family;
-	if (sent) {
+	if (client) {
 		__builtin_memcpy(c->server_addr, ep.remote_addr, 16);
 		c->server_port = ep.remote_port;
 	} else {
@@ -558,8 +658,26 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 			return;
 	}
 	io->request_dir = c->client == sent;
+	io->win_valid = false;
 	struct message_ctx m = {.w = w, .c = c};
-	bpf_loop(L7_MSGS_PER_CALL, message_step, &m, 0);
+	switch (c->protocol) {
+	case L7_PROTO_HTTP:
+		bpf_loop(L7_MSGS_PER_CALL, http_step, &m, 0);
+		return;
+	case L7_PROTO_REDIS:
+		bpf_loop(L7_DB_STEPS_PER_CALL, redis_step, &m, 0);
+		break;
+	case L7_PROTO_POSTGRESQL:
+		bpf_loop(L7_DB_STEPS_PER_CALL, pg_step, &m, 0);
+		break;
+	case L7_PROTO_MYSQL:
+		bpf_loop(L7_DB_STEPS_PER_CALL, mysql_step, &m, 0);
+		break;
+	case L7_PROTO_MEMCACHED:
+		bpf_loop(L7_DB_STEPS_PER_CALL, memcached_step, &m, 0);
+		break;
+	}
+	db_flush(c, io->now); /* the responses of this call, recorded together */
 }
 
 SEC("tp_btf/sock_send_length")
@@ -593,7 +711,9 @@ static long flush_unanswered(__u64 i, void *data)
 
 	if (!c || c->head == c->tail)
 		return 1;
-	record(c, &c->q[c->head & (L7_PIPELINE - 1)], 0, x->now, 0, 0);
+	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
+	__builtin_memset(c->code, 0, L7_OP_LEN);
+	record(c, req, 0, req->count, x->now, req->bytes, 0, 0);
 	c->head++;
 	return 0;
 }
@@ -609,8 +729,13 @@ int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
 	c = bpf_map_lookup_elem(&conns, &x.sk);
 	if (!c)
 		return 0;
-	if (c->resp_mode != RESP_IDLE)
+	if (c->protocol != L7_PROTO_HTTP) {
+		if (c->resp_mode == RESP_UNTIL_NEXT) /* a MySQL result set */
+			db_complete(c, c->resp_last_ns, L7_DB_OK, c->code);
+		db_flush(c, x.now);
+	} else if (c->resp_mode != RESP_IDLE) {
 		finish_response(c, c->resp_last_ns);
+	}
 	bpf_loop(L7_PIPELINE, flush_unanswered, &x, 0);
 	bpf_map_delete_elem(&conns, &x.sk);
 	return 0;

@@ -6,7 +6,7 @@
 
 #define L7_CAPTURE_MAX 1024 /* bytes of a message head parsed at most (L7.CaptureBytes) */
 #define L7_COMM_LEN 16
-#define L7_OP_LEN 16        /* HTTP method, database operation */
+#define L7_OP_LEN 16        /* HTTP method, database operation, database error code */
 #define L7_TARGET_LEN 64    /* HTTP route: path without query, ids folded to {id} */
 #define L7_AUTHORITY_LEN 64 /* HTTP Host header (a power of two) */
 #define L7_PIPELINE 8       /* requests of one connection waiting for their responses */
@@ -16,7 +16,18 @@
 enum l7_protocol {
 	L7_PROTO_UNKNOWN = 0,
 	L7_PROTO_HTTP = 1,
-	L7_PROTOCOLS = 2,
+	L7_PROTO_REDIS = 2,
+	L7_PROTO_POSTGRESQL = 3,
+	L7_PROTO_MYSQL = 4,
+	L7_PROTO_MEMCACHED = 5,
+	L7_PROTOCOLS = 6,
+};
+
+/* The status of a database or cache operation (struct l7_series_key.status). */
+enum l7_db_status {
+	L7_DB_NO_RESPONSE = 0, /* the connection closed first */
+	L7_DB_OK = 1,
+	L7_DB_ERROR = 2,       /* an error reply: its code is in struct l7_series_key.code */
 };
 
 enum l7_lost_reason {
@@ -24,14 +35,15 @@ enum l7_lost_reason {
 	L7_LOST_SERIES_FULL = 1,   /* the series table is full: a request was not counted */
 	L7_LOST_PIPELINE_FULL = 2, /* more than L7_PIPELINE requests waited for responses on one connection */
 	L7_LOST_UNMATCHED = 3,     /* a response with no request waiting for it */
-	L7_LOST_REASONS = 4,
+	L7_LOST_UNPARSED = 4,      /* data of a followed connection that is not where a message starts */
+	L7_LOST_REASONS = 5,
 };
 
 /* One series of requests, as one process saw them (client or server). */
 struct l7_series_key {
 	__u8 server_addr[16]; /* IPv4 in the first 4 bytes */
 	__u32 pid;
-	__u32 status;         /* HTTP status code; 0: no response (the connection closed first) */
+	__u32 status;         /* HTTP status code, or enum l7_db_status; 0: no response (the connection closed first) */
 	__u16 server_port;
 	__u16 family;
 	__u8 protocol;        /* enum l7_protocol */
@@ -41,6 +53,7 @@ struct l7_series_key {
 	char op[L7_OP_LEN];
 	char target[L7_TARGET_LEN];
 	char authority[L7_AUTHORITY_LEN];
+	char code[L7_OP_LEN]; /* databases: the error code, or the reply (memcached); see bpf/l7_db.h */
 };
 
 /* Cumulative figures of one series, updated by the kernel; user space reads the increments. */

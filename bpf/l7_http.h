@@ -36,6 +36,22 @@ struct l7_head {
 	char authority[L7_AUTHORITY_LEN];
 };
 
+/* One message (or RESP element) of a database or cache protocol, as bpf/l7_db.h parses it. */
+struct l7_msg {
+	__s64 num;       /* RESP: the element's length or count (-1: null); PostgreSQL: the message's bytes;
+			  * MySQL: the payload's bytes; memcached: the data block's bytes (-1: none) */
+	__u32 len;       /* bytes of the header (RESP), of the head through the name (Redis command), of
+			  * the line (memcached); 0: it does not end in the window */
+	__u32 stmt;      /* PostgreSQL: hash of a statement name; MySQL: a statement id */
+	__u8 type;       /* RESP type byte; PostgreSQL message type; MySQL command or first payload byte */
+	__u8 seq;        /* MySQL sequence id */
+	__u8 error;      /* an error reply */
+	__u8 flags;      /* memcached: the request has noreply */
+	__u32 pad;
+	char op[L7_OP_LEN];   /* command or SQL keyword, reply word (memcached) */
+	char code[L7_OP_LEN]; /* error code: Redis error prefix, SQLSTATE, MySQL code (2 bytes LE) */
+};
+
 struct l7_parse {
 	__u8 buf[L7_CAPTURE_MAX + 8]; /* the window; 8 spare bytes let a word be read at its last byte */
 	__u32 n;                      /* bytes of buf filled */
@@ -51,7 +67,16 @@ struct l7_parse {
 	__u32 vpos;     /* header value loops */
 	__u32 vcount;
 	__s64 vnum;
+	__u32 vneg;     /* the number loops of bpf/l7_db.h */
+	__u32 vlimit;
+	__u32 vmode;
+	__u32 vend;
+	__u32 vtoken;
+	__u32 vspace;
+	__u32 vwant;
+	__u32 vbad;
 	struct l7_head head;
+	struct l7_msg msg;
 };
 
 enum { SEG_DIGITS = 1, SEG_HEX = 2, SEG_HAS_DIGIT = 4 };

@@ -39,7 +39,10 @@ def dns_enabled(config: Config) -> bool:
     return config.dns.enabled and common.protocol_process and "DNS" in common.include_protocols
 
 
+L7_PROTOCOLS = ("HTTP", "REDIS", "PGSQL", "MYSQL", "MEMCACHED")
+
+
 def l7_enabled(config: Config) -> bool:
-    """HTTP/1.x is the only protocol of the l7 collector so far."""
+    """The l7 collector reads HTTP/1.x and the database protocols, whichever IncludeProtocols names."""
     common = config.common
-    return common.protocol_process and "HTTP" in common.include_protocols
+    return common.protocol_process and any(p in common.include_protocols for p in L7_PROTOCOLS)

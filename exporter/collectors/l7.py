@@ -15,16 +15,25 @@ from typing import Any
 from exporter.bpf import BpfObject
 from exporter.collectors import sockdiag
 from exporter.collectors.base import Collector, check_mirrors
-from exporter.collectors.l7_maps import LOST_REASONS, MIRRORS, PROTOCOLS, SIZE_BOUNDS, SeriesKey, SeriesStats
-from exporter.collectors.l7_requests import Increment, RequestTracker, http_record
+from exporter.collectors.l7_maps import (
+    DB_ERROR,
+    LOST_REASONS,
+    MIRRORS,
+    PROTOCOLS,
+    SIZE_BOUNDS,
+    SeriesKey,
+    SeriesStats,
+)
+from exporter.collectors.l7_requests import Increment, RequestTracker, protocol_record
 from exporter.collectors.l7_requests import SeriesKey as RequestKey
 from exporter.config import Config
 from exporter.enrich.addresses import NETWORK_TYPE, format_address
 from exporter.enrich.process import ProcessInfo
-from exporter.telemetry.instruments import HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
+from exporter.telemetry.instruments import DB_DURATION_BOUNDS_S, HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
 from exporter.telemetry.points import Snapshot
 
 assert len(SIZE_BOUNDS_BY) == SIZE_BOUNDS
+assert len(DB_DURATION_BOUNDS_S) == len(HTTP_DURATION_BOUNDS_S)
 
 
 class Addr16(ctypes.Structure):
@@ -33,6 +42,17 @@ class Addr16(ctypes.Structure):
 
 def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("latin-1")
+
+
+def _seconds_ns(bounds: tuple[float, ...]) -> bytes:
+    return b"".join(round(b * 1e9).to_bytes(8, "little") for b in bounds)
+
+
+def _code(protocol: str, status: int, raw: bytes) -> str:
+    """The error code (or reply) of a database series: MySQL's is a 2-byte number."""
+    if protocol == "mysql":
+        return str(int.from_bytes(raw[:2], "little")) if status == DB_ERROR else ""
+    return _text(raw)
 
 
 class L7Collector(Collector):
@@ -60,7 +80,9 @@ class L7Collector(Collector):
             "sampling": round(common.sampling),
             "filter_pids": bool(self.config.ebpf.pid),
             "drop_local": common.drop_local_connections,
-            "duration_bounds_ns": b"".join(round(b * 1e9).to_bytes(8, "little") for b in HTTP_DURATION_BOUNDS_S),
+            "protocols": sum(1 << n for n, (name, _) in PROTOCOLS.items() if name in common.include_protocols),
+            "duration_bounds_ns": _seconds_ns(HTTP_DURATION_BOUNDS_S),
+            "db_duration_bounds_ns": _seconds_ns(DB_DURATION_BOUNDS_S),
             "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
         })
         obj.set_max_entries("conns", l7.max_connections)
@@ -112,10 +134,13 @@ class L7Collector(Collector):
     @staticmethod
     def _key(key: SeriesKey, comm: bytes) -> RequestKey:
         version = f"{key.version // 10}.{key.version % 10}" if key.version else ""
+        protocol = PROTOCOLS.get(key.protocol, ("", "unknown"))[1]
+        route = _text(key.target) or "/" if protocol == "http" else ""
         return RequestKey(
-            protocol=PROTOCOLS.get(key.protocol, "unknown"), client=bool(key.client), pid=key.pid,
-            comm=comm.decode(errors="replace"), method=_text(key.op), route=_text(key.target) or "/",
+            protocol=protocol, client=bool(key.client), pid=key.pid,
+            comm=comm.decode(errors="replace"), method=_text(key.op), route=route,
             authority=_text(key.authority), status=key.status, version=version,
+            code=_code(protocol, key.status, bytes(key.code)),
             family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
             server_port=key.server_port)
 
@@ -134,7 +159,7 @@ class L7Collector(Collector):
         self._drain(time.monotonic_ns())  # the caller holds self.lock
         taken = self.tracker.take_records()
         now = str(int(time.time()))
-        return [http_record(key, totals, self._processes.cmdline(key.pid, key.comm), now)
+        return [protocol_record(key, totals, self._processes.cmdline(key.pid, key.comm), now)
                 for key, totals in taken.items()]
 
 

@@ -11,8 +11,11 @@ TARGET_LEN = 64
 AUTHORITY_LEN = 64
 DURATION_BOUNDS = 14
 SIZE_BOUNDS = 12
-LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched")
-PROTOCOLS = {1: "http"}
+LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched", "unparsed")
+# enum l7_protocol: kernel number -> (name in Common.IncludeProtocols, db.system.name or "http")
+PROTOCOLS = {1: ("HTTP", "http"), 2: ("REDIS", "redis"), 3: ("PGSQL", "postgresql"), 4: ("MYSQL", "mysql"),
+             5: ("MEMCACHED", "memcached")}
+DB_OK, DB_ERROR = 1, 2  # enum l7_db_status; 0: no response
 
 
 class SeriesKey(ctypes.Structure):
@@ -29,6 +32,7 @@ class SeriesKey(ctypes.Structure):
         ("op", ctypes.c_char * OP_LEN),
         ("target", ctypes.c_char * TARGET_LEN),
         ("authority", ctypes.c_char * AUTHORITY_LEN),
+        ("code", ctypes.c_uint8 * OP_LEN),
     )
 
 

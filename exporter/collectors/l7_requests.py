@@ -19,18 +19,19 @@ NO_RESPONSE = "no_response"  # error.type of a request whose connection closed b
 
 
 class SeriesKey(NamedTuple):
-    protocol: str  # "http"
+    protocol: str  # "http", or the db.system.name: "redis", "postgresql", "mysql", "memcached"
     client: bool   # the process sent the request (client) rather than answered it (server)
     pid: int
     comm: str
-    method: str
-    route: str
+    method: str     # HTTP method, or database operation
+    route: str      # HTTP only
     authority: str  # Host header, as sent
-    status: int     # 0: no response
+    status: int     # HTTP status, or DB_OK / DB_ERROR; 0: no response
     version: str    # "1.0", "1.1"
     family: str
     server_address: str  # the server's IP address
     server_port: int
+    code: str = ""  # databases: the error code (SQLSTATE, MySQL number, Redis prefix) or memcached's reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,10 @@ class RequestTracker:
         out: Snapshot = {}
         for key, s in self.series.items():
             role = "client" if key.client else "server"
+            if key.protocol != "http":
+                _point(out, f"db.{role}.operation.duration", db_attributes(key),
+                       HistogramValue(tuple(s.buckets), s.sum_ns / 1e9, s.count))
+                continue
             attrs = http_attributes(key)
             _point(out, f"http.{role}.request.duration", attrs,
                    HistogramValue(tuple(s.buckets), s.sum_ns / 1e9, s.count))
@@ -205,21 +210,58 @@ def http_attributes(key: SeriesKey) -> Attributes:
     return tuple(attrs)
 
 
-def http_record(key: SeriesKey, totals: RecordTotals, cmdline: str, now: str) -> dict[str, str]:
-    """An iLogtail `protocols` record for HTTP. A server's clients are not kept (one series for all)."""
+DB_OK, DB_ERROR = 1, 2  # SeriesKey.status of a database operation; 0: no response
+
+
+def db_error_type(key: SeriesKey) -> str | None:
+    if key.status == 0:
+        return NO_RESPONSE
+    if key.status == DB_ERROR:
+        return key.code or "_OTHER"
+    return None
+
+
+def db_attributes(key: SeriesKey) -> Attributes:
+    attrs: list[tuple[str, str | int]] = [("db.system.name", key.protocol)]
+    if key.method:
+        attrs.append(("db.operation.name", key.method))
+    if key.code:
+        attrs.append(("db.response.status_code", key.code))
+    error = db_error_type(key)
+    if error:
+        attrs.append(("error.type", error))
+    attrs += [
+        ("network.transport", "tcp"),
+        ("network.type", key.family),
+        ("server.address", key.server_address),
+        ("server.port", key.server_port),
+        ("process.pid", key.pid),
+        ("process.executable.name", key.comm),
+    ]
+    return tuple(attrs)
+
+
+# iLogtail's protocol names
+_RECORD_PROTOCOL = {"postgresql": "pgsql"}
+
+
+def protocol_record(key: SeriesKey, totals: RecordTotals, cmdline: str, now: str) -> dict[str, str]:
+    """An iLogtail `protocols` record. A server's clients are not kept (one series for all). For
+    databases, `method` is the operation and `resp_code` the error code (or memcached's reply)."""
     remote = {"remote_ip": key.server_address, "remote_port": str(key.server_port), "remote_type": "server"} \
         if key.client else {"remote_ip": "", "remote_port": "", "remote_type": "client"}
+    http = key.protocol == "http"
     return {
         "type": "protocols",
         "_process_pid_": str(key.pid),
         "_process_cmd_": cmdline,
         "_running_mode_": "host",
-        "protocol": key.protocol,
+        "protocol": _RECORD_PROTOCOL.get(key.protocol, key.protocol),
         "version": key.version,
         "host": key.authority,
         "method": key.method,
         "url": key.route,
-        "resp_code": str(key.status),
+        "resp_code": str(key.status) if http else (db_error_type(key) or key.code or "OK"),
         "role": "client" if key.client else "server",
         "remote_info": json.dumps(remote, separators=(",", ":")) + "\n",
         "total_count": str(totals.count),

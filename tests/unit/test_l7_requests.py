@@ -12,7 +12,7 @@ from exporter.collectors.l7_requests import (
     error_type,
     host_of,
     http_attributes,
-    http_record,
+    protocol_record,
 )
 from exporter.telemetry.points import HistogramValue
 
@@ -90,7 +90,7 @@ def test_records_are_per_interval_with_ilogtail_fields() -> None:
     t = tracker()
     t.add(key(), inc(3))
     (k, totals), = t.take_records().items()
-    record = http_record(k, totals, "curl http://svc", "1700000000")
+    record = protocol_record(k, totals, "curl http://svc", "1700000000")
     assert (record["protocol"], record["method"], record["url"], record["resp_code"], record["total_count"]) == \
         ("http", "GET", "/a", "200", "3")
     assert json.loads(record["remote_info"]) == {"remote_ip": "10.0.0.1", "remote_port": "8080",
