@@ -59,6 +59,10 @@ struct l7_req {
 	__u8 kind;      /* databases: which message it is (PostgreSQL Query or Execute, memcached kind) */
 	__u8 pad[5];
 	char op[L7_OP_LEN];
+};
+
+/* What only an HTTP request has, beside its queue entry (HTTP keeps at most L7_PIPELINE waiting). */
+struct l7_names {
 	char target[L7_TARGET_LEN];
 	char authority[L7_AUTHORITY_LEN];
 };
@@ -99,7 +103,8 @@ struct l7_conn {
 	char rs_code[L7_OP_LEN]; /* the error code of the reply in progress */
 	char bound_op[L7_OP_LEN]; /* PostgreSQL: the operation of the statement last bound; MySQL: of
 				   * the statement being prepared */
-	struct l7_req q[L7_PIPELINE];
+	struct l7_req q[L7_QUEUE];
+	struct l7_names names[L7_PIPELINE]; /* HTTP: of q[i] in names[i % L7_PIPELINE]; others: all 0 */
 };
 
 struct {
@@ -221,7 +226,8 @@ static __always_inline __u32 bucket_of(__u64 v, const volatile __u64 *bounds, __
 }
 
 /* Adds n exchanges of req, all ended at end_ns, to their series. */
-static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 status, __u32 n, __u64 end_ns,
+static __always_inline void record(struct l7_conn *c, struct l7_req *req, struct l7_names *names, __u32 status,
+				   __u32 n, __u64 end_ns,
 				   __u64 req_bytes, __u64 resp_bytes, __u32 resp_header_len)
 {
 	struct l7_work *w = get_work();
@@ -240,8 +246,8 @@ static __always_inline void record(struct l7_conn *c, struct l7_req *req, __u32 
 	k->version = req->version;
 	k->pad = 0;
 	__builtin_memcpy(k->op, req->op, L7_OP_LEN);
-	__builtin_memcpy(k->target, req->target, L7_TARGET_LEN);
-	__builtin_memcpy(k->authority, req->authority, L7_AUTHORITY_LEN);
+	__builtin_memcpy(k->target, names->target, L7_TARGET_LEN);
+	__builtin_memcpy(k->authority, names->authority, L7_AUTHORITY_LEN);
 	__builtin_memcpy(k->code, c->code, L7_OP_LEN);
 
 	s = bpf_map_lookup_elem(&series, k);
@@ -287,8 +293,9 @@ static __always_inline void finish_response(struct l7_conn *c, __u64 end_ns)
 	c->resp_mode = RESP_IDLE;
 	if (c->head == c->tail)
 		return;
-	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
-	record(c, req, c->resp_status, 1, end_ns, req->bytes, c->resp_bytes, c->resp_header_len);
+	struct l7_req *req = &c->q[c->head & (L7_QUEUE - 1)];
+	record(c, req, &c->names[c->head & (L7_PIPELINE - 1)], c->resp_status, 1, end_ns, req->bytes, c->resp_bytes,
+	       c->resp_header_len);
 	c->head++;
 	c->resp_bytes = 0;
 }
@@ -340,7 +347,7 @@ static __always_inline bool ends_last_chunk(struct l7_io *io)
 static __always_inline void add_request_bytes(struct l7_conn *c, __u64 n)
 {
 	if (c->head != c->tail)
-		c->q[(c->tail - 1) & (L7_PIPELINE - 1)].bytes += n;
+		c->q[(c->tail - 1) & (L7_QUEUE - 1)].bytes += n;
 }
 
 static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, struct l7_io *io, __u64 left)
@@ -367,7 +374,7 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 		io->off = io->ret;
 		return 1;
 	}
-	struct l7_req *req = &c->q[c->tail & (L7_PIPELINE - 1)];
+	struct l7_req *req = &c->q[c->tail & (L7_QUEUE - 1)];
 	struct l7_head *h = &p->head;
 	c->tail++;
 	req->start_ns = io->now;
@@ -376,8 +383,9 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 	req->version = h->version;
 	req->no_body = h->op[0] == 'H';
 	__builtin_memcpy(req->op, h->op, L7_OP_LEN);
-	__builtin_memcpy(req->target, h->target, L7_TARGET_LEN);
-	__builtin_memcpy(req->authority, h->authority, L7_AUTHORITY_LEN);
+	struct l7_names *names = &c->names[(c->tail - 1) & (L7_PIPELINE - 1)];
+	__builtin_memcpy(names->target, h->target, L7_TARGET_LEN);
+	__builtin_memcpy(names->authority, h->authority, L7_AUTHORITY_LEN);
 	if (h->header_len && !h->chunked) {
 		__u64 len = h->header_len + (h->content_length > 0 ? h->content_length : 0);
 		__u64 take = len < left ? len : left;
@@ -443,7 +451,7 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 		io->off = io->ret;
 		return 1;
 	}
-	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
+	struct l7_req *req = &c->q[c->head & (L7_QUEUE - 1)];
 	/* 101 and a CONNECT's 2xx: what follows is another protocol, not a body */
 	bool no_body = req->no_body || status == 204 || status == 304 || status == 101 ||
 		       (req->op[0] == 'C' && status < 300);
@@ -711,9 +719,9 @@ static long flush_unanswered(__u64 i, void *data)
 
 	if (!c || c->head == c->tail)
 		return 1;
-	struct l7_req *req = &c->q[c->head & (L7_PIPELINE - 1)];
+	struct l7_req *req = &c->q[c->head & (L7_QUEUE - 1)];
 	__builtin_memset(c->code, 0, L7_OP_LEN);
-	record(c, req, 0, req->count, x->now, req->bytes, 0, 0);
+	record(c, req, &c->names[c->head & (L7_PIPELINE - 1)], 0, req->count, x->now, req->bytes, 0, 0);
 	c->head++;
 	return 0;
 }
@@ -736,7 +744,7 @@ int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
 	} else if (c->resp_mode != RESP_IDLE) {
 		finish_response(c, c->resp_last_ns);
 	}
-	bpf_loop(L7_PIPELINE, flush_unanswered, &x, 0);
+	bpf_loop(L7_QUEUE, flush_unanswered, &x, 0);
 	bpf_map_delete_elem(&conns, &x.sk);
 	return 0;
 }

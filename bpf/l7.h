@@ -9,7 +9,8 @@
 #define L7_OP_LEN 16        /* HTTP method, database operation, database error code */
 #define L7_TARGET_LEN 64    /* HTTP route: path without query, ids folded to {id} */
 #define L7_AUTHORITY_LEN 64 /* HTTP Host header (a power of two) */
-#define L7_PIPELINE 8       /* requests of one connection waiting for their responses */
+#define L7_PIPELINE 8       /* HTTP requests of one connection waiting for their responses */
+#define L7_QUEUE 32         /* database requests (alike pipelined ones share one) waiting */
 #define L7_DURATION_BOUNDS 14 /* latency histogram bucket bounds; BOUNDS + 1 buckets */
 #define L7_SIZE_BOUNDS 12     /* body size histogram bucket bounds */
 

@@ -74,18 +74,18 @@ static __always_inline struct l7_req *db_push(struct l7_conn *c, struct l7_parse
 	struct l7_req *req;
 
 	if (pipeline && c->head != c->tail) {
-		req = &c->q[(c->tail - 1) & (L7_PIPELINE - 1)];
+		req = &c->q[(c->tail - 1) & (L7_QUEUE - 1)];
 		if (req->start_ns == io->now && req->kind == kind && *(__u64 *)req->op == *(const __u64 *)op &&
 		    *(__u64 *)(req->op + 8) == *(const __u64 *)(op + 8)) {
 			req->count++;
 			return req;
 		}
 	}
-	if (c->tail - c->head >= L7_PIPELINE) {
+	if (c->tail - c->head >= L7_QUEUE) {
 		count_lost(L7_LOST_PIPELINE_FULL);
 		return NULL;
 	}
-	req = &c->q[c->tail & (L7_PIPELINE - 1)];
+	req = &c->q[c->tail & (L7_QUEUE - 1)];
 	c->tail++;
 	req->start_ns = io->now;
 	req->bytes = 0;
@@ -99,7 +99,7 @@ static __always_inline struct l7_req *db_push(struct l7_conn *c, struct l7_parse
 static __always_inline void request_bytes(struct l7_conn *c, __u64 n)
 {
 	if (c->head != c->tail)
-		c->q[(c->tail - 1) & (L7_PIPELINE - 1)].bytes += n;
+		c->q[(c->tail - 1) & (L7_QUEUE - 1)].bytes += n;
 }
 
 /* Records the responses in c->done for the request entry at the head of the queue. */
@@ -111,11 +111,11 @@ static __always_inline void db_flush(struct l7_conn *c, __u64 end_ns)
 	c->done = 0;
 	if (!n || c->head == c->tail)
 		return;
-	req = &c->q[c->head & (L7_PIPELINE - 1)];
+	req = &c->q[c->head & (L7_QUEUE - 1)];
 	if (n > req->count)
 		n = req->count;
 	__u64 share = req->count ? req->bytes * n / req->count : req->bytes;
-	record(c, req, c->resp_status, n, end_ns, share, c->resp_bytes, 0);
+	record(c, req, &c->names[0], c->resp_status, n, end_ns, share, c->resp_bytes, 0); /* names: 0 */
 	req->bytes -= share;
 	req->count -= n;
 	c->resp_bytes = 0;
@@ -134,7 +134,7 @@ static __always_inline void db_complete(struct l7_conn *c, __u64 end_ns, __u32 s
 	c->resp_status = status;
 	__builtin_memcpy(c->code, code, L7_OP_LEN);
 	c->done++;
-	if (c->done >= c->q[c->head & (L7_PIPELINE - 1)].count)
+	if (c->done >= c->q[c->head & (L7_QUEUE - 1)].count)
 		db_flush(c, end_ns);
 }
 
@@ -325,7 +325,7 @@ static __always_inline long pg_response(struct l7_conn *c, struct l7_work *w, __
 	c->rs_skip = p->msg.num;
 	if (c->head == c->tail)
 		return 0; /* the handshake, or an answer to a request sent before start-up */
-	req = &c->q[c->head & (L7_PIPELINE - 1)];
+	req = &c->q[c->head & (L7_QUEUE - 1)];
 	switch (p->msg.type) {
 	case 'C': /* CommandComplete */
 	case 'I': /* EmptyQueryResponse */
@@ -429,7 +429,7 @@ static __always_inline long mysql_response(struct l7_conn *c, struct l7_work *w,
 	c->resp_last_ns = io->now;
 	if (c->head == c->tail || c->resp_mode == RESP_UNTIL_NEXT)
 		return 0; /* the handshake, or the rest of a result set */
-	req = &c->q[c->head & (L7_PIPELINE - 1)];
+	req = &c->q[c->head & (L7_QUEUE - 1)];
 	__u8 first = p->msg.type;
 	if (first == 0xff) { /* ERR: the error code, 2 bytes little-endian */
 		__builtin_memset(p->msg.code, 0, L7_OP_LEN);
@@ -491,7 +491,7 @@ static __always_inline long memcached_response(struct l7_conn *c, struct l7_work
 	c->rs_skip = p->msg.len + (p->msg.num >= 0 ? p->msg.num + 2 : 0);
 	if (c->head == c->tail)
 		return 0; /* the handshake, or an answer to a request sent before start-up */
-	req = &c->q[c->head & (L7_PIPELINE - 1)];
+	req = &c->q[c->head & (L7_QUEUE - 1)];
 	__u64 word = *(__u64 *)p->msg.op;
 	if (p->msg.error) {
 		c->rs_hit = 0;

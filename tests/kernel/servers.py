@@ -1,0 +1,102 @@
+"""Real database and cache servers from Debian, started for a test module on 127.0.0.1 and a free
+port, with their data in a temporary directory; stopped (and waited for) afterwards."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.kernel.harness import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"{what} did not start: {err[-2000:]}") from None
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def redis_server(tmp: Path) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port, proc, "redis-server")
+    yield port
+    _stop(proc)
+
+
+@contextmanager
+def memcached(tmp: Path) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-t", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port, proc, "memcached")
+    yield port
+    _stop(proc)
+
+
+@contextmanager
+def postgres(tmp: Path) -> Iterator[int]:
+    """A PostgreSQL cluster owned by the `postgres` user, trusting local TCP connections."""
+    port = free_port()
+    data = tmp / "pgdata"
+    data.mkdir()
+    user = pwd.getpwnam("postgres")
+    os.chown(tmp, user.pw_uid, user.pw_gid)
+    os.chown(data, user.pw_uid, user.pw_gid)
+
+    def as_postgres() -> None:
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+
+    subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True, preexec_fn=as_postgres)
+    proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                             "-k", str(tmp), "-c", "fsync=off", "-c", "ssl=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=as_postgres)
+    wait_port(port, proc, "postgres")
+    yield port
+    _stop(proc)
+
+
+@contextmanager
+def mariadb(tmp: Path) -> Iterator[int]:
+    """A MariaDB server whose root user needs no password over TCP."""
+    port = free_port()
+    data = tmp / "mysql"
+    subprocess.run(["mariadb-install-db", f"--datadir={data}", "--user=root", "--auth-root-authentication-method=normal",
+                    "--skip-test-db"], check=True, capture_output=True)
+    proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", f"--port={port}",
+                             "--bind-address=127.0.0.1", f"--socket={tmp / 'mysqld.sock'}", "--skip-grant-tables",
+                             "--innodb-buffer-pool-size=16M", "--skip-log-bin", f"--pid-file={tmp / 'mysqld.pid'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port, proc, "mariadbd", timeout=60)
+    yield port
+    _stop(proc)
+    shutil.rmtree(data, ignore_errors=True)
