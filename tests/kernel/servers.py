@@ -8,6 +8,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,8 @@ def memcached(tmp: Path) -> Iterator[int]:
 def postgres(tmp: Path) -> Iterator[int]:
     """A PostgreSQL cluster owned by the `postgres` user, trusting local TCP connections."""
     port = free_port()
+    # pytest's temporary directories are root's alone (0700): postgres gets one of its own
+    tmp = Path(tempfile.mkdtemp(prefix="netobs-pg-"))
     data = tmp / "pgdata"
     data.mkdir()
     user = pwd.getpwnam("postgres")
@@ -76,13 +79,16 @@ def postgres(tmp: Path) -> Iterator[int]:
         os.setuid(user.pw_uid)
 
     subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-                   check=True, capture_output=True, preexec_fn=as_postgres)
+                   check=True, capture_output=True, preexec_fn=as_postgres, cwd=tmp)
     proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
                              "-k", str(tmp), "-c", "fsync=off", "-c", "ssl=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=as_postgres)
-    wait_port(port, proc, "postgres")
-    yield port
-    _stop(proc)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=as_postgres, cwd=tmp)
+    try:
+        wait_port(port, proc, "postgres")
+        yield port
+    finally:
+        _stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
