@@ -98,7 +98,9 @@ struct l7_conn {
 	__u8 rs_hit;          /* memcached: the reply in progress has a VALUE */
 	__u8 db_state;        /* enum db_state */
 	__u8 rs_error;        /* Redis: the reply in progress is an error */
-	__u8 pad[3];
+	__u8 rq_seq;          /* MySQL: the sequence id of a packet header that came alone */
+	__u8 rs_seq;
+	__u8 pad;
 	char code[L7_OP_LEN]; /* the error code (or memcached reply) of the responses in `done` */
 	char rs_code[L7_OP_LEN]; /* the error code of the reply in progress */
 	char bound_op[L7_OP_LEN]; /* PostgreSQL: the operation of the statement last bound; MySQL: of
@@ -573,7 +575,8 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
 			*client = !sent;
 			return L7_PROTO_MYSQL;
 		}
-		if (mysql_command(p, 0) && (p->msg.type == MYSQL_COM_QUERY || p->msg.type == MYSQL_COM_STMT_PREPARE))
+		if (mysql_header(p, 0) && mysql_command(p, 4, p->msg.seq) &&
+		    (p->msg.type == MYSQL_COM_QUERY || p->msg.type == MYSQL_COM_STMT_PREPARE))
 			return L7_PROTO_MYSQL;
 	}
 	if (enabled(L7_PROTO_MEMCACHED) && first >= 'a' && first <= 'z' && mc_request(p, 0))

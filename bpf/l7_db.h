@@ -412,17 +412,16 @@ static __always_inline void pg_error_code(struct l7_parse *p, __u32 pos)
 #define MYSQL_COM_STMT_CLOSE 0x19
 #define MYSQL_COM_STMT_RESET 0x1a
 
-/* A packet at pos: msg.num (payload bytes), msg.seq and msg.type (the payload's first byte: a
- * command, or OK 0x00, ERR 0xff, EOF 0xfe, or a result set's column count). */
-static __always_inline bool mysql_packet(struct l7_parse *p, __u32 pos)
+/* A packet header at pos (4 bytes): msg.num (payload bytes) and msg.seq. MariaDB reads a header
+ * alone, then its payload: the payload can begin in the next call. */
+static __always_inline bool mysql_header(struct l7_parse *p, __u32 pos)
 {
 	__u64 w = l7_word(p, pos);
 
-	if (pos + 5 > p->n)
+	if (pos + 4 > p->n)
 		return false;
 	p->msg.num = w & 0xffffff;
 	p->msg.seq = (w >> 24) & 0xff;
-	p->msg.type = (w >> 32) & 0xff;
 	return p->msg.num > 0;
 }
 
@@ -431,23 +430,25 @@ static __always_inline bool mysql_greeting(struct l7_parse *p)
 {
 	__u8 v = l7_at(p, 5);
 
-	return mysql_packet(p, 0) && p->msg.seq == 0 && p->msg.type == 10 && p->msg.num >= 32 &&
+	return mysql_header(p, 0) && p->msg.seq == 0 && l7_at(p, 4) == 10 && p->msg.num >= 32 &&
 	       p->msg.num < 1024 && v >= '1' && v <= '9';
 }
 
-/* A command at pos with its operation in msg.op: the SQL keyword of COM_QUERY and
- * COM_STMT_PREPARE, a name for the others; msg.stmt: the statement of COM_STMT_EXECUTE and
- * COM_STMT_CLOSE. False if it is not a command (sequence id 0). */
-static __always_inline bool mysql_command(struct l7_parse *p, __u32 pos)
+/* A command whose payload starts at pos (sequence id seq), with its operation in msg.op: the SQL
+ * keyword of COM_QUERY and COM_STMT_PREPARE, a name for the others; msg.type: the command;
+ * msg.stmt: the statement of COM_STMT_EXECUTE and COM_STMT_CLOSE. False if it is not a command
+ * (a command has sequence id 0) or one we do not follow. */
+static __always_inline bool mysql_command(struct l7_parse *p, __u32 pos, __u8 seq)
 {
-	if (!mysql_packet(p, pos) || p->msg.seq != 0)
+	if (seq != 0 || pos >= p->n)
 		return false;
+	p->msg.type = l7_at(p, pos);
 	__builtin_memset(p->msg.op, 0, L7_OP_LEN);
-	p->msg.stmt = (__u32)l7_word(p, pos + 5);
+	p->msg.stmt = (__u32)l7_word(p, pos + 1);
 	switch (p->msg.type) {
 	case MYSQL_COM_QUERY:
 	case MYSQL_COM_STMT_PREPARE:
-		return sql_operation(p, pos + 5);
+		return sql_operation(p, pos + 1);
 	case MYSQL_COM_STMT_EXECUTE:
 		return true; /* the operation of the statement it executes */
 	case MYSQL_COM_PING:

@@ -18,6 +18,8 @@ enum db_state {
 	PG_SSL_ASKED = 2, /* PostgreSQL: an SSLRequest waits for its one-byte answer */
 	PG_TLS = 4,       /* PostgreSQL: the connection went TLS: nothing more to read */
 	PG_FAILED = 8,    /* PostgreSQL: an error; the server skips the rest until Sync */
+	MY_RQ_ALONE = 16, /* MySQL: a request packet's header came alone; its payload comes next */
+	MY_RS_ALONE = 32, /* MySQL: the same for a response packet */
 };
 
 enum pg_kind {
@@ -361,6 +363,39 @@ static __always_inline long pg_response(struct l7_conn *c, struct l7_work *w, __
 
 /* ---------------------------------------------------------------- MySQL */
 
+/* Where the payload of the packet at io->off starts in the window, with its sequence id in *seq
+ * and its length in msg.num;
+ * ~0 if there is none to look at. A header that comes alone in its call (MariaDB reads 4 bytes,
+ * then the payload) is consumed now and its payload looked at in the next call (`alone`). */
+static __always_inline __u32 mysql_payload(struct l7_conn *c, struct l7_work *w, __u64 left, __u64 *skip,
+					   __u8 *seq, __u8 alone_flag, __u8 *alone_seq)
+{
+	struct l7_parse *p = &w->p;
+	struct l7_io *io = &w->io;
+	__u32 pos = window_at(p, io, L7_HEAD_BYTES);
+
+	if (pos == ~0U)
+		return ~0U;
+	if (c->db_state & alone_flag) { /* the payload of a header seen alone */
+		c->db_state &= ~alone_flag;
+		*seq = *alone_seq;
+		p->msg.num = *skip; /* the payload's bytes */
+		return pos;
+	}
+	if (!mysql_header(p, pos))
+		return ~0U;
+	*skip = p->msg.num + 4;
+	*seq = p->msg.seq;
+	if (left == 4) {
+		c->db_state |= alone_flag;
+		*alone_seq = p->msg.seq;
+		*skip = p->msg.num;
+		io->off += 4;
+		return ~1U;
+	}
+	return pos + 4;
+}
+
 static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, __u64 left)
 {
 	struct l7_parse *p = &w->p;
@@ -368,18 +403,20 @@ static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, 
 	struct l7_stmt_key sk = {.sk = io->sk};
 	__u64 bytes = 0;
 	__u32 pos;
+	__u8 seq = 0;
 
-	if (c->rq_skip) {
+	if (c->rq_skip && !(c->db_state & MY_RQ_ALONE)) {
 		skip_rest(&c->rq_skip, io, left, &bytes);
 		request_bytes(c, bytes);
 		return 0;
 	}
-	pos = window_at(p, io, L7_HEAD_BYTES);
-	if (pos == ~0U || !mysql_packet(p, pos))
+	pos = mysql_payload(c, w, left, &c->rq_skip, &seq, MY_RQ_ALONE, &c->rq_seq);
+	if (pos == ~1U)
+		return 0;
+	if (pos == ~0U)
 		return unparsed(c, io);
-	c->rq_skip = p->msg.num + 4;
-	if (!mysql_command(p, pos))
-		return 0; /* the handshake, or a command we do not know */
+	if (!mysql_command(p, pos, seq))
+		return 0; /* the handshake, or a command we do not know: skipped */
 	if (c->resp_mode == RESP_UNTIL_NEXT) { /* the previous result set is over */
 		c->resp_mode = RESP_IDLE;
 		db_complete(c, c->resp_last_ns, L7_DB_OK, c->code);
@@ -417,29 +454,31 @@ static __always_inline long mysql_response(struct l7_conn *c, struct l7_work *w,
 	struct l7_io *io = &w->io;
 	struct l7_req *req;
 	__u32 pos;
+	__u8 seq = 0;
 
-	if (c->rs_skip) {
+	if (c->rs_skip && !(c->db_state & MY_RS_ALONE)) {
 		skip_rest(&c->rs_skip, io, left, &c->resp_bytes);
 		return 0;
 	}
-	pos = window_at(p, io, L7_HEAD_BYTES);
-	if (pos == ~0U || !mysql_packet(p, pos))
-		return unparsed(c, io);
-	c->rs_skip = p->msg.num + 4;
 	c->resp_last_ns = io->now;
+	pos = mysql_payload(c, w, left, &c->rs_skip, &seq, MY_RS_ALONE, &c->rs_seq);
+	if (pos == ~1U)
+		return 0;
+	if (pos == ~0U)
+		return unparsed(c, io);
 	if (c->head == c->tail || c->resp_mode == RESP_UNTIL_NEXT)
 		return 0; /* the handshake, or the rest of a result set */
 	req = &c->q[c->head & (L7_QUEUE - 1)];
-	__u8 first = p->msg.type;
+	__u8 first = l7_at(p, pos);
 	if (first == 0xff) { /* ERR: the error code, 2 bytes little-endian */
 		__builtin_memset(p->msg.code, 0, L7_OP_LEN);
-		*(__u16 *)p->msg.code = (__u16)l7_word(p, pos + 5);
+		*(__u16 *)p->msg.code = (__u16)l7_word(p, pos + 1);
 		db_complete(c, io->now, L7_DB_ERROR, p->msg.code);
 		return 0;
 	}
 	if (first == 0x00 || (first == 0xfe && p->msg.num < 9)) { /* OK (or EOF) */
 		if (req->kind == MYSQL_PREPARE && first == 0x00) {
-			struct l7_stmt_key sk = {.sk = io->sk, .stmt = (__u32)l7_word(p, pos + 5)};
+			struct l7_stmt_key sk = {.sk = io->sk, .stmt = (__u32)l7_word(p, pos + 1)};
 			bpf_map_update_elem(&statements, &sk, c->bound_op, BPF_ANY);
 		}
 		db_complete_ok(c, w, io->now);
