@@ -173,8 +173,11 @@ struct {
 /* One socket call's data: where it is and how far the loop over its messages got. */
 struct l7_io {
 	__u64 sk;
-	__u64 buf;  /* user address of the data, 0: not readable */
-	__u64 cap;  /* bytes readable at buf */
+	__u64 buf;  /* user address of the current segment (an iovec, or the buffer), 0: not readable */
+	__u64 cap;  /* bytes of the segment */
+	__u64 seg_off; /* where the segment starts in the call's data */
+	__u64 iov;  /* user address of the next iovec; 0: none */
+	__u64 iov_left; /* iovecs after the current one */
 	__u64 ret;  /* bytes the call moved */
 	__u64 off;  /* bytes of ret handled */
 	__u64 now;
@@ -306,6 +309,27 @@ static __always_inline void finish_response(struct l7_conn *c, __u64 end_ns)
 
 static __always_inline void call_buffer(struct l7_io *io);
 
+/* Moves to the iovec that holds io->off (writev, sendmsg...: many messages in one call). */
+static __always_inline void next_segment(struct l7_io *io)
+{
+	struct { __u64 base; __u64 len; } iov;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (!io->iov_left || io->off < io->seg_off + io->cap)
+			return;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)io->iov)) {
+			io->buf = 0;
+			return;
+		}
+		io->seg_off += io->cap;
+		io->buf = iov.base;
+		io->cap = iov.len;
+		io->iov += sizeof(iov);
+		io->iov_left--;
+	}
+}
+
 static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 {
 	__u64 n;
@@ -315,15 +339,16 @@ static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 		io->resolved = 1;
 		call_buffer(io);
 	}
-	if (!io->buf || io->off >= io->cap || io->off >= io->ret)
+	next_segment(io);
+	if (!io->buf || io->off >= io->seg_off + io->cap || io->off >= io->ret)
 		return false;
-	n = io->cap < io->ret ? io->cap - io->off : io->ret - io->off;
+	n = io->seg_off + io->cap < io->ret ? io->seg_off + io->cap - io->off : io->ret - io->off;
 	if (n > capture_bytes)
 		n = capture_bytes;
 	barrier_var(n);
 	if (n > L7_CAPTURE_MAX)
 		n = L7_CAPTURE_MAX;
-	if (n == 0 || bpf_probe_read_user(p->buf, n, (const void *)(io->buf + io->off)))
+	if (n == 0 || bpf_probe_read_user(p->buf, n, (const void *)(io->buf + (io->off - io->seg_off))))
 		return false;
 	p->n = n;
 	io->win_off = io->off;
@@ -340,7 +365,7 @@ static __always_inline bool ends_last_chunk(struct l7_io *io)
 		io->resolved = 1;
 		call_buffer(io);
 	}
-	if (!io->buf || io->ret < 5 || io->cap < io->ret ||
+	if (!io->buf || io->ret < 5 || io->seg_off || io->cap < io->ret ||
 	    bpf_probe_read_user(tail, sizeof(tail), (const void *)(io->buf + io->ret - 5)))
 		return false;
 	return tail[0] == '0' && tail[1] == '\r' && tail[2] == '\n' && tail[3] == '\r' && tail[4] == '\n';
@@ -521,7 +546,7 @@ static __always_inline void call_buffer(struct l7_io *io)
 {
 	struct { __u64 base; __u64 len; } iov = {};
 	struct netobs_syscall call;
-	__u64 msg_iov = 0;
+	__u64 msg_iov = 0, msg_iovlen = 0;
 
 	if (!current_syscall(&call))
 		return;
@@ -538,14 +563,19 @@ static __always_inline void call_buffer(struct l7_io *io)
 		if (call.arg3 >= 1 && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)call.arg2)) {
 			io->buf = iov.base;
 			io->cap = iov.len;
+			io->iov = call.arg2 + sizeof(iov);
+			io->iov_left = call.arg3 - 1;
 		}
 		return;
 	case NR_recvmsg:
 	case NR_sendmsg:
 		if (!bpf_probe_read_user(&msg_iov, sizeof(msg_iov), (const void *)(call.arg2 + MSGHDR_IOV)) &&
-		    msg_iov && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)msg_iov)) {
+		    !bpf_probe_read_user(&msg_iovlen, sizeof(msg_iovlen), (const void *)(call.arg2 + MSGHDR_IOVLEN)) &&
+		    msg_iov && msg_iovlen && !bpf_probe_read_user(&iov, sizeof(iov), (const void *)msg_iov)) {
 			io->buf = iov.base;
 			io->cap = iov.len;
+			io->iov = msg_iov + sizeof(iov);
+			io->iov_left = msg_iovlen - 1;
 		}
 		return;
 	}
@@ -656,6 +686,9 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 	io->sk = key;
 	io->buf = 0;
 	io->cap = 0;
+	io->seg_off = 0;
+	io->iov = 0;
+	io->iov_left = 0;
 	io->off = 0;
 	io->ret = ret;
 	io->now = bpf_ktime_get_ns();

@@ -484,7 +484,7 @@ static long token_byte(__u64 i, void *ctx)
 	__u32 pos = p->vpos;
 	__u8 c = l7_at(p, pos);
 
-	if (pos >= p->vend)
+	if (pos >= p->vend || c == '\r' || c == '\n')
 		return 1;
 	p->vpos = pos + 1;
 	if (c == ' ') {
@@ -494,7 +494,7 @@ static long token_byte(__u64 i, void *ctx)
 		return 0;
 	}
 	p->vspace = 0;
-	if (p->vtoken != p->vwant || c == '\r')
+	if (p->vtoken != p->vwant)
 		return 0;
 	if (c < '0' || c > '9' || p->vcount >= 18) {
 		p->vbad = 1;

@@ -39,7 +39,7 @@ static __always_inline __u32 window_at(struct l7_parse *p, struct l7_io *io, __u
 	if (io->win_valid && io->off >= io->win_off) {
 		__u64 rel = io->off - io->win_off;
 		__u64 end = io->win_off + p->n; /* the window reaches the end of the data: nothing more to read */
-		if (rel < p->n && (rel + need <= p->n || end >= io->ret || end >= io->cap))
+		if (rel < p->n && (rel + need <= p->n || end >= io->ret || end >= io->seg_off + io->cap))
 			return (__u32)rel;
 	}
 	return fill(p, io) ? 0 : ~0U;

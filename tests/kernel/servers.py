@@ -53,7 +53,7 @@ def redis_server(tmp: Path) -> Iterator[int]:
 
 
 @contextmanager
-def memcached(tmp: Path) -> Iterator[int]:
+def memcached() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-t", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
