@@ -96,8 +96,8 @@ def mariadb(tmp: Path) -> Iterator[int]:
     """A MariaDB server whose root user needs no password over TCP."""
     port = free_port()
     data = tmp / "mysql"
-    subprocess.run(["mariadb-install-db", f"--datadir={data}", "--user=root", "--auth-root-authentication-method=normal",
-                    "--skip-test-db"], check=True, capture_output=True)
+    subprocess.run(["mariadb-install-db", f"--datadir={data}", "--user=root",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"], check=True, capture_output=True)
     proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", f"--port={port}",
                              "--bind-address=127.0.0.1", f"--socket={tmp / 'mysqld.sock'}", "--skip-grant-tables",
                              "--innodb-buffer-pool-size=16M", "--skip-log-bin", f"--pid-file={tmp / 'mysqld.pid'}"],

@@ -90,7 +90,7 @@ class RawClient:
     def read_until_eof(self) -> None:
         while True:
             p = self.read_packet()
-            if p[0] == 0xFE and len(p) < 9 or p[0] == 0xFF:
+            if (p[0] == 0xFE and len(p) < 9) or p[0] == 0xFF:
                 return
 
     def prepare(self, sql: str) -> int:
