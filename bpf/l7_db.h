@@ -70,6 +70,20 @@ static long number_digit(__u64 i, void *ctx)
 static __always_inline bool l7_number(struct l7_parse *p, __u32 pos)
 {
 	struct l7_loop_ctx ctx = {.p = p};
+	__u64 w = l7_word(p, pos);
+	__u8 d0 = w & 0xff, d1 = (w >> 8) & 0xff, d2 = (w >> 16) & 0xff;
+
+	/* most lengths and counts have one or two digits: no loop for them */
+	if (d0 >= '0' && d0 <= '9' && (d1 < '0' || d1 > '9') && pos + 1 < p->n) {
+		p->vnum = d0 - '0';
+		p->vpos = pos + 1;
+		return true;
+	}
+	if (d0 >= '0' && d0 <= '9' && d1 >= '0' && d1 <= '9' && (d2 < '0' || d2 > '9') && pos + 2 < p->n) {
+		p->vnum = (d0 - '0') * 10 + (d1 - '0');
+		p->vpos = pos + 2;
+		return true;
+	}
 
 	p->vpos = pos;
 	p->vnum = 0;
@@ -119,11 +133,29 @@ static __always_inline __u32 l7_copy_word(struct l7_parse *p, __u32 pos, __u32 l
 	return p->vcount;
 }
 
+/* The index of the lowest flagged byte of a "has zero byte" mask: exact (higher ones may not be). */
+static __always_inline __u32 l7_lowest_byte(__u64 m)
+{
+	__u32 k = 0;
+
+	if (!(m & 0xffffffffULL)) {
+		k += 4;
+		m >>= 32;
+	}
+	if (!(m & 0xffffULL)) {
+		k += 2;
+		m >>= 16;
+	}
+	if (!(m & 0xffULL))
+		k += 1;
+	return k;
+}
+
 /* Moves p->vpos to the first line feed at or after it, a word per step (see header_step). */
 static long lf_step(__u64 i, void *ctx)
 {
 	struct l7_parse *p = ((struct l7_loop_ctx *)ctx)->p;
-	__u32 pos = p->vpos, k = 0;
+	__u32 pos = p->vpos;
 	__u64 w, x, m;
 
 	if (pos >= p->n) {
@@ -137,17 +169,7 @@ static long lf_step(__u64 i, void *ctx)
 		p->vpos = pos + 8;
 		return 0;
 	}
-	if (!(m & 0xffffffffULL)) {
-		k += 4;
-		m >>= 32;
-	}
-	if (!(m & 0xffffULL)) {
-		k += 2;
-		m >>= 16;
-	}
-	if (!(m & 0xffULL))
-		k += 1;
-	pos += k;
+	pos += l7_lowest_byte(m);
 	p->vpos = pos < p->n ? pos : p->n;
 	return 1;
 }
@@ -157,8 +179,15 @@ static __always_inline __u32 l7_line_len(struct l7_parse *p, __u32 pos)
 {
 	struct l7_loop_ctx ctx = {.p = p};
 
+	__u64 w = l7_word(p, pos), x = w ^ 0x0a0a0a0a0a0a0a0aULL;
+	__u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+
 	if (pos >= p->n)
 		return 0;
+	if (m) { /* a short line (+OK, :1) ends in its first word: no loop */
+		__u32 k = l7_lowest_byte(m);
+		return pos + k < p->n ? k + 1 : 0;
+	}
 	p->vpos = pos;
 	L7_LOOP(L7_CAPTURE_MAX / 8 + 1, lf_step, &ctx);
 	return p->vpos < p->n ? p->vpos + 1 - pos : 0;

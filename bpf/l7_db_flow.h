@@ -155,26 +155,26 @@ static __always_inline long redis_request(struct l7_conn *c, struct l7_work *w, 
 	__u64 bytes = 0;
 	__u32 pos;
 
-	if (c->rq_skip) {
-		skip_rest(&c->rq_skip, io, left, &bytes);
-		request_bytes(c, bytes);
-		return 0;
-	}
-	pos = window_at(p, io, L7_HEAD_BYTES);
-	if (pos == ~0U)
-		return unparsed(c, io);
-	if (c->rq_elems) { /* an argument: a bulk string */
-		if (!resp_element(p, pos) || p->msg.type != '$' || !p->msg.len)
+	if (!c->rq_skip) {
+		pos = window_at(p, io, L7_HEAD_BYTES);
+		if (pos == ~0U)
 			return unparsed(c, io);
-		c->rq_elems--;
-		c->rq_skip = p->msg.len + (p->msg.num >= 0 ? p->msg.num + 2 : 0);
-		return 0;
+		if (c->rq_elems) { /* an argument: a bulk string */
+			if (!resp_element(p, pos) || p->msg.type != '$' || !p->msg.len)
+				return unparsed(c, io);
+			c->rq_elems--;
+			c->rq_skip = p->msg.len + (p->msg.num >= 0 ? p->msg.num + 2 : 0);
+		} else {
+			if (!resp_command(p, pos) || !p->msg.len)
+				return unparsed(c, io);
+			db_push(c, p, io, p->msg.op, 0, true);
+			c->rq_elems = p->msg.num;
+			c->rq_skip = p->msg.len;
+		}
 	}
-	if (!resp_command(p, pos) || !p->msg.len)
-		return unparsed(c, io);
-	db_push(c, p, io, p->msg.op, 0, true);
-	c->rq_elems = p->msg.num;
-	c->rq_skip = p->msg.len;
+	/* the element (or what is left of it) in this call */
+	skip_rest(&c->rq_skip, io, left, &bytes);
+	request_bytes(c, bytes);
 	return 0;
 }
 
@@ -195,39 +195,40 @@ static __always_inline long redis_response(struct l7_conn *c, struct l7_work *w,
 	struct l7_io *io = &w->io;
 	__u32 pos;
 
-	if (c->rs_skip) {
-		if (skip_rest(&c->rs_skip, io, left, &c->resp_bytes) && !c->rs_elems && c->rs_open)
-			redis_reply_done(c, w);
-		return 0;
+	if (!c->rs_skip) {
+		pos = window_at(p, io, L7_HEAD_BYTES);
+		if (pos == ~0U || !resp_element(p, pos) || !p->msg.len)
+			return unparsed(c, io);
+		__u8 t = p->msg.type;
+		__s64 n = p->msg.num;
+		if (!c->rs_open) { /* a new reply */
+			c->rs_open = 1;
+			c->rs_push = t == '>';
+			c->rs_error = p->msg.error;
+			if (p->msg.error)
+				__builtin_memcpy(c->rs_code, p->msg.code, L7_OP_LEN);
+		} else if (c->rs_elems) {
+			c->rs_elems--;
+		}
+		c->rs_skip = p->msg.len;
+		switch (t) {
+		case '*': case '~': case '>':
+			c->rs_elems += n > 0 ? n : 0;
+			break;
+		case '%':
+			c->rs_elems += n > 0 ? 2 * n : 0;
+			break;
+		case '|': /* attributes, then the element they describe */
+			c->rs_elems += n > 0 ? 2 * n + 1 : 1;
+			break;
+		case '$': case '!': case '=':
+			c->rs_skip += n >= 0 ? n + 2 : 0;
+			break;
+		}
 	}
-	pos = window_at(p, io, L7_HEAD_BYTES);
-	if (pos == ~0U || !resp_element(p, pos) || !p->msg.len)
-		return unparsed(c, io);
-	__u8 t = p->msg.type;
-	__s64 n = p->msg.num;
-	if (!c->rs_open) { /* a new reply */
-		c->rs_open = 1;
-		c->rs_push = t == '>';
-		c->rs_error = p->msg.error;
-		__builtin_memcpy(c->rs_code, p->msg.code, L7_OP_LEN);
-	} else if (c->rs_elems) {
-		c->rs_elems--;
-	}
-	c->rs_skip = p->msg.len;
-	switch (t) {
-	case '*': case '~': case '>':
-		c->rs_elems += n > 0 ? n : 0;
-		break;
-	case '%':
-		c->rs_elems += n > 0 ? 2 * n : 0;
-		break;
-	case '|': /* attributes, then the element they describe */
-		c->rs_elems += n > 0 ? 2 * n + 1 : 1;
-		break;
-	case '$': case '!': case '=':
-		c->rs_skip += n >= 0 ? n + 2 : 0;
-		break;
-	}
+	/* the element (or what is left of it) in this call; the reply is over with its last one */
+	if (skip_rest(&c->rs_skip, io, left, &c->resp_bytes) && !c->rs_elems && c->rs_open)
+		redis_reply_done(c, w);
 	return 0;
 }
 
