@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 
 from exporter.collectors.l7_requests import (
+    DB_ERROR,
+    DB_OK,
     OTHER_ROUTE,
     Increment,
+    RecordTotals,
     RequestTracker,
     SeriesKey,
+    db_attributes,
+    db_error_type,
     error_type,
     host_of,
     http_attributes,
@@ -98,3 +103,42 @@ def test_records_are_per_interval_with_ilogtail_fields() -> None:
     assert t.take_records() == {}
     t.add(key(), inc(1))
     assert [v.count for v in t.take_records().values()] == [1]
+
+
+def db_key(**changes: object) -> SeriesKey:
+    base = key(protocol="redis", method="GET", route="", authority="", status=DB_OK, version="", server_port=6379)
+    return base._replace(**changes)
+
+
+def test_database_series_go_to_the_db_instruments_only() -> None:
+    t = tracker()
+    t.add(db_key(), inc(3))
+    t.add(db_key(client=False, comm="redis-server"), inc(2))
+    snap = t.snapshot()
+    assert set(snap) == {"db.client.operation.duration", "db.server.operation.duration"}
+    (attrs, value), = snap["db.client.operation.duration"].items()
+    assert isinstance(value, HistogramValue) and value.count == 3
+    labels = dict(attrs)
+    assert labels["db.system.name"] == "redis" and labels["db.operation.name"] == "GET"
+    assert "error.type" not in labels and "db.response.status_code" not in labels
+    assert labels["server.port"] == 6379 and "http.route" not in labels
+
+
+def test_database_errors_and_status_codes() -> None:
+    labels = dict(db_attributes(db_key(status=DB_ERROR, code="WRONGTYPE")))
+    assert labels["error.type"] == "WRONGTYPE" and labels["db.response.status_code"] == "WRONGTYPE"
+    assert db_error_type(db_key(status=0)) == "no_response"
+    assert db_error_type(db_key(status=DB_ERROR, code="")) == "_OTHER"
+    hit = dict(db_attributes(db_key(protocol="memcached", method="get", code="HIT")))
+    assert hit["db.response.status_code"] == "HIT" and "error.type" not in hit
+    assert "db.operation.name" not in dict(db_attributes(db_key(protocol="postgresql", method="")))
+
+
+def test_database_records_use_ilogtail_protocol_names() -> None:
+    record = protocol_record(db_key(protocol="postgresql", method="SELECT", status=DB_ERROR, code="22012"),
+                             RecordTotals(4, 8_000, 120, 300), "pgbench -c 2", "1700000000")
+    assert record["protocol"] == "pgsql" and record["method"] == "SELECT"
+    assert record["resp_code"] == "22012" and record["url"] == "" and record["role"] == "client"
+    assert record["total_count"] == "4" and record["total_req_bytes"] == "120"
+    ok = protocol_record(db_key(), RecordTotals(1, 1, 1, 1), "redis-cli", "1700000000")
+    assert ok["protocol"] == "redis" and ok["resp_code"] == "OK"
