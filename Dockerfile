@@ -1,22 +1,40 @@
 # syntax=docker/dockerfile:1
-# Builder: compiles the CO-RE BPF objects once; the runtime image needs no compiler or headers.
+# netobs-exporter image. Both stages run scripts/build-image.sh, the same steps that
+# tests/ship/test_image_build.py runs without Docker.
+#
+# Capabilities at run time (docs/install.md says which feature needs which): CAP_BPF and
+# CAP_PERFMON always; CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see other users' processes in
+# /proc; CAP_SYS_ADMIN only for the bash audit (uprobes). The chart runs it as uid 0 with every
+# other capability dropped: Kubernetes gives a non-root user no ambient capabilities.
+#   docker run --pid=host --network=host --cap-drop=ALL --cap-add=BPF --cap-add=PERFMON \
+#     --cap-add=SYS_PTRACE --cap-add=DAC_READ_SEARCH -v /sys/kernel/tracing:/sys/kernel/tracing:ro \
+#     netobs-exporter --config.set Bash.Enabled=false
+
+# Builder: compiles the CO-RE BPF objects and builds the wheel that carries them.
 FROM debian:12 AS build
+# Not pinned (DL3008): bookworm's security updates replace package versions, so pins would break
+# the build at the next point release; the base image tag is what fixes the distribution.
+# hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends clang llvm libbpf-dev make \
+ && apt-get install -y --no-install-recommends clang llvm libbpf-dev make python3-venv \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Makefile ./
+COPY Makefile pyproject.toml README.md ./
+COPY scripts/build-image.sh scripts/
 COPY bpf/ bpf/
 COPY exporter/ exporter/
-RUN make bpf
+RUN scripts/build-image.sh build /dist
 
+# Runtime: Python, libbpf and the package; no compiler, no kernel headers.
 FROM debian:12-slim
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libbpf1 python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /opt/netobs
-COPY pyproject.toml README.md ./
-COPY --from=build /src/exporter/ exporter/
-RUN python3 -m venv .venv && .venv/bin/pip install --no-cache-dir . && rm -rf exporter
+COPY scripts/build-image.sh /usr/local/lib/netobs/build-image.sh
+COPY --from=build /dist/ /tmp/dist/
+RUN /usr/local/lib/netobs/build-image.sh install /opt/netobs /tmp/dist/netobs_exporter-*.whl \
+ && rm -rf /tmp/dist
+ENV PATH=/opt/netobs/bin:$PATH PYTHONDONTWRITEBYTECODE=1
 EXPOSE 10039
-ENTRYPOINT ["/opt/netobs/.venv/bin/netobs-exporter"]
+ENTRYPOINT ["netobs-exporter"]

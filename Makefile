@@ -7,7 +7,7 @@ BPF_OBJ := $(patsubst bpf/%.bpf.c,exporter/bpf/objects/%.bpf.o,$(BPF_SRC))
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/include -Ibpf/include/$(ARCH)
 ARGS ?=
 
-.PHONY: all setup setup-test bpf run test test-unit test-kernel lint bench check-config vmlinux clean
+.PHONY: all setup setup-test bpf run test test-unit test-kernel test-ship lint bench check-config vmlinux clean ship-files
 
 all: bpf
 
@@ -38,8 +38,11 @@ test-unit: setup-test
 test-kernel: setup-test bpf
 	$(PY) -m pytest tests/kernel $(ARGS)
 
+test-ship: setup-test
+	$(PY) -m pytest tests/ship $(ARGS)
+
 lint: setup-test
-	.venv/bin/ruff check exporter tests bench
+	.venv/bin/ruff check exporter tests bench scripts dashboards
 	.venv/bin/mypy
 
 check-config: setup bpf
@@ -51,6 +54,10 @@ bench: setup-test bpf
 # Regenerates the committed vmlinux.h from the running kernel's BTF (see bpf/include/README.md).
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/$(ARCH)/vmlinux.h
+
+# Rewrites the files derived from others: dashboards/*.json, the chart's copies, alerts/netobs-rules.yaml.
+ship-files: setup-test
+	$(PY) scripts/ship_files.py
 
 clean:
 	rm -f exporter/bpf/objects/*.o

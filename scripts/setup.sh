@@ -11,6 +11,8 @@ test_pkgs=(iperf3 iptables prometheus curl procps netcat-openbsd dnsmasq-base bi
 
 want=("${run_pkgs[@]}")
 [ "$profile" = test ] && want+=("${test_pkgs[@]}")
+# Node and npm for the dashboard and PromQL checks of tests/ship (any Node >= 18 will do).
+[ "$profile" = test ] && ! command -v npm >/dev/null && want+=(nodejs npm)
 
 missing=()
 for p in "${want[@]}"; do
@@ -36,4 +38,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e .
   fi
   touch "$stamp"
+fi
+
+# npm packages of tests/ship (Grafana's schema, TypeScript, the PromQL grammar), from its lockfile.
+ship=tests/ship
+if [ "$profile" = test ] && { [ ! -f "$ship/node_modules/.package-lock.json" ] ||
+                              [ "$ship/package-lock.json" -nt "$ship/node_modules/.package-lock.json" ]; }; then
+  if ! out=$(cd "$ship" && npm ci --no-audit --no-fund --loglevel=error 2>&1); then
+    echo "$out" >&2
+    exit 1
+  fi
 fi

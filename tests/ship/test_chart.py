@@ -1,0 +1,192 @@
+"""The Helm chart, rendered offline (helm-python-sdk) with the default values and the values files
+of tests/ship/values/: lint, Kubernetes schemas (strict), and what each setting must render to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from exporter.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "chart"
+VALUES = Path(__file__).with_name("values")
+KUBERNETES = "1.37.0"
+CUSTOM_RESOURCES = {"ServiceMonitor", "PrometheusRule"}  # Prometheus Operator CRDs: no built-in schema
+Manifests = dict[str, list[dict[str, Any]]]  # kind -> objects
+
+
+def values_of(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((VALUES / f"{name}.yaml").read_text())) if name != "defaults" else {}
+
+
+def render(name: str) -> Manifests:
+    rendered = helm.Chart.load(str(CHART)).render(values_of(name), name="netobs", namespace="monitoring")
+    out: Manifests = {}
+    for path, text in rendered.items():
+        if path.endswith(".yaml"):
+            for doc in yaml.safe_load_all(text):
+                if doc:
+                    out.setdefault(doc["kind"], []).append(doc)
+    return out
+
+
+def container(m: Manifests) -> dict[str, Any]:
+    (ds,) = m["DaemonSet"]
+    (c,) = ds["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def env(m: Manifests) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(m)["env"]}
+
+
+def mounts(m: Manifests) -> dict[str, tuple[str, bool]]:
+    return {v["mountPath"]: (v["name"], v.get("readOnly", False)) for v in container(m)["volumeMounts"]}
+
+
+def exporter_config(m: Manifests, tmp_path: Path) -> Path:
+    (cm,) = [c for c in m["ConfigMap"] if "config.yaml" in c["data"]]
+    path = tmp_path / "config.yaml"
+    path.write_text(cm["data"]["config.yaml"])
+    return path
+
+
+VALUE_FILES = ["defaults", *sorted(p.stem for p in VALUES.glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("name", VALUE_FILES)
+def test_lint_is_clean(name: str, tmp_path: Path) -> None:
+    report = helm.lint(str(CHART), values_of(name), strict=True, kube_version=f"v{KUBERNETES}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("name", VALUE_FILES)
+def test_manifests_match_the_kubernetes_schemas(name: str) -> None:
+    for kind, objects in render(name).items():
+        for obj in objects:
+            if kind in CUSTOM_RESOURCES:
+                assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+                continue
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    m = render("defaults")
+    (ds,) = m["DaemonSet"]
+    pod = ds["spec"]["template"]["spec"]
+    assert (pod["hostPID"], pod["hostNetwork"], pod["dnsPolicy"]) == (True, True, "ClusterFirstWithHostNet")
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    c = container(m)
+    security = c["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert security["runAsUser"] == 0 and security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"],
+                                        "add": ["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_ADMIN"]}
+    assert mounts(m) == {
+        "/etc/netobs": ("config", True), "/tmp": ("tmp", False), "/sys/kernel/tracing": ("tracefs", True),
+        "/host/sys/fs/cgroup": ("cgroup", True), "/run/containerd/containerd.sock": ("runtime-socket", True),
+    }
+    assert "--config.file=/etc/netobs/config.yaml" in c["args"] and "--web.listen-address=:10039" in c["args"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 10039, "protocol": "TCP"}]
+    assert env(m)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env(m)
+    assert c["resources"]["limits"]["memory"] == "512Mi"
+    # The default configuration is one the exporter accepts.
+    assert load_config(str(exporter_config(m, tmp_path)), {}).common.drop_local_connections is True
+    (role,) = m["ClusterRole"]
+    assert {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"]} == {
+        ("", "pods", ("get", "list", "watch")), ("apps", "replicasets", ("get",)), ("batch", "jobs", ("get",))}
+    (svc,) = m["Service"]
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["ports"][0]["name"] == "metrics"
+    assert "ServiceMonitor" not in m and "PrometheusRule" not in m
+
+
+def test_dashboards_are_configmaps_for_grafanas_sidecar() -> None:
+    boards = [c for c in render("defaults")["ConfigMap"] if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    files = {p.name: json.loads(p.read_text()) for p in (REPO / "dashboards").glob("*.json")}
+    assert len(boards) == len(files) == 4
+    for cm in boards:
+        ((name, text),) = cm["data"].items()
+        assert json.loads(text) == files[name]
+
+
+def test_prometheus_operator_values() -> None:
+    m = render("operator")
+    (sm,) = m["ServiceMonitor"]
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["interval"], endpoint["path"]) == ("metrics", "15s", "/metrics")
+    assert endpoint["relabelings"][0] == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+    assert endpoint["relabelings"][1]["replacement"] == "prod-eu"
+    (rule,) = m["PrometheusRule"]
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    retransmits = alerts["NetobsTCPRetransmitRatioHigh"]
+    assert (retransmits["for"], retransmits["labels"]) == ("3m", {"severity": "critical", "team": "network"})
+    assert ") > 0.02\nand" in retransmits["expr"] and retransmits["expr"].endswith("[5m])) > 50")
+    assert "NetobsDNSNXDomainRatioHigh" not in alerts
+    assert all('job="netobs-exporter"' in r["expr"] for r in alerts.values())
+    boards = [c for c in m["ConfigMap"] if "grafana_dashboard" in c["metadata"]["labels"]]
+    assert {c["metadata"]["namespace"] for c in boards} == {"grafana"}
+    assert all(c["metadata"]["annotations"] == {"grafana_folder": "Network"} for c in boards)
+
+
+def test_default_rules_are_the_alerts_file() -> None:
+    m = helm.Chart.load(str(CHART)).render({"prometheusRule": {"enabled": True}}, name="x", namespace="y")
+    rule = yaml.safe_load(m["netobs-exporter/templates/prometheusrule.yaml"])
+    assert rule["spec"] == yaml.safe_load((REPO / "alerts" / "netobs-rules.yaml").read_text())
+
+
+def test_otlp_and_filters(tmp_path: Path) -> None:
+    m = render("otlp-filters")
+    e = env(m)
+    assert e["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+    assert (e["OTEL_EXPORTER_OTLP_PROTOCOL"], e["OTEL_METRIC_EXPORT_INTERVAL"]) == ("http/protobuf", "15000")
+    assert e["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.node.name=$(NODE_NAME),k8s.cluster.name=prod-eu"
+    # Bash audit off: no CAP_SYS_ADMIN; the extra capability is added.
+    assert container(m)["securityContext"]["capabilities"]["add"] == [
+        "BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_RESOURCE"]
+    assert container(m)["args"][-2:] == ["--config.set", "Telemetry.MaxSeriesPerInstrument=50000"]
+    assert "--log.format=json" in container(m)["args"]
+    config = load_config(str(exporter_config(m, tmp_path)), {})
+    # Helm merges the values given into the chart's defaults, map by map.
+    file = yaml.safe_load(exporter_config(m, tmp_path).read_text())
+    for section, keys in values_of("otlp-filters")["config"].items():
+        assert {k: file[section][k] for k in keys} == keys
+    assert config.common.include_namespace_name_regex.pattern == "^(shop|payments)$"  # type: ignore[union-attr]
+    assert config.bash.enabled is False and config.netflow.series_expiry == 120
+
+
+def test_privileged_and_optional_mounts(tmp_path: Path) -> None:
+    m = render("privileged")
+    assert container(m)["securityContext"] == {"privileged": True}
+    paths = mounts(m)
+    assert {"/sys/kernel/debug", "/sys/fs/bpf", "/sys/kernel/tracing"} <= set(paths)
+    assert "/host/sys/fs/cgroup" not in paths and not any(p.endswith(".sock") for p in paths)
+    assert "ClusterRole" not in m and "ServiceAccount" not in m
+    assert m["DaemonSet"][0]["spec"]["template"]["spec"]["serviceAccountName"] == "netobs-existing"
+    # A section the chart does not know reaches the exporter's file unchanged.
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
+    file = yaml.safe_load(exporter_config(m, tmp_path).read_text())
+    assert file == {**defaults, "Kubernetes": {"FutureKey": "value"}}
+    assert not [c for c in m["ConfigMap"] if "grafana_dashboard" in c["metadata"]["labels"]]
+
+
+@pytest.mark.parametrize("bad", [
+    {"metrics": {"port": "http"}},
+    {"unknownKey": 1},
+    {"prometheusRule": {"alerts": {"NetobsEventsLost": {"enabled": True, "severity": "warning", "for": "soon"}}}},
+    {"config": {"Common": {"Tags": {"team": 7}}}},
+    {"otlp": {"protocol": "thrift"}},
+])
+def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(str(CHART)).render(bad, name="netobs", namespace="monitoring")
