@@ -1,5 +1,6 @@
-/* The kernel's HTTP/1.x head parser (bpf/l7_http.h), built for the host so that
- * tests/unit/test_l7_http_parser.py can feed it byte literals and random input through ctypes.
+/* The kernel's HTTP/1.x head parser (bpf/l7_http.h) and database and cache parsers (bpf/l7_db.h), built
+ * for the host so that tests/unit/test_l7_http_parser.py and tests/unit/test_l7_{db,redis,pg,mysql,memcached}
+ * _parser.py can feed them byte literals and random input through ctypes.
  *
  *   clang -Ibpf -Wall -Werror -O2 -shared -fPIC -o l7_host.so tests/unit/l7_host.c
  *
@@ -123,4 +124,87 @@ int parse_response_like(const unsigned char *data, unsigned n, unsigned header_l
 
 	memcpy(out, &p->head, sizeof(*out));
 	return ok;
+}
+
+/* ---------------------------------------------------------------- bpf/l7_db.h
+ *
+ * The database and cache parsers (tests/unit/test_l7_*_parser.py). Each wrapper loads the window
+ * like the ones above, runs one parser at pos and copies out the whole struct l7_msg: the fields a
+ * parser does not document keep what fill put there, as in the kernel's reused per-CPU buffer. */
+
+#include "l7_db.h"
+
+const unsigned long l7_msg_layout[] = {
+	sizeof(struct l7_msg),
+	offsetof(struct l7_msg, num),
+	offsetof(struct l7_msg, len),
+	offsetof(struct l7_msg, stmt),
+	offsetof(struct l7_msg, type),
+	offsetof(struct l7_msg, seq),
+	offsetof(struct l7_msg, error),
+	offsetof(struct l7_msg, flags),
+	offsetof(struct l7_msg, pad),
+	offsetof(struct l7_msg, op),
+	offsetof(struct l7_msg, code),
+};
+
+#define L7_DB_WINDOW const unsigned char *data, unsigned n, int fill, const unsigned char *stale, unsigned stale_n
+#define L7_DB_LOAD() struct l7_parse *p = load(data, n, fill, stale, stale_n)
+#define L7_DB_OUT() memcpy(out, &p->msg, sizeof(*out))
+
+/* A parser at pos whose answer is a bool or a length. */
+#define L7_DB_WRAP(ret, name)                                                        \
+	ret name##_over(L7_DB_WINDOW, unsigned pos, struct l7_msg *out)              \
+	{                                                                            \
+		L7_DB_LOAD();                                                        \
+		ret r = name(p, pos);                                                \
+		L7_DB_OUT();                                                         \
+		return r;                                                            \
+	}
+
+L7_DB_WRAP(int, resp_element)
+L7_DB_WRAP(int, resp_command)
+L7_DB_WRAP(unsigned, pg_startup)
+L7_DB_WRAP(int, pg_message)
+L7_DB_WRAP(int, pg_parse_message)
+L7_DB_WRAP(int, pg_bind_message)
+L7_DB_WRAP(int, sql_operation)
+L7_DB_WRAP(int, mysql_header)
+L7_DB_WRAP(int, mc_request)
+L7_DB_WRAP(int, mc_reply)
+L7_DB_WRAP(unsigned, l7_line_len)
+
+/* pg_error_code returns nothing: the SQLSTATE is in out->code */
+void pg_error_code_over(L7_DB_WINDOW, unsigned pos, struct l7_msg *out)
+{
+	L7_DB_LOAD();
+	pg_error_code(p, pos);
+	L7_DB_OUT();
+}
+
+int mysql_greeting_over(L7_DB_WINDOW, struct l7_msg *out)
+{
+	L7_DB_LOAD();
+	int r = mysql_greeting(p);
+	L7_DB_OUT();
+	return r;
+}
+
+int mysql_command_over(L7_DB_WINDOW, unsigned pos, unsigned seq, struct l7_msg *out)
+{
+	L7_DB_LOAD();
+	int r = mysql_command(p, pos, (__u8)seq);
+	L7_DB_OUT();
+	return r;
+}
+
+/* l7_number: the number in *num and where it ends (p->vpos) in *end */
+int l7_number_over(L7_DB_WINDOW, unsigned pos, struct l7_msg *out, long long *num, unsigned *end)
+{
+	L7_DB_LOAD();
+	int r = l7_number(p, pos);
+	L7_DB_OUT();
+	*num = p->vnum;
+	*end = p->vpos;
+	return r;
 }
