@@ -56,7 +56,7 @@ static long number_digit(__u64 i, void *ctx)
 	}
 	if (c < '0' || c > '9')
 		return 1;
-	if (p->vcount >= 18) { /* too long to be a length */
+	if (p->vcount >= 19) { /* too long for a length or a 64-bit integer */
 		p->vbad = 1;
 		return 1;
 	}
@@ -90,7 +90,7 @@ static __always_inline bool l7_number(struct l7_parse *p, __u32 pos)
 	p->vcount = 0;
 	p->vneg = 0;
 	p->vbad = 0;
-	L7_LOOP(20, number_digit, &ctx);
+	L7_LOOP(21, number_digit, &ctx); /* a sign, 19 digits, and one more to see it is too long */
 	if (!p->vcount || p->vbad)
 		return false;
 	if (p->vneg)
@@ -313,6 +313,11 @@ static __always_inline bool resp_command(struct l7_parse *p, __u32 pos)
 		return false;
 	l7_copy_word(p, pos + name, (__u32)len, OP_UPPER);
 	p->msg.num = args - 1;
+	p->msg.len = 0;
+	if (pos + name + (__u32)len + 2 > p->n)
+		return true; /* the name is cut by the window */
+	if (!l7_crlf(p, pos + name + (__u32)len))
+		return false;
 	p->msg.len = name + (__u32)len + 2;
 	return true;
 }
@@ -364,7 +369,7 @@ static long cstring_byte(__u64 i, void *ctx)
 		p->vcount = 1;
 		return 1;
 	}
-	p->vnum = p->vnum * 31 + c;
+	p->vnum = (__s64)((__u64)p->vnum * 31 + c);
 	return 0;
 }
 
@@ -475,7 +480,10 @@ static __always_inline bool mysql_command(struct l7_parse *p, __u32 pos, __u8 se
 	__builtin_memset(p->msg.op, 0, L7_OP_LEN);
 	p->msg.stmt = (__u32)l7_word(p, pos + 1);
 	switch (p->msg.type) {
-	case MYSQL_COM_QUERY:
+	case MYSQL_COM_QUERY: /* with query attributes (MySQL 8.0.23+): 0 parameters, 1 set, then the SQL */
+		if ((l7_word(p, pos + 1) & L7_MASK(2)) == LIT2(0, 1))
+			return sql_operation(p, pos + 3);
+		return sql_operation(p, pos + 1);
 	case MYSQL_COM_STMT_PREPARE:
 		return sql_operation(p, pos + 1);
 	case MYSQL_COM_STMT_EXECUTE:

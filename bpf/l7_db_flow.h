@@ -313,11 +313,11 @@ static __always_inline long pg_response(struct l7_conn *c, struct l7_work *w, __
 	pos = window_at(p, io, L7_HEAD_BYTES);
 	if (pos == ~0U)
 		return unparsed(c, io);
-	if (c->db_state & PG_SSL_ASKED) { /* one byte: S (TLS follows) or N */
+	if (c->db_state & PG_SSL_ASKED) { /* one byte: S (TLS follows), G (GSSAPI encryption) or N */
 		__u8 answer = l7_at(p, pos);
 		c->db_state &= ~PG_SSL_ASKED;
-		if (answer == 'S' || answer == 'N') {
-			if (answer == 'S')
+		if (answer == 'S' || answer == 'G' || answer == 'N') {
+			if (answer != 'N')
 				c->db_state |= PG_TLS;
 			io->off += 1;
 			return 0;

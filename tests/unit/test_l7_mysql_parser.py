@@ -188,9 +188,6 @@ def test_not_a_command(db: Db, payload: bytes, seq: int) -> None:
     assert not db.mysql_command(packet(seq, payload)[:4], 4, seq).ok  # the window ends before the payload
 
 
-@pytest.mark.xfail(strict=True, reason="COM_QUERY with CLIENT_QUERY_ATTRIBUTES (MySQL >= 8.0.23 clients and "
-                                       "servers) puts parameter_count and parameter_set_count before the SQL: "
-                                       "sql_operation sees \\x00\\x01 and finds no keyword")
 def test_query_with_query_attributes(db: Db) -> None:
     m = db.mysql_command(packet(0, b"\x03\x00\x01SELECT 1"), 4, 0)
     assert (m.ok, m.op) == (True, b"SELECT")
