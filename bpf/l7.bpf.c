@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
+#include "netobs_filter.h"
 #include "l7_http.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -32,7 +33,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
-const volatile bool filter_pids = false;
 const volatile bool drop_local = true;     /* Common.DropLocalConnections */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 size_bounds[L7_SIZE_BOUNDS] = {};
@@ -109,13 +109,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} watched_pids SEC(".maps");
 
 /* addresses of this host other than loopback (written by user space), for drop_local */
 struct l7_addr {
@@ -436,11 +429,6 @@ static long message_step(__u64 i, void *data)
 
 /* ---------------------------------------------------------------- a new connection */
 
-static __always_inline bool pid_watched(__u32 pid)
-{
-	return !filter_pids || bpf_map_lookup_elem(&watched_pids, &pid);
-}
-
 /* The buffer of the system call in progress, from the registers it was entered with. */
 static __always_inline void call_buffer(struct l7_io *io)
 {
@@ -536,7 +524,7 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 		return;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
-	if (!pid_watched(bpf_get_current_pid_tgid() >> 32))
+	if (!netobs_current_watched())
 		return;
 	w = get_work();
 	if (!w)

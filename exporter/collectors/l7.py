@@ -58,7 +58,6 @@ class L7Collector(Collector):
         obj.set_rodata({
             "capture_bytes": l7.capture_bytes,
             "sampling": round(common.sampling),
-            "filter_pids": bool(self.config.ebpf.pid),
             "drop_local": common.drop_local_connections,
             "duration_bounds_ns": b"".join(round(b * 1e9).to_bytes(8, "little") for b in HTTP_DURATION_BOUNDS_S),
             "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
@@ -68,8 +67,6 @@ class L7Collector(Collector):
 
     def prepare(self, obj: BpfObject) -> None:
         one = ctypes.c_uint8(1)
-        for pid in self.config.ebpf.pid:
-            obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
         addresses = obj.map("local_addrs")
         for raw, _family in sockdiag.host_addresses():
             addresses.update(Addr16.from_buffer_copy(raw), one)

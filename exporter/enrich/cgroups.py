@@ -29,7 +29,8 @@ _SEGMENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("", re.compile(rf"(?:[a-z0-9]+-)?{_ID}(?:\.scope)?")),  # cgroupfs drivers, nerdctl, others
 )
 _MONITOR = re.compile(r"(?:crio|libpod)-conmon-[0-9a-f]{64}\.scope")
-_POD_UID = re.compile(r"pod(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$")
+_UUID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
+_POD_UID = re.compile(rf"pod(?P<uid>{_UUID})(?:\.slice)?$")
 # where a bare id is the parent's: /docker/<id>, /kubepods/.../pod<uid>/<id>, /system.slice/containerd-...
 _DOCKER_PARENTS = ("docker", "moby")
 V1_PREFERRED = ("name=systemd", "memory", "pids", "cpu,cpuacct", "cpu", "devices")
