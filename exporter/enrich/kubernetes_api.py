@@ -50,7 +50,10 @@ def in_cluster(environ: Mapping[str, str], account: Path = SERVICE_ACCOUNT) -> A
     if not host or not (account / "token").exists():
         return None
     host = f"[{host}]" if ":" in host else host
-    context = ssl.create_default_context(cafile=str(account / "ca.crt"))
+    try:
+        context = ssl.create_default_context(cafile=str(account / "ca.crt"))
+    except (OSError, ssl.SSLError) as err:
+        raise SourceError(f"in-cluster CA {account / 'ca.crt'}: {err}") from None
     return ApiServer(f"https://{host}:{port}", context, token_file=str(account / "token"))
 
 
