@@ -185,5 +185,5 @@ contexts:
         from_kubeconfig(str(tmp_path / "missing"))
     assert in_cluster({}, tmp_path) is None
     (tmp_path / "token").write_text("t0k3n\n")
-    with pytest.raises(SourceError, match="ca.crt"):  # a token without its CA
+    with pytest.raises(SourceError, match=r"ca\.crt"):  # a token without its CA
         in_cluster({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, tmp_path)
