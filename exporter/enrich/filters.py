@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any
 
 from exporter.config import CommonConfig, EbpfConfig
 
@@ -29,7 +29,6 @@ class ContainerFacts:
 
 
 Test = Callable[[ContainerFacts], bool]
-T = TypeVar("T")
 
 
 def _labels_exact(wanted: Mapping[str, str], get: Callable[[ContainerFacts], Mapping[str, str]]) -> Test:
@@ -48,10 +47,6 @@ def _text_matches(pattern: re.Pattern[str], get: Callable[[ContainerFacts], str 
     return lambda c: get(c) is not None and pattern.search(get(c) or "") is not None
 
 
-def _if(value: T | None, make: Callable[[T], Test]) -> Test | None:
-    return make(value) if value else None
-
-
 def _labels(c: ContainerFacts) -> Mapping[str, str]:
     return c.labels
 
@@ -64,27 +59,24 @@ def _env(c: ContainerFacts) -> Mapping[str, str]:
     return c.env
 
 
+# (include value, exclude value, how a value becomes a test), one row per container parameter pair
+def _container_parameters(c: CommonConfig) -> list[tuple[Any, Any, Callable[[Any], Test]]]:
+    return [
+        (c.include_container_labels, c.exclude_container_labels, lambda m: _labels_exact(m, _labels)),
+        (c.include_k8s_labels, c.exclude_k8s_labels, lambda m: _values_match(m, _pod_labels)),
+        (c.include_envs, c.exclude_envs, lambda m: _values_match(m, _env)),
+        (c.include_container_name_regex, c.exclude_container_name_regex, _names_match),
+        (c.include_pod_name_regex, c.exclude_pod_name_regex, lambda p: _text_matches(p, lambda f: f.pod_name)),
+        (c.include_namespace_name_regex, c.exclude_namespace_name_regex,
+         lambda p: _text_matches(p, lambda f: f.namespace)),
+    ]
+
+
 class Filters:
     def __init__(self, common: CommonConfig, ebpf: EbpfConfig) -> None:
-        c = common
-        include = (
-            _if(c.include_container_labels, lambda m: _labels_exact(m, _labels)),
-            _if(c.include_k8s_labels, lambda m: _values_match(m, _pod_labels)),
-            _if(c.include_envs, lambda m: _values_match(m, _env)),
-            _if(c.include_container_name_regex, _names_match),
-            _if(c.include_pod_name_regex, lambda p: _text_matches(p, lambda f: f.pod_name)),
-            _if(c.include_namespace_name_regex, lambda p: _text_matches(p, lambda f: f.namespace)),
-        )
-        exclude = (
-            _if(c.exclude_container_labels, lambda m: _labels_exact(m, _labels)),
-            _if(c.exclude_k8s_labels, lambda m: _values_match(m, _pod_labels)),
-            _if(c.exclude_envs, lambda m: _values_match(m, _env)),
-            _if(c.exclude_container_name_regex, _names_match),
-            _if(c.exclude_pod_name_regex, lambda p: _text_matches(p, lambda f: f.pod_name)),
-            _if(c.exclude_namespace_name_regex, lambda p: _text_matches(p, lambda f: f.namespace)),
-        )
-        self.include: list[Test] = [t for t in include if t is not None]
-        self.exclude: list[Test] = [t for t in exclude if t is not None]
+        parameters = _container_parameters(common)
+        self.include: list[Test] = [make(value) for value, _, make in parameters if value]
+        self.exclude: list[Test] = [make(value) for _, value, make in parameters if value]
         self.include_cmd = common.include_cmd_regex
         self.exclude_cmd = common.exclude_cmd_regex
         self.pids = frozenset(ebpf.pid)

@@ -138,6 +138,9 @@ class Enrichment:
         return out
 
     def log_attributes(self, pid: int, comm: str) -> dict[str, str | int] | None:
-        """Attributes for a log record of a process (every one known); None when it is not watched."""
+        """Attributes for a log record of a process (every one known but its command line, which a bash
+        record's body makes redundant); None when it is not watched."""
         workload = self.attribution.process(pid, comm)
-        return dict(workload.attributes) if workload.watched else None
+        if not workload.watched:
+            return None
+        return {k: v for k, v in workload.attributes.items() if k != "process.command_line"}
