@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "bash.h"
+#include "netobs_filter.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -42,7 +43,7 @@ int BPF_KRETPROBE(bash_readline, const char *line)
 	char first = 0, next = 0;
 	long n;
 
-	if (!line)
+	if (!line || !netobs_current_watched())
 		return 0;
 	if (bpf_probe_read_user(&first, sizeof(first), line) < 0) {
 		count_lost(BASH_LOST_READ_FAILED);

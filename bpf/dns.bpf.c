@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
+#include "netobs_filter.h"
 #include "dns.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -32,7 +33,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define MMSGHDR_LEN 56   /* offsetof(struct mmsghdr, msg_len) */
 
 const volatile __u16 dns_ports[DNS_PORTS_MAX] = {53};
-const volatile bool filter_pids = false;
 const volatile __u64 bounds_ns[DNS_BOUNDS] = {};       /* histogram bucket upper bounds */
 const volatile __u64 window_ns = 60000000000ULL;       /* window of max_ns (Common.FlushOutL7Interval) */
 const volatile __u64 learn_interval_ns = 1000000000ULL; /* least time between two answers of a name sent up */
@@ -48,13 +48,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} watched_pids SEC(".maps");
 
 /* One thread inside a socket call: what its exit needs. */
 struct dns_call {
@@ -150,11 +143,6 @@ static __always_inline bool is_dns_port(__u16 port)
 	return false;
 }
 
-static __always_inline bool pid_watched(__u32 pid)
-{
-	return !filter_pids || bpf_map_lookup_elem(&watched_pids, &pid);
-}
-
 /* Reads the peer of an unconnected UDP socket from a user sockaddr. */
 static __always_inline bool peer_from_sockaddr(struct netobs_endpoints *ep, __u64 addr)
 {
@@ -193,7 +181,7 @@ static __always_inline int begin(long fd, __u8 sent, __u64 buf, __u64 iov, __u32
 	struct sock *sk;
 	__u16 protocol, family;
 
-	if (!pid_watched(id >> 32))
+	if (!netobs_current_watched())
 		return 0;
 	sk = fd_to_sock((int)fd);
 	if (!sk)
@@ -687,7 +675,7 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
 	remote = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (!is_dns_port(local) && !is_dns_port(remote))
 		return;
-	if (!pid_watched(bpf_get_current_pid_tgid() >> 32))
+	if (!netobs_current_watched())
 		return;
 	if (!current_syscall(&sc))
 		return;

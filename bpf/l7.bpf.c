@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
+#include "netobs_filter.h"
 #include "l7_db.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -33,7 +34,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
-const volatile bool filter_pids = false;
 const volatile bool drop_local = true;     /* Common.DropLocalConnections */
 const volatile __u32 protocols = 1 << L7_PROTO_HTTP; /* Common.IncludeProtocols: 1 << enum l7_protocol */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
@@ -151,13 +151,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} watched_pids SEC(".maps");
 
 /* addresses of this host other than loopback (written by user space), for drop_local */
 struct l7_addr {
@@ -536,11 +529,6 @@ MESSAGE_STEP(memcached_step, memcached_request, memcached_response)
 
 /* ---------------------------------------------------------------- a new connection */
 
-static __always_inline bool pid_watched(__u32 pid)
-{
-	return !filter_pids || bpf_map_lookup_elem(&watched_pids, &pid);
-}
-
 /* The buffer of the system call in progress, from the registers it was entered with. */
 static __always_inline void call_buffer(struct l7_io *io)
 {
@@ -677,7 +665,7 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 		return;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
-	if (!pid_watched(bpf_get_current_pid_tgid() >> 32))
+	if (!netobs_current_watched())
 		return;
 	w = get_work();
 	if (!w)

@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
+#include "netobs_filter.h"
 #include "netflow.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -26,7 +27,6 @@ const volatile __u16 ephemeral_port_max = 60999;
 const volatile bool drop_unix = true;
 const volatile bool drop_unknown = true;
 const volatile bool drop_local = true;
-const volatile bool filter_pids = false;
 const volatile __u64 rtt_sample_interval_ns = 1000000000ULL;
 const volatile __u32 rtt_bounds_us[NETFLOW_RTT_BOUNDS] = {
 	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -73,17 +73,12 @@ struct {
 	__type(value, __u8);
 } local_addrs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} watched_pids SEC(".maps");
-
 /* accepted socket -> the process that accepted it */
 struct netflow_owner {
 	__u32 pid;
 	__u32 counted;
+	__u32 unwatched; /* the filter's verdict on that process (netobs_filter.h) */
+	__u32 pad;
 	char comm[NETFLOW_COMM_LEN];
 };
 struct {
@@ -202,8 +197,6 @@ static __always_inline bool flow_dropped(const struct netflow_key *k)
 	    (addr_is_loopback(k->remote_addr, k->family) ||
 	     bpf_map_lookup_elem(&local_addrs, k->remote_addr)))
 		return true;
-	if (filter_pids && !bpf_map_lookup_elem(&watched_pids, &k->pid))
-		return true;
 	return false;
 }
 
@@ -296,10 +289,14 @@ static __always_inline void tcp_claim_owner(struct sock *sk, struct netflow_sock
 		__builtin_memcpy(st->comm, o->comm, NETFLOW_COMM_LEN);
 		if (o->counted)
 			st->flags |= ST_COUNTED;
+		if (o->unwatched)
+			st->flags |= ST_DROPPED;
 		bpf_map_delete_elem(&accept_owner, &skp);
 	} else if (in_syscall) {
 		st->key.pid = current_pid();
 		current_process_name(&st->comm);
+		if (!netobs_current_watched())
+			st->flags |= ST_DROPPED;
 	}
 }
 
@@ -426,6 +423,9 @@ int BPF_PROG(netflow_tcp_state, struct sock *sk, int oldstate, int newstate)
 		st->key.direction = NETFLOW_DIR_OUTGOING;
 		st->key.pid = current_pid();
 		current_process_name(&st->comm);
+		/* the owner's filter verdict, taken in its context: later hooks may run in softirq */
+		if (!netobs_current_watched())
+			st->flags |= ST_DROPPED;
 		return 0;
 	}
 	if (newstate == TCP_SYN_RECV) { /* a passive child: its owner is known at accept(2) */
@@ -470,8 +470,9 @@ static __always_inline int on_accept(long fd)
 		return 0;
 	o.pid = current_pid();
 	current_process_name(&o.comm);
+	o.unwatched = !netobs_current_watched();
 	key_from_endpoints(&key, &ep, IPPROTO_TCP, NETFLOW_DIR_INCOMING, o.pid);
-	if (!flow_dropped(&key)) {
+	if (!o.unwatched && !flow_dropped(&key)) {
 		struct netflow_stats *f = flow_stats_get(&key, o.comm);
 		if (f) {
 			__sync_fetch_and_add(&f->established, 1);
@@ -548,6 +549,8 @@ static __always_inline void udp_add(const struct netobs_endpoints *ep, __u8 dire
 	struct netflow_key key = {};
 	char comm[NETFLOW_COMM_LEN];
 
+	if (!netobs_current_watched())
+		return;
 	key_from_endpoints(&key, ep, IPPROTO_UDP, direction, current_pid());
 	if (flow_dropped(&key))
 		return;
@@ -764,7 +767,7 @@ static __always_inline void other_account(struct sock *sk, __u16 family, __u64 b
 
 	key.family = family;
 	key.pid = current_pid();
-	if (flow_dropped(&key))
+	if (!netobs_current_watched() || flow_dropped(&key))
 		return;
 	current_process_name(&comm);
 	struct netflow_stats *f = flow_stats_get(&key, comm);

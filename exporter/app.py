@@ -11,13 +11,15 @@ from exporter.bpf import AttachResult, BpfError, ensure_tracefs
 from exporter.collectors import enabled_collectors
 from exporter.collectors.base import Collector
 from exporter.config import Config
+from exporter.enrich.stage import Enrichment
 from exporter.telemetry import pipeline
 from exporter.telemetry.records import RecordsWriter
 
 log = logging.getLogger(__name__)
 
 
-def start_collectors(config: Config) -> tuple[list[Collector], list[tuple[str, str]]]:
+def start_collectors(config: Config, enrichment: Enrichment | None = None
+                     ) -> tuple[list[Collector], list[tuple[str, str]]]:
     """Starts every enabled collector; one that cannot start is reported, the others run."""
     started, failures = [], []
     try:
@@ -27,6 +29,8 @@ def start_collectors(config: Config) -> tuple[list[Collector], list[tuple[str, s
     except BpfError as e:
         return [], [("*", str(e))]
     for collector in collectors:
+        if enrichment is not None:
+            enrichment.bind(collector)
         try:
             collector.start()
             started.append(collector)
@@ -40,10 +44,13 @@ def run(config: Config) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    collectors, failures = start_collectors(config)
+    enrichment = Enrichment(config)
+    enrichment.start()
+    collectors, failures = start_collectors(config, enrichment)
     if failures and not collectors:
+        enrichment.stop()
         return 1
-    telemetry = pipeline.start(config, collectors)
+    telemetry = pipeline.start(config, collectors, enrichment=enrichment)
     records = RecordsWriter(config.telemetry.records) if config.telemetry.records else None
     intervals = {c.name: c.records_interval or config.common.flush_out_l4_interval for c in collectors}
     next_records = {name: time.monotonic() + interval for name, interval in intervals.items()}
@@ -53,16 +60,19 @@ def run(config: Config) -> int:
             now = time.monotonic()
             for c in collectors:
                 c.tick(now)  # takes c.lock itself, around what touches shared state only
+                c.sync_filter()
             if records is None:
                 continue
             for c in collectors:
                 if now >= next_records[c.name]:
                     next_records[c.name] = now + intervals[c.name]
                     with c.lock:
-                        records.write(c.records())
+                        written = c.records()
+                    records.write(enrichment.records(written))
     finally:
         log.info("stopping")
         telemetry.shutdown()
+        enrichment.stop()
         for c in collectors:
             c.stop()
         if records is not None:

@@ -23,11 +23,14 @@ from exporter.config_schema import ConfigError, Invalid, show
 __all__ = [
     "DEFAULT_LISTEN_ADDRESS",
     "DEFAULT_TELEMETRY_PATH",
+    "AttributesConfig",
     "BashConfig",
     "CommonConfig",
     "Config",
     "ConfigError",
+    "ContainersConfig",
     "EbpfConfig",
+    "KubernetesConfig",
     "L7Config",
     "NetflowConfig",
     "TelemetryConfig",
@@ -125,6 +128,25 @@ class BashConfig:
 
 
 @dataclass(frozen=True)
+class ContainersConfig:
+    docker_socket: str = field(metadata=_key("DockerSocket", check.text))
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    enabled: bool = field(metadata=_key("Enabled", check.boolean))
+    kubeconfig: str = field(metadata=_key("Kubeconfig", check.text))
+    node_name: str = field(metadata=_key("NodeName", check.text))
+    pod_labels: tuple[str, ...] = field(metadata=_key("PodLabels", check.str_list))
+
+
+@dataclass(frozen=True)
+class AttributesConfig:
+    process: frozenset[str] = field(metadata=_key("Process", check.attribute_names))
+    instruments: dict[str, frozenset[str]] = field(metadata=_key("Instruments", check.attribute_sets))
+
+
+@dataclass(frozen=True)
 class TelemetryConfig:
     max_series_per_instrument: int = field(metadata=_key("MaxSeriesPerInstrument", check.count))
     records: str = field(metadata=_key("Records", check.text))
@@ -167,6 +189,9 @@ class Config:
     dns: DnsConfig
     l7: L7Config
     bash: BashConfig
+    containers: ContainersConfig
+    kubernetes: KubernetesConfig
+    attributes: AttributesConfig
     telemetry: TelemetryConfig
     web: WebConfig = field(default_factory=WebConfig)
 
@@ -179,6 +204,9 @@ SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "Dns": ("dns", DnsConfig),
     "L7": ("l7", L7Config),
     "Bash": ("bash", BashConfig),
+    "Containers": ("containers", ContainersConfig),
+    "Kubernetes": ("kubernetes", KubernetesConfig),
+    "Attributes": ("attributes", AttributesConfig),
     "Telemetry": ("telemetry", TelemetryConfig),
 }
 

@@ -256,3 +256,44 @@ def yaml_reason(err: yaml.YAMLError) -> str:
     else:
         reason = str(err)
     return " ".join(reason.split())
+
+
+def _attribute_list(value: object) -> frozenset[str]:
+    from exporter.telemetry.attributes import NAMES, known
+
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of attribute names, got {show(value)}")
+    for item in value:
+        if not isinstance(item, str) or not known(item):
+            raise Invalid(f"unknown attribute {show(item)} (expected some of {', '.join(NAMES)}, "
+                          "k8s.pod.label.<key> or k8s.pod.label.*)")
+    return frozenset(value)
+
+
+def attribute_names(value: object) -> frozenset[str]:
+    """Process, container and Kubernetes attribute names (exporter/telemetry/attributes.py)."""
+    return _attribute_list(value)
+
+
+def attribute_sets(value: object) -> dict[str, frozenset[str]]:
+    """Instrument name, or a prefix of instrument names such as `dns`, -> attribute names."""
+    from exporter.telemetry.instruments import ALL
+
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a map of instrument name to a list of attribute names, got {show(value)}")
+    sets: dict[str, frozenset[str]] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not any(n == key or n.startswith(key + ".") for n in ALL):
+            raise Invalid(f"unknown instrument {show(key)} (expected an instrument name such as netflow.bytes, "
+                          "or a prefix such as netflow, dns or http)")
+        try:
+            sets[key] = _attribute_list(item)
+        except Invalid as err:
+            raise Invalid(f"{err} (for {key!r})") from None
+    return sets
+
+
+def str_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise Invalid(f"expected a list of non-empty strings, got {show(value)}")
+    return tuple(dict.fromkeys(value))

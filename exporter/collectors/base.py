@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
+from exporter.collectors.watchlist import KernelFilter
 from exporter.telemetry.points import Snapshot
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Collector:
         self.records_interval: float | None = None  # seconds between records(); None: Common.FlushOutL4Interval
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self.kernel_filter: KernelFilter | None = None  # the filter maps every object has (netobs_filter.h)
 
     def configure(self, obj: BpfObject) -> None:
         """Sets read-only constants and map sizes, before load."""
@@ -36,16 +38,29 @@ class Collector:
     def prepare(self, obj: BpfObject) -> None:
         """Fills maps after load, before attach."""
 
-    def start(self) -> list[AttachResult]:
+    def load(self) -> BpfObject:
+        """Opens, configures, loads and prepares the object: everything but attaching."""
         obj = BpfObject.open(objects_dir() / f"{self.object_name}.bpf.o")
         try:
             self.configure(obj)
+            if self.kernel_filter is not None:
+                self.kernel_filter.configure(obj)
             obj.load()
             self.prepare(obj)
+            if self.kernel_filter is not None:
+                self.kernel_filter.sync(obj)
         except BaseException:
             obj.close()
             raise
-        self.obj = obj
+        return obj
+
+    def sync_filter(self) -> None:
+        """Brings the object's filter maps up to date; from the main thread only."""
+        if self.obj is not None and self.kernel_filter is not None:
+            self.kernel_filter.sync(self.obj)
+
+    def start(self) -> list[AttachResult]:
+        obj = self.obj = self.load()
         self.attach_results = obj.attach_all()
         for r in self.attach_results:
             if not r.attached:
@@ -88,6 +103,8 @@ class Collector:
             self._poller.join(timeout=5)
             self._poller = None
         if self.obj is not None:
+            if self.kernel_filter is not None:
+                self.kernel_filter.forget(self.obj)
             self.obj.close()
             self.obj = None
 

@@ -11,10 +11,10 @@ import ctypes
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.bpf import AttachResult, BpfObject, objects_dir
+from exporter.bpf import AttachResult, BpfObject
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.bash_binaries import Binary, FileKey, bash_processes, host_binaries, readline_offset
 from exporter.collectors.bash_maps import LOST_REASONS, MIRRORS, BashEvent
@@ -74,6 +74,10 @@ def log_attributes(command: Command, user: User, host_name: str) -> dict[str, st
     return attributes
 
 
+def _pid_only(pid: int, comm: str) -> Mapping[str, str | int]:
+    return {"process.pid": pid, "process.executable.name": comm}
+
+
 class BashCollector(Collector):
     name = "bash"
     object_name = "bash"
@@ -86,6 +90,8 @@ class BashCollector(Collector):
         self._next_try: dict[FileKey, float] = {}  # per binary seen: when to try it again (NEVER: done)
         self._next_scan = 0.0
         self._logs: LogDelivery | None = None
+        # pid, comm -> the process's attributes for its records, None when the filters leave it out
+        self.attribute: Callable[[int, str], Mapping[str, str | int] | None] = _pid_only
 
     # -------------------------------------------------------------- set-up
 
@@ -95,14 +101,7 @@ class BashCollector(Collector):
     def start(self) -> list[AttachResult]:
         """Loads the object and attaches to the binaries there are now; the uprobe has no target
         of its own, so attach_all() does not apply."""
-        obj = BpfObject.open(objects_dir() / f"{self.object_name}.bpf.o")
-        try:
-            self.configure(obj)
-            obj.load()
-        except BaseException:
-            obj.close()
-            raise
-        self.obj = obj
+        self.obj = self.load()
         for binary in host_binaries():
             self._attach(binary, time.monotonic())
         self._scan(time.monotonic())
@@ -169,16 +168,17 @@ class BashCollector(Collector):
         if len(raw) < ctypes.sizeof(BashEvent) or self._logs is None:
             return
         event = BashEvent.from_buffer_copy(raw)
-        if self.config.ebpf.pid and event.pid not in self.config.ebpf.pid:
-            return
         bash = self.config.bash
         command = to_command(event, bash.max_command_length, bash.redact, time.time_ns() - time.monotonic_ns())
         if command is None:
             return
+        process = self.attribute(command.pid, command.comm)
+        if process is None:  # not watched: the kernel's verdict came before user space had seen the process
+            return
         self.commands += 1
         user = self._users.lookup(command.pid, command.kernel_uid)
-        self._logs.emit(SCOPE, EVENT_NAME, command.text, log_attributes(command, user, self._logs.host_name),
-                        command.time_ns)
+        attributes = {**process, **log_attributes(command, user, self._logs.host_name)}
+        self._logs.emit(SCOPE, EVENT_NAME, command.text, attributes, command.time_ns)
 
     def lost(self) -> Mapping[str, int]:
         if self.obj is None:

@@ -85,18 +85,12 @@ class DnsCollector(Collector):
         ports += [0] * (8 - len(ports))
         obj.set_rodata({
             "dns_ports": b"".join(p.to_bytes(2, "little") for p in ports),
-            "filter_pids": bool(self.config.ebpf.pid),
             "bounds_ns": b"".join(round(b * 1e9).to_bytes(8, "little") for b in DNS_BOUNDS_S),
             "window_ns": self.tracker.window_ns,
             "learn_interval_ns": LEARN_INTERVAL_NS,
         })
         obj.set_max_entries("pending", self.config.dns.max_pending)
         obj.set_max_entries("series", self.config.dns.max_series)
-
-    def prepare(self, obj: BpfObject) -> None:
-        one = ctypes.c_uint8(1)
-        for pid in self.config.ebpf.pid:
-            obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
 
     def start(self) -> list[AttachResult]:
         results = super().start()

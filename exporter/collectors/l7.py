@@ -78,7 +78,6 @@ class L7Collector(Collector):
         obj.set_rodata({
             "capture_bytes": l7.capture_bytes,
             "sampling": round(common.sampling),
-            "filter_pids": bool(self.config.ebpf.pid),
             "drop_local": common.drop_local_connections,
             "protocols": sum(1 << n for n, (name, _) in PROTOCOLS.items() if name in common.include_protocols),
             "duration_bounds_ns": _seconds_ns(HTTP_DURATION_BOUNDS_S),
@@ -90,8 +89,6 @@ class L7Collector(Collector):
 
     def prepare(self, obj: BpfObject) -> None:
         one = ctypes.c_uint8(1)
-        for pid in self.config.ebpf.pid:
-            obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
         addresses = obj.map("local_addrs")
         for raw, _family in sockdiag.host_addresses():
             addresses.update(Addr16.from_buffer_copy(raw), one)

@@ -105,16 +105,12 @@ class NetflowCollector(Collector):
             "drop_unix": common.drop_unix_socket,
             "drop_unknown": common.drop_unknown_socket,
             "drop_local": common.drop_local_connections,
-            "filter_pids": bool(self.config.ebpf.pid),
             "rtt_sample_interval_ns": int(self.config.netflow.rtt_sample_interval * 1e9),
             "rtt_bounds_us": bounds_us,
         })
         obj.set_max_entries("flows", self.config.netflow.max_flows)
 
     def prepare(self, obj: BpfObject) -> None:
-        one = ctypes.c_uint8(1)
-        for pid in self.config.ebpf.pid:
-            obj.map("watched_pids").update(ctypes.c_uint32(pid), one)
         self._sync_local_addresses(obj, {raw for raw, _family in sockdiag.host_addresses()})
         self._seed_existing_connections(obj)
 
@@ -146,12 +142,11 @@ class NetflowCollector(Collector):
 
     def _dropped(self, key: FlowKey, local_addresses: set[bytes]) -> bool:
         """The kernel's flow_dropped(), for flows built here."""
-        common, pids = self.config.common, self.config.ebpf.pid
         remote = bytes(key.remote_addr)
         loopback = remote[0] == 127 if key.family == AF_INET else remote == bytes(15) + b"\x01"
-        if common.drop_local_connections and (loopback or remote in local_addresses):
+        if self.config.common.drop_local_connections and (loopback or remote in local_addresses):
             return True
-        return bool(pids) and key.pid not in pids
+        return self.kernel_filter is not None and self.kernel_filter.watched(key.pid) is False
 
     def _unclaimed_seeds(self) -> dict[bytes, int]:
         """flow key -> open connections from before start-up that the kernel has not seen yet."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,8 +47,9 @@ class CollectorHealth:
 
 class KernelMetrics:
     def __init__(self, collectors: Sequence[Collector], tags: Mapping[str, str], max_series: int,
-                 min_interval: float = 1.0) -> None:
+                 min_interval: float = 1.0, decorate: Callable[[str, Snapshot], Snapshot] | None = None) -> None:
         self.collectors = collectors
+        self.decorate = decorate  # the attribution stage (exporter/enrich/series.py)
         self.tags: Attributes = tuple(sorted(tags.items()))
         self.max_series = max_series
         self.min_interval = min_interval
@@ -79,6 +80,8 @@ class KernelMetrics:
             try:
                 with collector.lock:
                     snapshot = collector.snapshot()
+                if self.decorate is not None:
+                    snapshot = self.decorate(collector.name, snapshot)
                 health.success = True
             except Exception as e:  # a broken collector must not take the others down
                 log.error("collector %s failed: %s", collector.name, e, exc_info=log.isEnabledFor(10))

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from exporter import __version__
 from exporter.collectors.base import Collector
 from exporter.config import Config
+from exporter.enrich.stage import Enrichment
 from exporter.telemetry import logs, self_metrics, web
 from exporter.telemetry.kernel_metrics import KernelMetrics
 from exporter.telemetry.readers import OtlpReader, PrometheusReader, otlp_exporter
@@ -46,8 +47,10 @@ class Telemetry:
             self.logs.shutdown()
 
 
-def start(config: Config, collectors: Sequence[Collector], serve_http: bool = True) -> Telemetry:
-    kernel = KernelMetrics(collectors, config.common.tags, config.telemetry.max_series_per_instrument)
+def start(config: Config, collectors: Sequence[Collector], serve_http: bool = True,
+          enrichment: Enrichment | None = None) -> Telemetry:
+    kernel = KernelMetrics(collectors, config.common.tags, config.telemetry.max_series_per_instrument,
+                           decorate=enrichment.decorate if enrichment is not None else None)
     registry = CollectorRegistry(auto_describe=False)
     readers: list[MetricReader] = [PrometheusReader(kernel, registry)]
     exporter = otlp_exporter(config.telemetry.otlp_endpoint or None, config.telemetry.otlp_protocol or None)
@@ -63,6 +66,7 @@ def start(config: Config, collectors: Sequence[Collector], serve_http: bool = Tr
                               config.telemetry.otlp_protocol or None, config.bash.queue_size)
         for source in log_sources:
             source.bind_logs(delivery)
-    self_metrics.register(provider.get_meter("netobs.exporter", __version__), collectors, kernel, delivery)
+    self_metrics.register(provider.get_meter("netobs.exporter", __version__), collectors, kernel, delivery,
+                          enrichment.errors if enrichment is not None else None)
     server = web.serve(config.web.listen_address, config.web.telemetry_path, registry) if serve_http else None
     return Telemetry(provider, kernel, registry, server, delivery)

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from exporter.collectors.base import Collector
+from exporter.enrich.errors import SourceErrors
 from exporter.telemetry.kernel_metrics import KernelMetrics
 from exporter.telemetry.logs import LogDelivery
 
 
 def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetrics,
-             logs: LogDelivery | None = None) -> None:
+             logs: LogDelivery | None = None, enrich_errors: SourceErrors | None = None) -> None:
     def attached(_: CallbackOptions) -> Iterable[Observation]:
         for c in collectors:
             for r in c.attach_results:
@@ -75,6 +76,11 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
         for reason, n in (logs.dropped() if logs is not None else {}).items():
             yield Observation(n, {"reason": reason})
 
+    def enrich_errors_by_source(_: CallbackOptions) -> Iterable[Observation]:
+        counts = enrich_errors.counts() if enrich_errors is not None else {}
+        for source in ("docker", "kubernetes", "cgroup", "proc"):
+            yield Observation(counts.get(source, 0), {"source": source})
+
     meter.create_observable_gauge("netobs.program.attached", [attached], unit="{state}",
                                   description="Whether a BPF program is attached (1) or not (0).")
     meter.create_observable_gauge("netobs.collector.duration", [duration], unit="s",
@@ -99,3 +105,6 @@ def register(meter: Meter, collectors: Sequence[Collector], kernel: KernelMetric
                                                 "(L7.MaxRoutesPerProcess).")
     meter.create_observable_counter("netobs.bash.records.dropped", [records_dropped], unit="{record}",
                                     description="Log records of bash commands not delivered, by reason.")
+    meter.create_observable_counter("netobs.enrich.errors", [enrich_errors_by_source], unit="{error}",
+                                    description="Errors of the metadata sources (Docker, Kubernetes, cgroup and "
+                                                "/proc reads) by source; the last known metadata is kept.")

@@ -103,13 +103,15 @@ PEER = Path(__file__).with_name("peer.py")
 class Peer:
     """A tests/kernel/peer.py process, optionally inside a network namespace."""
 
-    def __init__(self, command: str, *args: str, netns: str | None = None) -> None:
+    def __init__(self, command: str, *args: str, netns: str | None = None, cgroup: str | None = None) -> None:
         import queue
         import threading
 
         argv = [sys.executable, str(PEER), command, *args]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
+        if cgroup:  # a cgroup directory: the peer runs in it from its first instruction
+            argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         # A thread reads the lines: select() on the pipe would miss a line that readline()
         # already pulled into its buffer along with the one before.
@@ -146,3 +148,7 @@ class Peer:
         result = self.line(timeout)
         self.proc.wait(timeout)
         return result
+
+
+# Series carry process.pid only when asked (Attributes.Process); tests that tell processes apart by pid ask.
+WITH_PID = "Attributes.Process=[process.pid, process.executable.name]"

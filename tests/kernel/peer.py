@@ -53,6 +53,16 @@ def tcp_client(a: argparse.Namespace) -> None:
     say(received=received)
 
 
+def tcp_client_on_demand(a: argparse.Namespace) -> None:
+    """One connection sending `send` bytes for every line read on stdin, until stdin closes."""
+    say()
+    while sys.stdin.readline():
+        with socket.create_connection((a.host, a.port), timeout=10) as conn:
+            conn.sendall(b"c" * a.send)
+            conn.shutdown(socket.SHUT_WR)
+            say(received=read_all(conn))
+
+
 def tcp_refused(a: argparse.Namespace) -> None:
     say()
     refused = 0
@@ -145,6 +155,7 @@ def main() -> None:
     a = p.parse_args()
     commands = {
         "tcp-server": tcp_server, "tcp-client": tcp_client, "tcp-refused": tcp_refused,
+        "tcp-client-on-demand": tcp_client_on_demand,
         "udp-server": udp_server, "udp-client": udp_client,
         "tcp-sender-hold": tcp_sender_hold, "tcp-receiver-ack": tcp_receiver_ack,
     }

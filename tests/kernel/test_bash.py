@@ -154,7 +154,7 @@ def test_each_typed_command_is_one_record_in_order(exporter: Exporter) -> None:
     for record in stdout_records(exporter, terminal.pid):
         assert record["attributes"] == {
             "process.pid": terminal.pid, "process.executable.name": "bash", "user.id": "0", "user.name": "root",
-            "host.name": socket.gethostname(), "bash.command.truncated": False,
+            "host.name": socket.gethostname(), "bash.command.truncated": False, "netobs.running_mode": "host",
         }
         assert record["severity_text"] == "INFO"
     assert not [r for r in stdout_records(exporter) if "noninteractive" in r["body"]]
@@ -281,7 +281,7 @@ def test_records_over_otlp_survive_the_endpoint_going_away(bpf_ready: None) -> N
         assert record.event_name == "bash.command" and record.scope == "netobs.bash"
         assert record.attributes == {
             "process.pid": terminal.pid, "process.executable.name": "bash", "user.id": "0", "user.name": "root",
-            "host.name": socket.gethostname(), "bash.command.truncated": False,
+            "host.name": socket.gethostname(), "bash.command.truncated": False, "netobs.running_mode": "host",
         }
         assert record.resource["service.name"] == "netobs-exporter" and record.time_unix_nano > 0
 

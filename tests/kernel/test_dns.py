@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.harness import Exporter, Peer, free_port, wait_until
+from tests.kernel.harness import WITH_PID, Exporter, Peer, free_port, wait_until
 from tests.kernel.netns import veth_pair
 
 pytestmark = pytest.mark.usefixtures("bpf_ready")
@@ -85,7 +85,7 @@ def servers() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def exporter(servers: None) -> Iterator[Exporter]:
-    exp = Exporter(f"Dns.Ports=[53,{DNSMASQ_PORT},{SLOW_PORT},{SILENT_PORT}]", f"Dns.Timeout={TIMEOUT}",
+    exp = Exporter(WITH_PID, f"Dns.Ports=[53,{DNSMASQ_PORT},{SLOW_PORT},{SILENT_PORT}]", f"Dns.Timeout={TIMEOUT}",
                    "Common.DropLocalConnections=false", "Bash.Enabled=false", "Common.FlushOutL7Interval=5")
     yield exp
     exp.stop()
@@ -223,7 +223,7 @@ def test_malformed_messages_are_counted_and_skipped(exporter: Exporter) -> None:
 
 
 def test_per_process_name_cap_folds_extra_names(servers: None) -> None:
-    exp = Exporter(f"Dns.Ports=[{DNSMASQ_PORT}]", "Dns.MaxNamesPerProcess=3", "Bash.Enabled=false",
+    exp = Exporter(WITH_PID, f"Dns.Ports=[{DNSMASQ_PORT}]", "Dns.MaxNamesPerProcess=3", "Bash.Enabled=false",
                    "Netflow.Enabled=false")
     try:
         names = [f"n{i}.wild.test" for i in range(5)]
@@ -244,7 +244,7 @@ def test_records_have_ilogtail_dns_fields(servers: None, tmp_path: Path) -> None
     import json
 
     path = tmp_path / "records.jsonl"
-    exp = Exporter(f"Dns.Ports=[{DNSMASQ_PORT}]", "Bash.Enabled=false", "Netflow.Enabled=false",
+    exp = Exporter(WITH_PID, f"Dns.Ports=[{DNSMASQ_PORT}]", "Bash.Enabled=false", "Netflow.Enabled=false",
                    f"Telemetry.Records={path}", "Common.FlushOutL7Interval=1")
     try:
         out = dig(*["rec.wild.test", "A"] * 3)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kernel.harness import Exporter, Peer, wait_until
+from tests.kernel.harness import WITH_PID, Exporter, Peer, wait_until
 from tests.kernel.netns import VethPair, veth_pair
 
 pytestmark = pytest.mark.kernel
@@ -22,7 +22,7 @@ PACKETS = "netflow_packets_total"
 
 @pytest.fixture(scope="module")
 def exporter(bpf_ready: None) -> Iterator[Exporter]:
-    e = Exporter("Common.DropLocalConnections=false")
+    e = Exporter(WITH_PID, "Common.DropLocalConnections=false")
     yield e
     assert e.stop() == 0
 
@@ -137,7 +137,7 @@ def test_retransmits_and_rtt_agree_with_the_kernel(exporter: Exporter, veth: Vet
 
 
 def test_drop_switches(bpf_ready: None) -> None:
-    e = Exporter("Common.DropLocalConnections=true", "Common.DropUnixSocket=false")
+    e = Exporter(WITH_PID, "Common.DropLocalConnections=true", "Common.DropUnixSocket=false")
     try:
         server, client = tcp_transfer("127.0.0.1", up=1000, down=1000)
         a, b = socket.socketpair()
@@ -165,7 +165,7 @@ def test_connection_open_before_start_is_attributed(bpf_ready: None) -> None:
     receiver = Peer("tcp-receiver-ack", "--expect=1000")
     sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=1000", "--more=777")
     sender.line()
-    e = Exporter("Common.DropLocalConnections=false")
+    e = Exporter(WITH_PID, "Common.DropLocalConnections=false")
     try:
         flow = {"process_pid": sender.pid, "netflow_direction": "outgoing",
                 "destination_port": str(receiver.ready["port"]), "source_port": "*"}
@@ -184,7 +184,7 @@ def test_connection_open_before_start_is_attributed(bpf_ready: None) -> None:
 def test_unknown_sockets_counted_only_when_asked(bpf_ready: None) -> None:
     request = struct.pack("=LHHLLBxxx", 20, 18, 0x301, 1, 0, socket.AF_UNSPEC)  # RTM_GETLINK dump, 20 bytes
     me = str(os.getpid())
-    e = Exporter("Common.DropUnknownSocket=false")
+    e = Exporter(WITH_PID, "Common.DropUnknownSocket=false")
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
             nl.sendto(request, (0, 0))
@@ -195,7 +195,7 @@ def test_unknown_sockets_counted_only_when_asked(bpf_ready: None) -> None:
 
 
 def test_ended_flows_expire(bpf_ready: None) -> None:
-    e = Exporter("Common.DropLocalConnections=false", "Netflow.SeriesExpiry=3")
+    e = Exporter(WITH_PID, "Common.DropLocalConnections=false", "Netflow.SeriesExpiry=3")
     try:
         receiver = Peer("tcp-receiver-ack", "--expect=1000")
         sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=1000")
@@ -216,7 +216,7 @@ def test_connection_open_before_start_obeys_drop_switches(bpf_ready: None) -> No
     receiver = Peer("tcp-receiver-ack", "--expect=10")
     sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=10", "--more=5")
     sender.line()
-    e = Exporter()  # DropLocalConnections defaults to true: a loopback peer is dropped
+    e = Exporter(WITH_PID)  # DropLocalConnections defaults to true: a loopback peer is dropped
     try:
         sender.send_line()
         sender.finish()

@@ -14,6 +14,7 @@ from exporter.collectors.bash import PROGRAM, BashCollector
 from exporter.collectors.bash_binaries import Binary, file_key
 from exporter.collectors.bash_maps import BashEvent
 from exporter.config import load_config
+from exporter.enrich.stage import Enrichment
 from exporter.enrich.users import User
 
 BASH = Path("/usr/bin/bash")
@@ -115,11 +116,22 @@ def test_an_event_becomes_a_redacted_record_and_is_counted() -> None:
     assert c.commands == 1
 
 
-def test_ebpf_pid_limits_the_audit_to_those_processes() -> None:
+def fake_proc(root: Path, pid: int, comm: str = "bash", cgroup: str = "0::/user.slice\n") -> None:
+    (root / str(pid)).mkdir(parents=True)
+    (root / str(pid) / "stat").write_text(f"{pid} ({comm}) S" + " 0" * 18 + " 4242 0 0\n")
+    (root / str(pid) / "cmdline").write_bytes(comm.encode() + b"\0")
+    (root / str(pid) / "cgroup").write_text(cgroup)
+
+
+def test_ebpf_pid_limits_the_audit_to_those_processes(tmp_path: Path) -> None:
     c, logs = collector("EBPF.Pid=[7]"), FakeLogs()
+    for pid in (7, 42):
+        fake_proc(tmp_path, pid)
+    Enrichment(c.config, proc=str(tmp_path)).bind(c)
     c._logs = logs  # type: ignore[assignment]
     c._on_event(event(b"ls", pid=42))
     c._on_event(event(b"ls", pid=7))
     assert [args[3]["process.pid"] for args in logs.emitted] == [7]
+    assert logs.emitted[0][3]["netobs.running_mode"] == "host"
     assert c.commands == 1
 

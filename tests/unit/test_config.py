@@ -233,7 +233,8 @@ def test_protocols_as_comma_separated_text() -> None:
         ),
         (
             "Comon:\n  Sampling: 1\n",
-            "config: Comon: unknown section (known sections: Common, EBPF, Netflow, Dns, L7, Bash, Telemetry)",
+            "config: Comon: unknown section (known sections: Common, EBPF, Netflow, Dns, L7, Bash, Containers, "
+            "Kubernetes, Attributes, Telemetry)",
         ),
         ("Common: 5\n", "config: Common: expected a map of keys, got 5"),
         (
@@ -242,8 +243,8 @@ def test_protocols_as_comma_separated_text() -> None:
         ),
         (
             "- Common\n",
-            "config: {path}: expected a map of sections (Common, EBPF, Netflow, Dns, L7, Bash, Telemetry), "
-            "got ['Common']",
+            "config: {path}: expected a map of sections (Common, EBPF, Netflow, Dns, L7, Bash, Containers, "
+            "Kubernetes, Attributes, Telemetry), got ['Common']",
         ),
         (
             "Common:\n  Sampling: [1\n",
@@ -301,7 +302,7 @@ def test_flag_mistakes_name_the_flag() -> None:
     )
     assert error_of(overrides=("Web.Port=5",)) == (
         "config: Web (from --config.set): unknown section "
-        "(known sections: Common, EBPF, Netflow, Dns, L7, Bash, Telemetry)"
+        "(known sections: Common, EBPF, Netflow, Dns, L7, Bash, Containers, Kubernetes, Attributes, Telemetry)"
     )
 
 

@@ -1,0 +1,47 @@
+"""The attributes that say which process, container and pod a series belongs to.
+
+Collectors put `process.pid` and `process.executable.name` on their series; the attribution stage
+(exporter/enrich/attribution.py) replaces them with the attributes below, keeping on each instrument
+those that `Attributes.Process` / `Attributes.Instruments` select (defaults in default.yaml)."""
+
+from __future__ import annotations
+
+POD_LABEL_PREFIX = "k8s.pod.label."  # + a label key chosen by Kubernetes.PodLabels
+
+# OpenTelemetry semantic conventions, except netobs.running_mode (iLogtail's _running_mode_)
+NAMES: tuple[str, ...] = (
+    "process.pid",
+    "process.executable.name",
+    "process.command_line",
+    "netobs.running_mode",
+    "container.id",
+    "container.name",
+    "container.image.name",
+    "container.runtime.name",
+    "k8s.node.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.pod.uid",
+    "k8s.container.name",
+    "k8s.replicaset.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.job.name",
+    "k8s.cronjob.name",
+)
+
+# where the collectors' series say which process they are
+PID = "process.pid"
+COMM = "process.executable.name"
+
+
+def known(name: str) -> bool:
+    """A name Attributes.* may select: one of NAMES, k8s.pod.label.<key>, or k8s.pod.label.* for all."""
+    return name in NAMES or (name.startswith(POD_LABEL_PREFIX) and len(name) > len(POD_LABEL_PREFIX))
+
+
+def selected(name: str, selection: frozenset[str]) -> bool:
+    if name in selection:
+        return True
+    return name.startswith(POD_LABEL_PREFIX) and POD_LABEL_PREFIX + "*" in selection
