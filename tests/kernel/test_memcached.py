@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kernel.db_series import Key, db_counts, wait_deltas
 from tests.kernel.harness import Exporter
 from tests.kernel.servers import memcached
 
@@ -33,25 +34,14 @@ def exporter(mc: int) -> Iterator[Exporter]:
     exp.stop()
 
 
-def counts(exp: Exporter, name: str, comm: str, port: int) -> dict[tuple[str, str, str], float]:
-    out: dict[tuple[str, str, str], float] = {}
-    for labels, value in exp.samples(name, process_executable_name=comm, server_port=str(port),
-                                     db_system_name="memcached"):
-        key = (labels.get("db_operation_name", ""), labels.get("db_response_status_code", ""),
-               labels.get("error_type", ""))
-        out[key] = out.get(key, 0) + value
-    return out
+def counts(exp: Exporter, name: str, comm: str, port: int) -> dict[Key, float]:
+    return db_counts(exp, name, "memcached", comm, port,
+                     keys=("db_operation_name", "db_response_status_code", "error_type"))
 
 
-def wait_delta(exp: Exporter, name: str, comm: str, port: int, before: dict[tuple[str, str, str], float],
-               want: dict[tuple[str, str, str], int]) -> dict[tuple[str, str, str], float]:
-    deadline = time.monotonic() + 15
-    while True:
-        now = counts(exp, name, comm, port)
-        got = {k: now.get(k, 0) - before.get(k, 0) for k in want}
-        if got == want or time.monotonic() > deadline:
-            return got
-        time.sleep(0.3)
+def wait_delta(exp: Exporter, name: str, comm: str, port: int, before: dict[Key, float],
+               want: dict[Key, int]) -> dict[Key, float]:
+    return wait_deltas(lambda: counts(exp, name, comm, port), before, want)
 
 
 def talk(port: int, payload: bytes, until: bytes) -> bytes:

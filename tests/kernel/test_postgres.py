@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel.db_series import Key, db_counts, wait_deltas
 from tests.kernel.harness import Exporter
 from tests.kernel.servers import postgres
 
@@ -51,24 +52,14 @@ def psql(port: int, sql: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def counts(exp: Exporter, name: str, comm: str, port: int) -> dict[tuple[str, str], float]:
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in exp.samples(name, process_executable_name=comm, server_port=str(port),
-                                     db_system_name="postgresql"):
-        key = (labels.get("db_operation_name", ""), labels.get("error_type", ""))
-        out[key] = out.get(key, 0) + value
-    return out
+def counts(exp: Exporter, name: str, comm: str, port: int) -> dict[Key, float]:
+    return db_counts(exp, name, "postgresql", comm, port)
 
 
-def wait_delta(exp: Exporter, name: str, comm: str, port: int, before: dict[tuple[str, str], float],
+def wait_delta(exp: Exporter, name: str, comm: str, port: int, before: dict[Key, float],
                want: dict[str, int]) -> dict[str, float]:
-    deadline = time.monotonic() + 15
-    while True:
-        now = counts(exp, name, comm, port)
-        got = {op: now.get((op, ""), 0) - before.get((op, ""), 0) for op in want}
-        if got == want or time.monotonic() > deadline:
-            return got
-        time.sleep(0.3)
+    got = wait_deltas(lambda: counts(exp, name, comm, port), before, {(op, ""): n for op, n in want.items()})
+    return {op: got[(op, "")] for op in want}
 
 
 def pgbench(port: int, tmp: Path, mode: str, clients: int, transactions: int) -> str:
