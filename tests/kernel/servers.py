@@ -42,10 +42,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def redis_server(tmp: Path) -> Iterator[int]:
+def redis_server(tmp: Path, *extra: str) -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no"],
+                             "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_port(port, proc, "redis-server")
     yield port
@@ -63,7 +63,7 @@ def memcached() -> Iterator[int]:
 
 
 @contextmanager
-def postgres(tmp: Path) -> Iterator[int]:
+def postgres(tmp: Path | None = None) -> Iterator[int]:
     """A PostgreSQL cluster owned by the `postgres` user, trusting local TCP connections."""
     port = free_port()
     # pytest's temporary directories are root's alone (0700): postgres gets one of its own
