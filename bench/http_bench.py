@@ -7,7 +7,7 @@ other collectors are off, to see the HTTP part alone. During ON rounds the expor
 is read from /proc, and wrk's request count is compared with the count the exporter reports for
 wrk: every request must be counted.
 
-    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7]
+    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--set KEY=VALUE]...
 
 Needs root, nginx, wrk. Prints a table; exit status 0 whatever the figures (a benchmark, not a test)."""
 
@@ -85,6 +85,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--only-l7", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further configuration setting for the ON runs (repeatable)")
     a = p.parse_args()
     port, web = free_port(), free_port()
     root = Path(tempfile.mkdtemp(prefix="http-bench-"))
@@ -95,6 +97,7 @@ def main() -> None:
     settings = ["Common.DropLocalConnections=false"]
     if a.only_l7:
         settings += ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"]
+    settings += a.set
     rows: dict[str, list[float]] = {k: [] for k in ("off", "on", "cpu_per_10k")}
     lost = 0
     try:
@@ -131,7 +134,7 @@ def main() -> None:
         nginx.terminate()
         nginx.wait()
     med = {k: statistics.median(v) for k, v in rows.items()}
-    what = "HTTP only" if a.only_l7 else "default collectors"
+    what = ("HTTP only" if a.only_l7 else "default collectors") + "".join(f", {x}" for x in a.set)
     print(f"| requests/s (nginx + wrk -c{a.connections}, loopback, {what}) | {med['off']:.0f} | {med['on']:.0f} "
           f"| {med['on'] / med['off']:.1%} |")
     print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted: {lost}")

@@ -8,8 +8,14 @@
  * against a per-socket baseline kept in socket-local storage (freed with the socket).
  * Connection events come from inet_sock_set_state; the owner of an accepted connection from
  * accept(2); the peer of an unconnected UDP socket from the address its send/receive syscall
- * names. User space only reads the `flows` and `failed` maps: its cost follows the
- * number of flows, never the traffic. */
+ * names.
+ *
+ * A TCP socket's bytes first gather in its own storage: one atomic add per call. They move to
+ * its flow (a hash lookup, the tcp_sock counters, an RTT sample) every NETFLOW_CALLS_PER_FLUSH
+ * calls, when it changes state, and whenever user space reads: it first runs `flush_sockets`, an
+ * iterator over every socket's storage. User space reads
+ * the `flows` and `failed` maps: its cost follows the number of flows and sockets, never the
+ * traffic. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -20,6 +26,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define EEXIST 17
+/* A busy socket's calls flush it every this many calls (and RTT is sampled then, at most once
+ * per RttSampleInterval); reads flush every socket anyway. */
+#define NETFLOW_CALLS_PER_FLUSH 64
 
 /* Read-only constants, set by user space before load. */
 const volatile __u16 ephemeral_port_min = 32768;
@@ -134,7 +143,7 @@ enum {
 	ST_KEY_READY = 2,
 	ST_COUNTED = 4, /* included in active (and in established when seen established) */
 	ST_DROPPED = 8,
-	ST_RTT_SAMPLED = 16,
+	ST_FAST = 16, /* owned, keyed, counted and watched: a call only adds to pending_* */
 	ST_CLOSED = 32, /* reached TCP_CLOSE; data read after that must not count it again */
 	ST_MIDLIFE = 64, /* first seen already established: counts in active, not in established */
 };
@@ -142,11 +151,16 @@ enum {
 struct netflow_sock_state {
 	struct netflow_key key;
 	char comm[NETFLOW_COMM_LEN];
-	__u64 last_rtt_sample_ns;
-	__u32 segs_out;
-	__u32 segs_in;
-	__u32 total_retrans;
+	__u64 pending_sent;     /* bytes not yet added to the flow */
+	__u64 pending_received;
+	__u32 calls;            /* calls since the last flush from a call */
+	__u32 pad2;
+	__u64 last_rtt_sample_ns; /* 0: none yet */
+	__u64 segs_out;      /* baselines of the tcp_sock counters (32-bit, held in 64 for cmpxchg) */
+	__u64 segs_in;
+	__u64 total_retrans;
 	__u32 flags;
+	__u32 pad;
 	/* UDP: the last destination sent to, the peer of a later recv() without an address */
 	__u8 peer_addr[16];
 	__u16 peer_port;
@@ -310,9 +324,8 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_s
 		return;
 	f->srtt_us = srtt;
 	f->rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
-	if ((st->flags & ST_RTT_SAMPLED) && now - st->last_rtt_sample_ns < rtt_sample_interval_ns)
+	if (st->last_rtt_sample_ns && now - st->last_rtt_sample_ns < rtt_sample_interval_ns)
 		return;
-	st->flags |= ST_RTT_SAMPLED;
 	st->last_rtt_sample_ns = now;
 	for (__u32 i = 0; i < NETFLOW_RTT_BOUNDS; i++) {
 		if (srtt <= rtt_bounds_us[i]) {
@@ -325,13 +338,48 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_s
 	__sync_fetch_and_add(&f->rtt_count, 1);
 }
 
-/* Adds what happened on the socket since the last call to its flow. `closing`: the socket
- * reached TCP_CLOSE; count it even if its owner never became known. */
-static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_state *st, __u64 sent, __u64 received,
-					bool closing)
+/* The increase of a tcp_sock counter since its baseline, taken once: two flushes at the same
+ * time (a socket's call and the iterator) never add the same segments twice, nor a negative. */
+static __always_inline __u32 counter_delta(__u64 *baseline, __u32 now)
+{
+	__u64 old = *baseline;
+	__u32 delta = now - (__u32)old;
+
+	if ((__s32)delta <= 0 || __sync_val_compare_and_swap(baseline, old, (__u64)now) != old)
+		return 0;
+	return delta;
+}
+
+/* Moves what the socket did since its last flush into its flow f. Safe on two CPUs at once
+ * (a socket's call and the iterator): each byte and segment is taken by one of them. */
+static __always_inline void tcp_flush(struct sock *sk, struct netflow_sock_state *st, struct netflow_stats *f)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 sent = __sync_lock_test_and_set(&st->pending_sent, 0);
+	__u64 received = __sync_lock_test_and_set(&st->pending_received, 0);
+	__u32 out = counter_delta(&st->segs_out, BPF_CORE_READ(tp, segs_out));
+	__u32 in = counter_delta(&st->segs_in, BPF_CORE_READ(tp, segs_in));
+	__u32 retrans = counter_delta(&st->total_retrans, BPF_CORE_READ(tp, total_retrans));
 
+	if (sent)
+		__sync_fetch_and_add(&f->bytes_sent, sent);
+	if (received)
+		__sync_fetch_and_add(&f->bytes_received, received);
+	if (out)
+		__sync_fetch_and_add(&f->packets_sent, out);
+	if (in)
+		__sync_fetch_and_add(&f->packets_received, in);
+	if (retrans)
+		__sync_fetch_and_add(&f->retransmits, retrans);
+	tcp_sample_rtt(tp, st, f);
+	if (sent | received | out | in | retrans)
+		f->last_seen_ns = bpf_ktime_get_ns();
+}
+
+/* Brings the socket's flow up to date (creating it, counting the connection). `closing`: the
+ * socket reached TCP_CLOSE; count it even if its owner never became known. */
+static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_state *st, bool closing)
+{
 	if (!(st->flags & ST_KEY_READY)) {
 		if (!closing && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_SYN_SENT)
 			return;
@@ -350,31 +398,15 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 			__sync_fetch_and_add(&f->established, 1);
 		__sync_fetch_and_add(&f->active, 1);
 	}
-	if (sent)
-		__sync_fetch_and_add(&f->bytes_sent, sent);
-	if (received)
-		__sync_fetch_and_add(&f->bytes_received, received);
-
-	__u32 segs_out = BPF_CORE_READ(tp, segs_out);
-	__u32 segs_in = BPF_CORE_READ(tp, segs_in);
-	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
-	if (segs_out != st->segs_out)
-		__sync_fetch_and_add(&f->packets_sent, segs_out - st->segs_out);
-	if (segs_in != st->segs_in)
-		__sync_fetch_and_add(&f->packets_received, segs_in - st->segs_in);
-	if (retrans != st->total_retrans)
-		__sync_fetch_and_add(&f->retransmits, retrans - st->total_retrans);
-	st->segs_out = segs_out;
-	st->segs_in = segs_in;
-	st->total_retrans = retrans;
-
-	tcp_sample_rtt(tp, st, f);
+	tcp_flush(sk, st, f);
 	if (closing && !(st->flags & ST_CLOSED)) {
 		__sync_fetch_and_add(&f->closed, 1);
 		__sync_fetch_and_add(&f->active, -1);
-		st->flags = (st->flags & ~ST_COUNTED) | ST_CLOSED;
+		st->flags = (st->flags & ~(ST_COUNTED | ST_FAST)) | ST_CLOSED;
+		f->last_seen_ns = bpf_ktime_get_ns();
+	} else if (st->flags & ST_COUNTED) {
+		st->flags |= ST_FAST;
 	}
-	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
 static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_sock_state *st)
@@ -442,7 +474,7 @@ int BPF_PROG(netflow_tcp_state, struct sock *sk, int oldstate, int newstate)
 		return 0; /* never established */
 	if (st->key.pid == 0)
 		tcp_claim_owner(sk, st, false);
-	tcp_account(sk, st, 0, 0, newstate == TCP_CLOSE);
+	tcp_account(sk, st, newstate == TCP_CLOSE);
 	return 0;
 }
 
@@ -452,7 +484,7 @@ int BPF_PROG(netflow_tcp_retransmit, struct sock *sk)
 	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
 
 	if (st && (st->flags & ST_KEY_READY))
-		tcp_account(sk, st, 0, 0, false);
+		tcp_account(sk, st, false);
 	return 0;
 }
 
@@ -782,18 +814,31 @@ static __always_inline void on_socket_io(struct sock *sk, int ret, bool sent)
 {
 	if (ret <= 0)
 		return;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family; /* a BTF pointer (tp_btf): plain loads */
 	if (family == AF_INET || family == AF_INET6) {
-		__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+		__u16 protocol = sk->sk_protocol;
 		if (protocol == IPPROTO_TCP) {
 			struct netflow_sock_state *st = tcp_state_get(sk);
 			if (!st)
 				return;
+			__u32 flags = st->flags;
+			if ((flags & (ST_DROPPED | ST_KEY_READY)) == (ST_DROPPED | ST_KEY_READY) && st->key.pid)
+				return;
+			__sync_fetch_and_add(sent ? &st->pending_sent : &st->pending_received, ret);
+			if ((flags & (ST_FAST | ST_CLOSED)) == ST_FAST) {
+				if (++st->calls < NETFLOW_CALLS_PER_FLUSH)
+					return;
+				st->calls = 0;
+				struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
+				if (f)
+					tcp_flush(sk, st, f);
+				return;
+			}
 			if (!st->key.direction)
 				tcp_adopt(sk, st);
 			if (st->key.pid == 0)
 				tcp_claim_owner(sk, st, true);
-			tcp_account(sk, st, sent ? ret : 0, sent ? 0 : ret, false);
+			tcp_account(sk, st, false);
 		} else if (protocol == IPPROTO_UDP) {
 			udp_account(sk, ret, sent);
 		} else if (!drop_unknown) {
@@ -817,5 +862,23 @@ int BPF_PROG(netflow_recv, struct sock *sk, int ret, int flags)
 	if (flags & MSG_PEEK)
 		return 0;
 	on_socket_io(sk, ret, false);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- before user space reads */
+
+/* Run by user space (MapIterator) over every socket's storage before it reads `flows`: each
+ * socket's pending bytes and counters reach its flow, so a read sees every call made before it. */
+SEC("iter/bpf_sk_storage_map")
+int flush_sockets(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct netflow_sock_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+
+	if (!st || !sk || (st->flags & (ST_FAST | ST_CLOSED)) != ST_FAST)
+		return 0;
+	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
+	if (f)
+		tcp_flush(sk, st, f);
 	return 0;
 }

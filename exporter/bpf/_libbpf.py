@@ -74,6 +74,13 @@ class BpfMapBatchOpts(ctypes.Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
 
 
+class BpfIterAttachOpts(ctypes.Structure):
+    """`struct bpf_iter_attach_opts`; link_info points to a `union bpf_iter_link_info` whose
+    first member is the map's fd (the only kind of iterator used here: over a map)."""
+
+    _fields_ = [("sz", c_size_t), ("link_info", c_void_p), ("link_info_len", c_uint32)]
+
+
 PrintFn = CFUNCTYPE(c_int, c_int, c_void_p, c_void_p)
 RingBufferSampleFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
@@ -93,7 +100,10 @@ _LIBBPF_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__set_autoload": (c_int, [c_void_p, c_bool]),
     "bpf_program__attach": (c_void_p, [c_void_p]),
     "bpf_program__attach_uprobe": (c_void_p, [c_void_p, c_bool, c_int, c_char_p, c_size_t]),
+    "bpf_program__attach_iter": (c_void_p, [c_void_p, POINTER(BpfIterAttachOpts)]),
     "bpf_link__destroy": (c_int, [c_void_p]),
+    "bpf_link__fd": (c_int, [c_void_p]),
+    "bpf_iter_create": (c_int, [c_int]),
     "bpf_map__name": (c_char_p, [c_void_p]),
     "bpf_map__fd": (c_int, [c_void_p]),
     "bpf_map__type": (c_int, [c_void_p]),

@@ -23,6 +23,8 @@ OBJECTS_ENV = "NETOBS_BPF_OBJECTS"
 BPF_MAP_TYPE_RINGBUF = 27
 # Sections libbpf attaches through tracefs's events/<category>/<name>/id.
 _TRACEFS_SECTIONS = ("tracepoint/", "tp/")
+# Iterators run on demand (BpfObject.map_iterator), not when attached.
+_ITER_SECTION = "iter/"
 
 
 def objects_dir() -> pathlib.Path:
@@ -41,6 +43,26 @@ class AttachResult:
     error: str | None  # the kernel's reason, one line, when not attached
 
 
+class MapIterator:
+    """An iterator program bound to a map: each run() calls it once per element, in the kernel."""
+
+    def __init__(self, what: str, link_fd: int) -> None:
+        self.what = what
+        self._link_fd = link_fd
+
+    def run(self) -> None:
+        fd = lib().bpf_iter_create(self._link_fd)
+        if fd < 0:
+            raise error_for_errno(f"{self.what}: run", -fd)
+        try:
+            while os.read(fd, 4096):  # the programs print nothing: one read walks the whole map
+                pass
+        except OSError as error:
+            raise error_for_errno(f"{self.what}: run", error.errno or 0) from None
+        finally:
+            os.close(fd)
+
+
 class BpfObject:
     """A BPF object file opened with libbpf; use `open`, and close it (or use `with`)."""
 
@@ -51,6 +73,7 @@ class BpfObject:
         self._links: list[int] = []
         self._maps: dict[str, BpfMap] = {}
         self._ring_buffers: list[RingBuffer] = []
+        self._iterators: dict[str, MapIterator] = {}
 
     @classmethod
     def open(cls, path: pathlib.Path) -> BpfObject:
@@ -123,12 +146,29 @@ class BpfObject:
         return self._record_link(program, section, lib().bpf_program__attach(pointer))
 
     def attach_all(self) -> list[AttachResult]:
-        """Attach every autoloaded program in object order; one failure does not stop the others."""
+        """Attach every autoloaded program in object order, iterators aside (see map_iterator);
+        one failure does not stop the others."""
         return [
             self.attach(program)
             for program, pointer in zip(self.programs(), self._program_pointers(), strict=True)
-            if lib().bpf_program__autoload(pointer)
+            if lib().bpf_program__autoload(pointer) and not self.section(program).startswith(_ITER_SECTION)
         ]
+
+    def map_iterator(self, program: str, map_name: str) -> MapIterator:
+        """The iterator program `program` (SEC("iter/...")) bound to the map `map_name`, created
+        once; MapIterator.run() then walks every element of the map with it."""
+        if program in self._iterators:
+            return self._iterators[program]
+        pointer = self._program_for_attach(program)
+        info = (ctypes.c_uint32 * 2)(self.map(map_name).fd, 0)
+        opts = _libbpf.BpfIterAttachOpts(ctypes.sizeof(_libbpf.BpfIterAttachOpts), ctypes.addressof(info),
+                                          ctypes.sizeof(info))
+        link = lib().bpf_program__attach_iter(pointer, ctypes.byref(opts))
+        if not link:
+            raise error_for_errno(f"{self.path.name}: iterator '{program}' over '{map_name}'", _libbpf.last_errno())
+        self._links.append(link)
+        iterator = self._iterators[program] = MapIterator(f"{self.path.name}: {program}", lib().bpf_link__fd(link))
+        return iterator
 
     def attach_uprobe(
         self, program: str, binary: str, offset: int, *, retprobe: bool, pid: int = -1
@@ -181,6 +221,7 @@ class BpfObject:
         lib().bpf_object__close(self._pointer)
         self._pointer = None
         self._links.clear()
+        self._iterators.clear()
         self._maps.clear()
         self._ring_buffers.clear()
 

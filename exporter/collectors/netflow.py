@@ -111,6 +111,7 @@ class NetflowCollector(Collector):
         obj.set_max_entries("flows", self.config.netflow.max_flows)
 
     def prepare(self, obj: BpfObject) -> None:
+        obj.map_iterator("flush_sockets", "sock_states")  # created now: a kernel without it fails here
         self._sync_local_addresses(obj, {raw for raw, _family in sockdiag.host_addresses()})
         self._seed_existing_connections(obj)
 
@@ -185,6 +186,7 @@ class NetflowCollector(Collector):
         """All flows, minus those idle for longer than the expiry (deleted from the kernel).
         Open connections not yet seen by the kernel are added to `active`."""
         assert self.obj is not None
+        self.obj.map_iterator("flush_sockets", "sock_states").run()  # bytes still held per socket
         flows = self.obj.map("flows")
         now = time.monotonic_ns()
         unclaimed = self._unclaimed_seeds()
