@@ -72,6 +72,8 @@ struct l7_conn {
 	__u64 resp_remaining; /* RESP_LENGTH: bytes of the response still to come */
 	__u64 resp_bytes;
 	__u64 resp_last_ns;   /* the last response data */
+	__u64 rq_like_hash;   /* the last request head read in full (see http_request_like): its hash, */
+	__s64 rq_like_cl;     /* its Content-Length, and its length (0: none); its method, route and */
 	__u32 resp_header_len;
 	__u32 resp_status;
 	__u32 pid;
@@ -84,6 +86,8 @@ struct l7_conn {
 	__u8 req_open;        /* the latest request's body has no length: its data continues until a head */
 	__u16 like_len;       /* layout of the last response head with a Content-Length (see */
 	__u16 like_cl;        /* http_parse_response_like); 0: none yet */
+	__u16 rq_like_len;    /* Host are those of q[tail - 1] */
+	__u16 rq_pad;
 	__u32 head;           /* requests q[head..tail) wait for responses */
 	__u32 tail;
 	char comm[L7_COMM_LEN];
@@ -323,7 +327,9 @@ static __always_inline void next_segment(struct l7_io *io)
 	}
 }
 
-static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
+/* Copies the call's data from io->off into the window: L7.CaptureBytes at most, and at most
+ * `want` bytes if want is not 0 (a head whose length is expected). */
+static __always_inline bool fill_upto(struct l7_parse *p, struct l7_io *io, __u32 want)
 {
 	__u64 n;
 
@@ -338,6 +344,8 @@ static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 	n = io->seg_off + io->cap < io->ret ? io->seg_off + io->cap - io->off : io->ret - io->off;
 	if (n > capture_bytes)
 		n = capture_bytes;
+	if (want && n > want)
+		n = want;
 	barrier_var(n);
 	if (n > L7_CAPTURE_MAX)
 		n = L7_CAPTURE_MAX;
@@ -347,6 +355,19 @@ static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
 	io->win_off = io->off;
 	io->win_valid = true;
 	return true;
+}
+
+static __always_inline bool fill(struct l7_parse *p, struct l7_io *io)
+{
+	return fill_upto(p, io, 0);
+}
+
+/* After fill_upto(want): the window holds all the data it could (refilled if want cut it). */
+static __always_inline bool fill_rest(struct l7_parse *p, struct l7_io *io, __u32 want)
+{
+	if (!want || p->n < want || want >= capture_bytes)
+		return true;
+	return fill(p, io);
 }
 
 /* The call's data ends with the zero-size chunk that ends a chunked body. */
@@ -379,7 +400,13 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 		io->off += take;
 		return 0;
 	}
-	if (!fill(p, io) || !http_parse_request(p)) {
+	__u32 like_len = c->rq_like_len;
+	bool like = false, ok = fill_upto(p, io, like_len);
+	if (ok) {
+		like = http_request_like(p, like_len, c->rq_like_hash);
+		ok = like || (fill_rest(p, io, like_len) && http_parse_request(p));
+	}
+	if (!ok) {
 		if (c->req_open)
 			add_request_bytes(c, left);
 		io->off = io->ret;
@@ -395,17 +422,36 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 		return 1;
 	}
 	struct l7_req *req = &c->q[c->tail & (L7_QUEUE - 1)];
+	struct l7_names *names = &c->names[c->tail & (L7_PIPELINE - 1)];
 	struct l7_head *h = &p->head;
+	if (like) { /* the same head as q[tail - 1]: its fields, not the parser's */
+		struct l7_req *last = &c->q[(c->tail - 1) & (L7_QUEUE - 1)];
+		struct l7_names *last_names = &c->names[(c->tail - 1) & (L7_PIPELINE - 1)];
+		req->header_len = last->header_len;
+		req->version = last->version;
+		req->no_body = last->no_body;
+		__builtin_memcpy(req->op, last->op, L7_OP_LEN);
+		__builtin_memcpy(names, last_names, sizeof(*names));
+		h->header_len = last->header_len;
+		h->content_length = c->rq_like_cl;
+		h->chunked = 0;
+	} else {
+		req->header_len = h->header_len;
+		req->version = h->version;
+		req->no_body = h->op[0] == 'H';
+		__builtin_memcpy(req->op, h->op, L7_OP_LEN);
+		__builtin_memcpy(names->target, h->target, L7_TARGET_LEN);
+		__builtin_memcpy(names->authority, h->authority, L7_AUTHORITY_LEN);
+		/* a whole head with a whole route: the next one may be the same */
+		c->rq_like_len = h->header_len && !h->chunked && p->target_end ? h->header_len : 0;
+		if (c->rq_like_len) {
+			c->rq_like_hash = l7_hash(p, h->header_len);
+			c->rq_like_cl = h->content_length;
+		}
+	}
 	c->tail++;
 	req->start_ns = io->now;
 	req->count = 1;
-	req->header_len = h->header_len;
-	req->version = h->version;
-	req->no_body = h->op[0] == 'H';
-	__builtin_memcpy(req->op, h->op, L7_OP_LEN);
-	struct l7_names *names = &c->names[(c->tail - 1) & (L7_PIPELINE - 1)];
-	__builtin_memcpy(names->target, h->target, L7_TARGET_LEN);
-	__builtin_memcpy(names->authority, h->authority, L7_AUTHORITY_LEN);
 	if (h->header_len && !h->chunked) {
 		__u64 len = h->header_len + (h->content_length > 0 ? h->content_length : 0);
 		__u64 take = len < left ? len : left;
@@ -436,9 +482,9 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 		return 0;
 	}
 	bool head = false;
-	if (fill(p, io)) {
+	if (fill_upto(p, io, c->like_len)) {
 		head = http_parse_response_like(p, c->like_len, c->like_cl);
-		if (!head) {
+		if (!head && fill_rest(p, io, c->like_len)) {
 			head = http_parse_response(p);
 			if (head && p->head.cl_line && !p->head.chunked && p->head.header_len) {
 				c->like_len = p->head.header_len;

@@ -75,6 +75,9 @@ struct l7_parse {
 	__u32 vspace;
 	__u32 vwant;
 	__u32 vbad;
+	__u64 vhash;    /* l7_hash */
+	__u32 vhlen;
+	__u32 pad;
 	struct l7_head head;
 	struct l7_msg msg;
 };
@@ -461,6 +464,53 @@ static __always_inline bool http_parse_response_like(struct l7_parse *p, __u32 h
 	p->head.header_len = header_len;
 	p->head.cl_line = cl_line;
 	return true;
+}
+
+/* ---------------------------------------------------------------- a head seen before */
+
+/* Four words of the hash per step; the last word is masked to the bytes below p->vhlen. */
+static long hash_step(__u64 i, void *ctx)
+{
+	struct l7_parse *p = ((struct l7_loop_ctx *)ctx)->p;
+	__u64 h = p->vhash, w;
+
+#pragma unroll
+	for (__u32 j = 0; j < 4; j++) {
+		__u32 pos = ((__u32)i * 4 + j) * 8;
+		if (pos >= p->vhlen) {
+			p->vhash = h;
+			return 1;
+		}
+		L7_LOAD64(w, &p->buf[pos & L7_BUF_MASK]);
+		if (p->vhlen - pos < 8)
+			w &= (1ULL << (8 * (p->vhlen - pos))) - 1;
+		h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
+	}
+	p->vhash = h;
+	return 0;
+}
+
+/* A 64-bit hash of the window's first len bytes (len <= p->n), a word at a time. */
+static __always_inline __u64 l7_hash(struct l7_parse *p, __u32 len)
+{
+	struct l7_loop_ctx ctx = {.p = p};
+
+	p->vhash = len;
+	p->vhlen = len;
+	L7_LOOP((L7_CAPTURE_MAX + 31) / 32, hash_step, &ctx);
+	return p->vhash;
+}
+
+/* Keep-alive clients repeat their request head byte for byte. If the window starts with the
+ * head of hash `hash` and length `len` (the last one of the connection that http_parse_request
+ * read in full), the request is that one again and need not be parsed. */
+static __always_inline bool http_request_like(struct l7_parse *p, __u32 len, __u64 hash)
+{
+	if (!len || len > p->n || len < 4 ||
+	    (l7_word(p, len - 4) & L7_MASK(4)) != LIT4('\r', '\n', '\r', '\n'))
+		return false;
+	return l7_hash(p, len) == hash;
 }
 
 #endif

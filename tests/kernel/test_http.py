@@ -192,6 +192,24 @@ def test_pipelined_requests_are_paired_in_order(exporter: Exporter) -> None:
         assert server_count(exporter, n, **labels) == n, labels
 
 
+def test_kept_alive_heads_of_the_same_length_are_told_apart(exporter: Exporter) -> None:
+    """A head repeated byte for byte is not parsed again (http_request_like); one of the same
+    length that differs in a byte must still get its own route."""
+    paths = ["/same1.html", "/same1.html", "/same2.html", "/same2.html", "/same1.html"]
+    with socket.create_connection(("127.0.0.1", NGINX_PORT)) as s:
+        s.settimeout(5)
+        for p in paths:  # one at a time: each request is the only data of its call
+            s.sendall(f"GET {p} HTTP/1.1\r\nHost: alike.test\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(b"</html>\r\n"):
+                data += s.recv(65536)
+            assert data.startswith(b"HTTP/1.1 404")
+    host = {"server_address": "alike.test", "http_response_status_code": "404"}
+    for route, n in (("/same1.html", 3), ("/same2.html", 2)):
+        assert client_count(exporter, n, "python", http_route=route, **host) == n, route
+        assert server_count(exporter, n, http_route=route, **host) == n, route
+
+
 def test_large_response_size_and_latency(exporter: Exporter) -> None:
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",
                           f"{BASE}/big.bin"], capture_output=True, text=True, timeout=60).stdout

@@ -126,6 +126,17 @@ int parse_response_like(const unsigned char *data, unsigned n, unsigned header_l
 	return ok;
 }
 
+/* l7_hash and http_request_like: a head seen before, by its hash and length */
+unsigned long long head_hash(const unsigned char *data, unsigned n, unsigned len)
+{
+	return l7_hash(load(data, n, 0, 0, 0), len);
+}
+
+int request_like(const unsigned char *data, unsigned n, unsigned len, unsigned long long hash)
+{
+	return http_request_like(load(data, n, 0, 0, 0), len, hash);
+}
+
 /* ---------------------------------------------------------------- bpf/l7_db.h
  *
  * The database and cache parsers (tests/unit/test_l7_*_parser.py). Each wrapper loads the window

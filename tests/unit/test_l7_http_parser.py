@@ -906,3 +906,49 @@ def test_a_head_laid_out_otherwise_needs_the_full_parse(parser: Parser, other: b
     first = nginx_head(b"200 OK", b"Sun, 22 Nov 2026 01:13:54 GMT", b"615")
     ok, _ = like(parser, other, len(first), first.index(b"Content-Length"))
     assert not ok
+
+
+# ---------------------------------------------------------------- a request head seen before
+
+
+def head_hash(parser: Parser, data: bytes, length: int) -> int:
+    fn = parser.lib.head_hash
+    fn.argtypes, fn.restype = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint], ctypes.c_ulonglong
+    return int(fn(data, len(data), length))
+
+
+def request_like(parser: Parser, data: bytes, length: int, digest: int) -> bool:
+    fn = parser.lib.request_like
+    fn.argtypes, fn.restype = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_ulonglong], ctypes.c_int
+    return bool(fn(data, len(data), length, digest))
+
+
+WRK_HEAD = b"GET /bench.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+
+
+def test_the_same_head_again_is_like_the_last_one(parser: Parser) -> None:
+    digest = head_hash(parser, WRK_HEAD, len(WRK_HEAD))
+    assert request_like(parser, WRK_HEAD, len(WRK_HEAD), digest)
+    assert request_like(parser, WRK_HEAD + b"GET /next", len(WRK_HEAD), digest)  # pipelined: the next follows
+
+
+@pytest.mark.parametrize("other", [
+    WRK_HEAD.replace(b"bench", b"bunch"),  # one byte differs
+    WRK_HEAD.replace(b"8080", b"8081"),  # in the last word
+    WRK_HEAD[:-1],  # cut short
+    WRK_HEAD.replace(b"\r\n\r\n", b"\r\nX:\r\n")[: len(WRK_HEAD)],  # the head does not end there
+])
+def test_another_head_is_not_like_it(parser: Parser, other: bytes) -> None:
+    digest = head_hash(parser, WRK_HEAD, len(WRK_HEAD))
+    assert not request_like(parser, other, len(WRK_HEAD), digest)
+
+
+def test_nothing_is_like_no_head(parser: Parser) -> None:
+    assert not request_like(parser, WRK_HEAD, 0, head_hash(parser, WRK_HEAD, 0))
+
+
+@given(st.binary(min_size=4, max_size=600), st.binary(min_size=4, max_size=600))
+def test_different_heads_have_different_hashes(parser: Parser, a: bytes, b: bytes) -> None:
+    n = min(len(a), len(b), 512)
+    if a[:n] != b[:n]:
+        assert head_hash(parser, a, n) != head_hash(parser, b, n)
