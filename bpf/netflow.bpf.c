@@ -351,8 +351,10 @@ static __always_inline __u32 counter_delta(__u64 *baseline, __u32 now)
 }
 
 /* Moves what the socket did since its last flush into its flow f. Safe on two CPUs at once
- * (a socket's call and the iterator): each byte and segment is taken by one of them. */
-static __always_inline void tcp_flush(struct sock *sk, struct netflow_sock_state *st, struct netflow_stats *f)
+ * (a socket's call and the iterator): each byte and segment is taken by one of them. RTT is
+ * sampled if the socket did something, or at an `event` (a state change, a retransmission). */
+static __always_inline void tcp_flush(struct sock *sk, struct netflow_sock_state *st, struct netflow_stats *f,
+				      bool event)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u64 sent = __sync_lock_test_and_set(&st->pending_sent, 0);
@@ -371,9 +373,13 @@ static __always_inline void tcp_flush(struct sock *sk, struct netflow_sock_state
 		__sync_fetch_and_add(&f->packets_received, in);
 	if (retrans)
 		__sync_fetch_and_add(&f->retransmits, retrans);
+	if (!(sent | received | out | in | retrans)) {
+		if (event)
+			tcp_sample_rtt(tp, st, f);
+		return;
+	}
 	tcp_sample_rtt(tp, st, f);
-	if (sent | received | out | in | retrans)
-		f->last_seen_ns = bpf_ktime_get_ns();
+	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
 /* Brings the socket's flow up to date (creating it, counting the connection). `closing`: the
@@ -398,7 +404,7 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 			__sync_fetch_and_add(&f->established, 1);
 		__sync_fetch_and_add(&f->active, 1);
 	}
-	tcp_flush(sk, st, f);
+	tcp_flush(sk, st, f, true);
 	if (closing && !(st->flags & ST_CLOSED)) {
 		__sync_fetch_and_add(&f->closed, 1);
 		__sync_fetch_and_add(&f->active, -1);
@@ -831,7 +837,7 @@ static __always_inline void on_socket_io(struct sock *sk, int ret, bool sent)
 				st->calls = 0;
 				struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
 				if (f)
-					tcp_flush(sk, st, f);
+					tcp_flush(sk, st, f, false);
 				return;
 			}
 			if (!st->key.direction)
@@ -879,6 +885,6 @@ int flush_sockets(struct bpf_iter__bpf_sk_storage_map *ctx)
 		return 0;
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
 	if (f)
-		tcp_flush(sk, st, f);
+		tcp_flush(sk, st, f, false);
 	return 0;
 }

@@ -58,6 +58,30 @@ def test_tcp_bytes_are_exact_on_both_sides(exporter: Exporter, host: str) -> Non
                  network_transport="tcp", network_type=network_type, source_address=host)
 
 
+def test_an_open_connection_with_few_calls_is_exact_before_it_closes(exporter: Exporter) -> None:
+    """A call only adds its bytes to its socket's storage; a read brings every socket up to date
+    first (the flush_sockets iterator), so three small sends on a connection that stays open count."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            server, _ = listener.accept()
+            with server:
+                for _ in range(3):
+                    client.sendall(b"x" * 100)
+                    assert server.recv(100, socket.MSG_WAITALL) == b"x" * 100
+                server.sendall(b"y" * 7)
+                assert client.recv(100) == b"y" * 7
+                assert_bytes(exporter, str(os.getpid()), 300, 7, netflow_direction="outgoing",
+                             destination_port=str(port), network_transport="tcp")
+                assert_bytes(exporter, str(os.getpid()), 7, 300, netflow_direction="incoming",
+                             source_port=str(port), network_transport="tcp")
+                # and again, with more data on the same open connection
+                client.sendall(b"z" * 50)
+                assert server.recv(50, socket.MSG_WAITALL) == b"z" * 50
+                assert_bytes(exporter, str(os.getpid()), 350, 7, netflow_direction="outgoing",
+                             destination_port=str(port), network_transport="tcp")
+
+
 def test_tcp_bytes_between_network_namespaces(exporter: Exporter, veth: VethPair) -> None:
     server, client = tcp_transfer(veth.b_v4, up=4_000_000, down=1_000_000, netns=(veth.a, veth.b))
     assert_bytes(exporter, client.pid, 4_000_000, 1_000_000, source_address=veth.a_v4,
