@@ -146,13 +146,20 @@ class BpfObject:
         return self._record_link(program, section, lib().bpf_program__attach(pointer))
 
     def attach_all(self) -> list[AttachResult]:
-        """Attach every autoloaded program in object order, iterators aside (see map_iterator);
-        one failure does not stop the others."""
-        return [
-            self.attach(program)
-            for program, pointer in zip(self.programs(), self._program_pointers(), strict=True)
-            if lib().bpf_program__autoload(pointer) and not self.section(program).startswith(_ITER_SECTION)
-        ]
+        """Attach every autoloaded program in object order; one failure does not stop the others.
+        An iterator is bound to its map by map_iterator() instead: reported attached if it was."""
+        results = []
+        for program, pointer in zip(self.programs(), self._program_pointers(), strict=True):
+            if not lib().bpf_program__autoload(pointer):
+                continue
+            section = self.section(program)
+            if not section.startswith(_ITER_SECTION):
+                results.append(self.attach(program))
+            elif program in self._iterators:
+                results.append(AttachResult(program, section, attached=True, error=None))
+            else:
+                results.append(AttachResult(program, section, attached=False, error="iterator not bound to a map"))
+        return results
 
     def map_iterator(self, program: str, map_name: str) -> MapIterator:
         """The iterator program `program` (SEC("iter/...")) bound to the map `map_name`, created
