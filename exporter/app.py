@@ -12,7 +12,7 @@ from exporter.collectors import enabled_collectors
 from exporter.collectors.base import Collector
 from exporter.config import Config
 from exporter.enrich.stage import Enrichment
-from exporter.telemetry import pipeline
+from exporter.telemetry import pipeline, web
 from exporter.telemetry.records import RecordsWriter
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,19 @@ def run(config: Config) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = web.bind(config.web.listen_address)
+    except web.ListenError as e:
+        log.error("%s", e)
+        return 1
     enrichment = Enrichment(config)
     enrichment.start()
     collectors, failures = start_collectors(config, enrichment)
     if failures and not collectors:
         enrichment.stop()
+        server.server_close()
         return 1
-    telemetry = pipeline.start(config, collectors, enrichment=enrichment)
+    telemetry = pipeline.start(config, collectors, server, enrichment=enrichment)
     records = RecordsWriter(config.telemetry.records) if config.telemetry.records else None
     intervals = {c.name: c.records_interval or config.common.flush_out_l4_interval for c in collectors}
     next_records = {name: time.monotonic() + interval for name, interval in intervals.items()}

@@ -35,7 +35,7 @@ class Telemetry:
     provider: MeterProvider
     kernel: KernelMetrics
     registry: CollectorRegistry
-    server: web._Server | None
+    server: web.Server | None
     logs: logs.LogDelivery | None = None
 
     def shutdown(self) -> None:
@@ -47,8 +47,9 @@ class Telemetry:
             self.logs.shutdown()
 
 
-def start(config: Config, collectors: Sequence[Collector], serve_http: bool = True,
+def start(config: Config, collectors: Sequence[Collector], server: web.Server | None = None,
           enrichment: Enrichment | None = None) -> Telemetry:
+    """The metric and log pipeline; `server` (from web.bind) answers scrapes once it is built."""
     kernel = KernelMetrics(collectors, config.common.tags, config.telemetry.max_series_per_instrument,
                            decorate=enrichment.decorate if enrichment is not None else None)
     registry = CollectorRegistry(auto_describe=False)
@@ -68,5 +69,6 @@ def start(config: Config, collectors: Sequence[Collector], serve_http: bool = Tr
             source.bind_logs(delivery)
     self_metrics.register(provider.get_meter("netobs.exporter", __version__), collectors, kernel, delivery,
                           enrichment.errors if enrichment is not None else None)
-    server = web.serve(config.web.listen_address, config.web.telemetry_path, registry) if serve_http else None
+    if server is not None:
+        web.serve(server, config.web.listen_address, config.web.telemetry_path, registry)
     return Telemetry(provider, kernel, registry, server, delivery)

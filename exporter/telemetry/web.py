@@ -20,7 +20,11 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Server(ThreadingHTTPServer):
+class ListenError(Exception):
+    """The listen address cannot be bound: in use, not an address of this host, no permission."""
+
+
+class Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type, ipv6: bool) -> None:
@@ -30,8 +34,22 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
 
-def serve(listen_address: str, telemetry_path: str, registry: CollectorRegistry) -> _Server:
+def bind(listen_address: str) -> Server:
+    """Binds the listen address, before anything else starts: a taken port is a one-line error."""
     host, port = parse_listen_address(listen_address)
+    try:
+        if host:
+            return Server((host, port), BaseHTTPRequestHandler, ipv6=":" in host)
+        try:  # every address: dual-stack when the host has IPv6
+            return Server(("::", port), BaseHTTPRequestHandler, ipv6=True)
+        except OSError:
+            return Server(("", port), BaseHTTPRequestHandler, ipv6=False)
+    except OSError as e:
+        raise ListenError(f"cannot listen on {listen_address}: {e.strerror or e}") from None
+
+
+def serve(server: Server, listen_address: str, telemetry_path: str, registry: CollectorRegistry) -> None:
+    """Answers on a bound server from now on, in a thread of its own."""
     landing = (f"<html><head><title>netobs-exporter</title></head><body><h1>netobs-exporter {__version__}</h1>"
                f'<p><a href="{telemetry_path}">Metrics</a></p></body></html>').encode()
 
@@ -64,13 +82,6 @@ def serve(listen_address: str, telemetry_path: str, registry: CollectorRegistry)
         def log_message(self, format: str, *args: object) -> None:
             log.debug("http: " + format, *args)
 
-    if host:
-        server = _Server((host, port), Handler, ipv6=":" in host)
-    else:  # every address: dual-stack when the host has IPv6
-        try:
-            server = _Server(("::", port), Handler, ipv6=True)
-        except OSError:
-            server = _Server(("", port), Handler, ipv6=False)
+    server.RequestHandlerClass = Handler
     threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
     log.info("listening on %s, metrics at %s", listen_address, telemetry_path)
-    return server

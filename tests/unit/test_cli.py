@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import types
@@ -95,6 +96,19 @@ def test_bad_listen_address(address: str) -> None:
 def test_bad_telemetry_path() -> None:
     line = assert_one_line_error(run_exporter("--web.telemetry-path", "metrics"))
     assert line.startswith("config: --web.telemetry-path:")
+
+
+def test_a_taken_listen_address_is_one_line_before_anything_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_exporter("--web.listen-address", address)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "level=error" in lines[0] and f'msg="cannot listen on {address}: Address already in use"' in lines[0]
 
 
 def test_unknown_flag_is_one_line() -> None:
