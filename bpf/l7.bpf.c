@@ -467,20 +467,26 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 	return 1;
 }
 
+/* Data of a response whose length is known: counted, and the response ends with its last byte. */
+static __always_inline long response_data(struct l7_conn *c, struct l7_io *io, __u64 left)
+{
+	__u64 take = c->resp_remaining < left ? c->resp_remaining : left;
+
+	c->resp_remaining -= take;
+	c->resp_bytes += take;
+	io->off += take;
+	if (!c->resp_remaining)
+		finish_response(c, io->now);
+	return 0;
+}
+
 static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p, struct l7_io *io, __u64 left)
 {
 	__u64 previous_ns = c->resp_last_ns; /* the last data of a response that a new head ends */
 
 	c->resp_last_ns = io->now;
-	if (c->resp_mode == RESP_LENGTH) {
-		__u64 take = c->resp_remaining < left ? c->resp_remaining : left;
-		c->resp_remaining -= take;
-		c->resp_bytes += take;
-		io->off += take;
-		if (!c->resp_remaining)
-			finish_response(c, io->now);
-		return 0;
-	}
+	if (c->resp_mode == RESP_LENGTH)
+		return response_data(c, io, left);
 	bool head = false;
 	if (fill_upto(p, io, c->like_len)) {
 		head = http_parse_response_like(p, c->like_len, c->like_cl);
@@ -527,7 +533,7 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 	if (h->header_len && (no_body || (!h->chunked && h->content_length >= 0))) {
 		c->resp_mode = RESP_LENGTH;
 		c->resp_remaining = h->header_len + (no_body ? 0 : h->content_length);
-		return 0; /* the next step consumes it */
+		return response_data(c, io, left);
 	}
 	c->resp_mode = h->chunked ? RESP_CHUNKED : RESP_UNTIL_NEXT;
 	c->resp_bytes = left;
@@ -550,11 +556,14 @@ struct message_ctx {
 	{                                                                            \
 		struct message_ctx *m = data;                                        \
 		struct l7_io *io = &m->w->io;                                        \
+		long done;                                                           \
 		if (io->off >= io->ret)                                              \
 			return 1;                                                    \
 		if (io->request_dir)                                                 \
-			return request(m->c, m->w, io->ret - io->off);               \
-		return response(m->c, m->w, io->ret - io->off);                      \
+			done = request(m->c, m->w, io->ret - io->off);               \
+		else                                                                 \
+			done = response(m->c, m->w, io->ret - io->off);              \
+		return done || io->off >= io->ret; /* no further round to find out */ \
 	}
 
 static __always_inline long http_request(struct l7_conn *c, struct l7_work *w, __u64 left)

@@ -260,10 +260,39 @@ static long length_digit(__u64 i, void *ctx)
 	return 0;
 }
 
+/* The common case read a word at a time: at most one space, then 1 to 7 digits and a byte that is
+ * not one. False if the value is laid out otherwise (the loop then reads it). */
+static __always_inline bool content_length_word(struct l7_parse *p, __u32 s)
+{
+	__u64 w, v = 0;
+	__u32 n = 8;
+
+	if (l7_at(p, s) == ' ')
+		s++;
+	if (s + 8 > p->n)
+		return false;
+	w = l7_word(p, s);
+#pragma unroll
+	for (__u32 i = 0; i < 8; i++) {
+		__u8 c = w >> (8 * i);
+		if (c < '0' || c > '9') {
+			n = i;
+			break;
+		}
+		v = v * 10 + (c - '0');
+	}
+	if (n == 0 || n == 8)
+		return false;
+	p->head.content_length = v;
+	return true;
+}
+
 static __always_inline void parse_content_length(struct l7_parse *p, __u32 s)
 {
 	struct l7_loop_ctx ctx = {.p = p};
 
+	if (content_length_word(p, s))
+		return;
 	p->vpos = s;
 	p->vnum = 0;
 	p->vcount = 0;

@@ -338,6 +338,12 @@ def test_duplicate_host_is_not_blended(parser: Parser) -> None:
         ("Content-Length: \t9", 9),
         ("Content-Length: 0", 0),
         ("Content-Length: 999999999999999999", 999_999_999_999_999_999),  # 18 digits
+        # a word at a time up to 7 digits after at most one space; the byte loop beyond
+        ("Content-Length: 1234567", 1_234_567),
+        ("Content-Length: 12345678", 12_345_678),
+        ("Content-Length: 123456789", 123_456_789),
+        ("Content-Length:  12", 12),
+        ("Content-Length: 12abc", 12),
         ("Content-Length: ", -1),
         ("Content-Length: -5", -1),
         ("Content-Type: text/plain", -1),
