@@ -1,0 +1,70 @@
+/* One thread plays an HTTP/1.1 client and server on a loopback TCP connection: write a request,
+ * read it on the other end, write a response, read it back. Prints the nanoseconds per exchange
+ * (two sends and two receives, plus loopback TCP) over N exchanges, after N/10 to warm up.
+ * Built and run by bench/exchange_cost.py. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char request[] = "GET /exchange HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: exchange_cost\r\n\r\n";
+static const char response[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Writes all of msg on `to`, reads as many bytes on `from`. */
+static int pass(int to, int from, const char *msg, size_t len)
+{
+	char buf[512];
+	size_t got = 0;
+
+	if (write(to, msg, len) != (ssize_t)len)
+		return -1;
+	while (got < len) {
+		ssize_t r = read(from, buf, sizeof(buf));
+		if (r <= 0)
+			return -1;
+		got += r;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 100000;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int one = 1, lsn, cli, srv;
+	double start = 0;
+
+	lsn = socket(AF_INET, SOCK_STREAM, 0);
+	cli = socket(AF_INET, SOCK_STREAM, 0);
+	if (lsn < 0 || cli < 0 || bind(lsn, (struct sockaddr *)&a, sizeof(a)) || listen(lsn, 1) ||
+	    getsockname(lsn, (struct sockaddr *)&a, &alen) || connect(cli, (struct sockaddr *)&a, sizeof(a)) ||
+	    (srv = accept(lsn, NULL, NULL)) < 0) {
+		perror("exchange_cost: loopback connection");
+		return 1;
+	}
+	setsockopt(cli, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(srv, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (long i = 0; i < n + n / 10; i++) {
+		if (i == n / 10)
+			start = now();
+		if (pass(cli, srv, request, sizeof(request) - 1) || pass(srv, cli, response, sizeof(response) - 1)) {
+			perror("exchange_cost: exchange");
+			return 1;
+		}
+	}
+	printf("%.1f\n", (now() - start) / n * 1e9);
+	return 0;
+}

@@ -1,0 +1,167 @@
+"""What one HTTP exchange costs in the kernel with the exporter on: a steady, low-noise figure.
+
+bench/exchange_cost.c plays client and server of a loopback TCP connection in one thread, so
+nothing waits on anything else and each exchange (two sends, two receives) costs the same. Rounds
+alternate the exporter off and on in each configuration; a round runs the program K times and keeps
+its fastest run, the one least disturbed by the rest of the machine. With --programs, the ON runs
+also read the kernel's own run time of each BPF program (kernel.bpf_stats_enabled), per call.
+
+The exporter must count every exchange: the client's and the server's series for the program are
+checked against the number of exchanges run, and a difference is printed.
+
+    .venv/bin/python bench/exchange_cost.py [--rounds N] [--exchanges N] [--runs K] [--programs]
+
+Needs root and clang. Prints a Markdown table; exit status 0 whatever the figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGURATIONS = {
+    "HTTP only": ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"],
+    "default collectors": [],
+}
+STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def build(workdir: Path) -> Path:
+    binary = workdir / "exchange_cost"
+    subprocess.run(["clang", "-O2", "-Wall", "-Werror", "-o", str(binary), str(REPO_ROOT / "bench/exchange_cost.c")],
+                   check=True)
+    return binary
+
+
+def fastest(binary: Path, exchanges: int, runs: int) -> float:
+    """ns per exchange of the fastest of `runs` runs, pinned to the last CPU."""
+    cpu = max(os.sched_getaffinity(0))
+    times = []
+    for _ in range(runs):
+        out = subprocess.run([str(binary), str(exchanges)], capture_output=True, text=True, check=True,
+                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu})).stdout
+        times.append(float(out))
+    return min(times)
+
+
+def program_times() -> dict[str, tuple[int, int]]:
+    """BPF program name -> (runs, ns), summed over programs of that name."""
+    listing = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                                        check=True).stdout)
+    totals: dict[str, tuple[int, int]] = {}
+    for p in listing:
+        runs, ns = totals.get(p.get("name", "?"), (0, 0))
+        totals[p.get("name", "?")] = (runs + p.get("run_cnt", 0), ns + p.get("run_time_ns", 0))
+    return totals
+
+
+def exchanges_counted(url: str) -> tuple[float, float]:
+    """(client, server) exchanges of exchange_cost counted by the exporter."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    seen = {"client": 0.0, "server": 0.0}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("process_executable_name") != "exchange_cost" or s.labels.get("http_route") != "/exchange":
+                continue
+            if s.name == "http_client_request_duration_seconds_count":
+                seen["client"] += s.value
+            elif s.name == "http_server_request_duration_seconds_count":
+                seen["server"] += s.value
+    return seen["client"], seen["server"]
+
+
+class Exporter:
+    """The exporter in one configuration, for the length of a `with` block."""
+
+    def __init__(self, settings: list[str]) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+                "--config.set", "Common.DropLocalConnections=false"]
+        for item in settings:
+            argv += ["--config.set", item]
+        self.process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> Exporter:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                exchanges_counted(self.url)
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("exchange_cost: the exporter did not start") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--exchanges", type=int, default=100_000)
+    p.add_argument("--runs", type=int, default=5, help="runs per round; the fastest counts")
+    p.add_argument("--programs", action="store_true", help="also each BPF program's run time per call")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="exchange-cost-") as tmp:
+        binary = build(Path(tmp))
+        off: list[float] = []
+        on: dict[str, list[float]] = {name: [] for name in CONFIGURATIONS}
+        per_call: dict[str, dict[str, list[float]]] = {name: {} for name in CONFIGURATIONS}
+        missing: dict[str, int] = dict.fromkeys(CONFIGURATIONS, 0)
+        for r in range(a.rounds):
+            for name, settings in CONFIGURATIONS.items():
+                off.append(fastest(binary, a.exchanges, a.runs))
+                with Exporter(settings) as exporter:
+                    fastest(binary, a.exchanges // 10, 1)  # series exist from here on
+                    time.sleep(2.5)  # the kernel tables are read once a second
+                    before = exchanges_counted(exporter.url)
+                    if a.programs:
+                        STATS.write_text("1")
+                        start = program_times()
+                    on[name].append(fastest(binary, a.exchanges, a.runs))
+                    if a.programs:
+                        end = program_times()
+                        STATS.write_text("0")
+                        for prog, (runs, ns) in end.items():
+                            calls = runs - start.get(prog, (0, 0))[0]
+                            if calls >= a.exchanges:
+                                spent = ns - start.get(prog, (0, 0))[1]
+                                per_call[name].setdefault(prog, []).append(spent / calls)
+                    time.sleep(2.5)
+                    after = exchanges_counted(exporter.url)
+                expected = a.runs * (a.exchanges + a.exchanges // 10)
+                missing[name] += sum(abs(expected - (x - y)) for x, y in zip(after, before, strict=True))
+                print(f"round {r} {name}: off {off[-1]:.0f} ns, on {on[name][-1]:.0f} ns", file=sys.stderr)
+    base = statistics.median(off)
+    print("| configuration | ns per exchange | added | added per socket call |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| exporter off | {base:.0f} | | |")
+    for name in CONFIGURATIONS:
+        cost = statistics.median(on[name])
+        print(f"| {name} | {cost:.0f} | {cost - base:+.0f} ns ({cost / base - 1:+.1%}) | {(cost - base) / 4:+.0f} ns |")
+    for name in CONFIGURATIONS:
+        for prog, values in sorted(per_call[name].items()):
+            print(f"{name}: {prog} {statistics.median(values):.0f} ns per call")
+    print("exchanges not counted (client and server sides): "
+          + ", ".join(f"{name}: {n}" for name, n in missing.items()))
+
+
+if __name__ == "__main__":
+    main()
