@@ -30,6 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from paired import ratio_summary  # noqa: E402
+
 from tests.kernel.harness import free_port  # noqa: E402
 from tests.kernel.servers import postgres, redis_server  # noqa: E402
 
@@ -116,18 +118,18 @@ def compare(name: str, rounds: int, only_l7: bool, run: Callable[[], tuple[float
             exp.close()
         print(f"{name} round {r}: off {off[-1]:.0f}/s on {on[-1]:.0f}/s", file=sys.stderr)
     a, b = statistics.median(off), statistics.median(on)
-    print(f"| {name} | {a:.0f} | {b:.0f} | {b / a:.1%} | {lost} |")
+    print(f"| {name} | {a:.0f} | {b:.0f} | {ratio_summary(off, on)} | {lost} |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--only-l7", action="store_true")
     p.add_argument("--redis-requests", type=int, default=100_000)
     p.add_argument("--pg-seconds", type=float, default=5.0)
     a = p.parse_args()
     what = "L7 only" if a.only_l7 else "default collectors"
-    print(f"| operations/s ({what}) | off | on | ratio | not counted |")
+    print(f"| operations/s ({what}) | off | on | ratio: median of rounds (lowest-highest) | not counted |")
     print("| --- | --- | --- | --- | --- |")
     tmp = Path(tempfile.mkdtemp(prefix="db-bench-"))
     with redis_server(tmp) as port:

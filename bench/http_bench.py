@@ -26,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from paired import ratio_summary
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def scrape_every_second(url: str, stop: threading.Event) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--only-l7", action="store_true")
@@ -136,7 +137,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     what = ("HTTP only" if a.only_l7 else "default collectors") + "".join(f", {x}" for x in a.set)
     print(f"| requests/s (nginx + wrk -c{a.connections}, loopback, {what}) | {med['off']:.0f} | {med['on']:.0f} "
-          f"| {med['on'] / med['off']:.1%} |")
+          f"| {ratio_summary(rows['off'], rows['on'])} |")
     print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted: {lost}")
 
 
