@@ -36,6 +36,7 @@ const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
 const volatile bool drop_local = true;     /* Common.DropLocalConnections */
 const volatile __u32 protocols = 1 << L7_PROTO_HTTP; /* Common.IncludeProtocols: 1 << enum l7_protocol */
+const volatile __u64 max_connections = 16384; /* L7.MaxConnections */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 db_duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 size_bounds[L7_SIZE_BOUNDS] = {};
@@ -113,13 +114,17 @@ struct l7_conn {
 	struct l7_names names[L7_PIPELINE]; /* HTTP: of q[i] in names[i % L7_PIPELINE]; others: all 0 */
 };
 
+/* A followed connection's state lives with its socket: finding it is a pointer read, not a hash
+ * lookup (~20 instead of ~55 ns per call), and it goes when the socket does. `followed` counts them
+ * against max_connections; l7_close gives a place back. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384); /* L7.MaxConnections */
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);         /* the struct sock */
+	__type(key, int);
 	__type(value, struct l7_conn);
 } conns SEC(".maps");
+
+__u64 followed = 0;
 
 /* The operation of each prepared statement: PostgreSQL by name, MySQL by id. */
 struct l7_stmt_key {
@@ -700,7 +705,9 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 		c->server_port = ep.local_port;
 	}
 	current_process_name(&c->comm);
-	if (bpf_map_update_elem(&conns, &io->sk, c, BPF_NOEXIST)) {
+	if (__sync_fetch_and_add(&followed, 1) >= max_connections ||
+	    !bpf_sk_storage_get(&conns, sk, c, BPF_SK_STORAGE_GET_F_CREATE)) {
+		__sync_fetch_and_sub(&followed, 1);
 		count_lost(L7_LOST_CONNS_FULL);
 		return false;
 	}
@@ -736,11 +743,11 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 	io->ret = ret;
 	io->now = bpf_ktime_get_ns();
 	io->resolved = 0;
-	c = bpf_map_lookup_elem(&conns, &key);
+	c = bpf_sk_storage_get(&conns, sk, 0, 0);
 	if (!c) {
 		if (!track(sk, io, sent))
 			return;
-		c = bpf_map_lookup_elem(&conns, &key);
+		c = bpf_sk_storage_get(&conns, sk, 0, 0);
 		if (!c)
 			return;
 	}
@@ -786,7 +793,7 @@ int BPF_PROG(l7_recv, struct sock *sk, int ret, int flags)
 /* ---------------------------------------------------------------- close */
 
 struct close_ctx {
-	__u64 sk;
+	struct l7_conn *c;
 	__u64 now;
 };
 
@@ -794,9 +801,9 @@ struct close_ctx {
 static long flush_unanswered(__u64 i, void *data)
 {
 	struct close_ctx *x = data;
-	struct l7_conn *c = bpf_map_lookup_elem(&conns, &x->sk);
+	struct l7_conn *c = x->c;
 
-	if (!c || c->head == c->tail)
+	if (c->head == c->tail)
 		return 1;
 	struct l7_req *req = &c->q[c->head & (L7_QUEUE - 1)];
 	__builtin_memset(c->code, 0, L7_OP_LEN);
@@ -808,14 +815,14 @@ static long flush_unanswered(__u64 i, void *data)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
 {
-	struct close_ctx x = {.sk = (__u64)sk, .now = bpf_ktime_get_ns()};
 	struct l7_conn *c;
 
 	if (newstate != TCP_CLOSE)
 		return 0;
-	c = bpf_map_lookup_elem(&conns, &x.sk);
+	c = bpf_sk_storage_get(&conns, sk, 0, 0);
 	if (!c)
 		return 0;
+	struct close_ctx x = {.c = c, .now = bpf_ktime_get_ns()};
 	if (c->protocol != L7_PROTO_HTTP) {
 		if (c->resp_mode == RESP_UNTIL_NEXT) /* a MySQL result set */
 			db_complete(c, c->resp_last_ns, L7_DB_OK, c->code);
@@ -824,6 +831,7 @@ int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
 		finish_response(c, c->resp_last_ns);
 	}
 	bpf_loop(L7_QUEUE, flush_unanswered, &x, 0);
-	bpf_map_delete_elem(&conns, &x.sk);
+	if (!bpf_sk_storage_delete(&conns, sk))
+		__sync_fetch_and_sub(&followed, 1);
 	return 0;
 }

@@ -83,8 +83,8 @@ class L7Collector(Collector):
             "duration_bounds_ns": _seconds_ns(HTTP_DURATION_BOUNDS_S),
             "db_duration_bounds_ns": _seconds_ns(DB_DURATION_BOUNDS_S),
             "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
+            "max_connections": l7.max_connections,
         })
-        obj.set_max_entries("conns", l7.max_connections)
         obj.set_max_entries("series", l7.max_series)
 
     def prepare(self, obj: BpfObject) -> None:

@@ -285,6 +285,40 @@ def test_records_have_ilogtail_http_fields(nginx: Path, tmp_path: Path) -> None:
         exp.stop()
 
 
+def test_max_connections_counts_what_it_cannot_follow_and_gives_places_back(nginx: Path) -> None:
+    """L7.MaxConnections=2: one loopback connection fills it (its client and its server socket);
+    requests on two more are counted as lost, and once all close the places are free again."""
+    exp = Exporter("Common.DropLocalConnections=false", "Bash.Enabled=false", "Netflow.Enabled=false",
+                   "Dns.Enabled=false", "L7.MaxConnections=2")
+
+    def exchange(s: socket.socket) -> None:
+        s.sendall(b"GET /capped.html HTTP/1.1\r\nHost: capped.test\r\n\r\n")
+        data = b""
+        while not data.endswith(b"</html>\r\n"):
+            data += s.recv(65536)
+
+    try:
+        held = [socket.create_connection(("127.0.0.1", NGINX_PORT), timeout=5) for _ in range(3)]
+        for s in held:
+            exchange(s)
+        labels = {"server_address": "capped.test", "http_route": "/capped.html"}
+        assert client_count(exp, 1, "python", **labels) == 1
+        assert server_count(exp, 1, **labels) == 1
+        # the other two connections' requests, one per side; the harness's own scrapes (HTTP on
+        # loopback too) also find it full while the first connection is held
+        lost = {"collector": "l7", "reason": "conns_full"}
+        assert wait_until(lambda: exp.value("netobs_events_lost_total", **lost), lambda v: v >= 4) >= 4
+        for s in held:
+            s.close()
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", NGINX_PORT), timeout=5) as s:
+            exchange(s)
+        assert client_count(exp, 2, "python", **labels) == 2  # followed: the first connection's places are free
+        assert server_count(exp, 2, **labels) == 2
+    finally:
+        exp.stop()
+
+
 def test_sampling_zero_tracks_nothing(nginx: Path) -> None:
     exp = Exporter("Common.DropLocalConnections=false", "Bash.Enabled=false", "Netflow.Enabled=false",
                    "Dns.Enabled=false", "Common.Sampling=0")
