@@ -497,15 +497,17 @@ static __always_inline bool http_parse_response_like(struct l7_parse *p, __u32 h
 
 /* ---------------------------------------------------------------- a head seen before */
 
-/* Four words of the hash per step; the last word is masked to the bytes below p->vhlen. */
+/* L7_HASH_WORDS words of the hash per step (a head of up to 128 bytes in one callback call); the
+ * last word is masked to the bytes below p->vhlen. */
+#define L7_HASH_WORDS 16
 static long hash_step(__u64 i, void *ctx)
 {
 	struct l7_parse *p = ((struct l7_loop_ctx *)ctx)->p;
 	__u64 h = p->vhash, w;
 
 #pragma unroll
-	for (__u32 j = 0; j < 4; j++) {
-		__u32 pos = ((__u32)i * 4 + j) * 8;
+	for (__u32 j = 0; j < L7_HASH_WORDS; j++) {
+		__u32 pos = ((__u32)i * L7_HASH_WORDS + j) * 8;
 		if (pos >= p->vhlen) {
 			p->vhash = h;
 			return 1;
@@ -527,7 +529,7 @@ static __always_inline __u64 l7_hash(struct l7_parse *p, __u32 len)
 
 	p->vhash = len;
 	p->vhlen = len;
-	L7_LOOP((L7_CAPTURE_MAX + 31) / 32, hash_step, &ctx);
+	L7_LOOP((L7_CAPTURE_MAX + 8 * L7_HASH_WORDS - 1) / (8 * L7_HASH_WORDS), hash_step, &ctx);
 	return p->vhash;
 }
 
