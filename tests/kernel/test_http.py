@@ -167,13 +167,21 @@ def test_wrk_requests_are_all_counted(exporter: Exporter) -> None:
     n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     assert n > 1000
     route = {"http_route": "/wrk.html"}
-    assert client_count(exporter, n, "wrk", http_response_status_code="200", **route) == n
-    # Requests still in flight when wrk stops were answered by nginx but never read by wrk: wrk
-    # counts them as no_response when it closes the connections, nginx as 200.
+    # wrk counts the responses it read whole. When it stops, each of its 4 connections may have a
+    # request in flight: never answered (no_response on both sides, or never seen by nginx),
+    # answered but not read (no_response for wrk, 200 for nginx), or read only as far as its head
+    # (200 on both sides: a response cut short at the close keeps its status, see docs/http.md).
+    client = wait_until(lambda: exporter.value("http_client_request_duration_seconds_count",
+                                               process_executable_name="wrk", http_response_status_code="200",
+                                               **route), lambda v: v >= n)
     unanswered = exporter.value("http_client_request_duration_seconds_count", process_executable_name="wrk",
                                 error_type="no_response", **route)
-    assert unanswered <= 4
-    assert server_count(exporter, n + unanswered, http_response_status_code="200", **route) == n + unanswered
+    assert n <= client <= n + 4
+    assert client - n + unanswered <= 4
+    server = wait_until(lambda: exporter.value("http_server_request_duration_seconds_count",
+                                               process_executable_name="nginx", http_response_status_code="200",
+                                               **route), lambda v: v >= client)
+    assert client <= server <= n + 4
 
 
 def test_pipelined_requests_are_paired_in_order(exporter: Exporter) -> None:
@@ -298,6 +306,7 @@ def test_max_connections_counts_what_it_cannot_follow_and_gives_places_back(ngin
             data += s.recv(65536)
 
     try:
+        time.sleep(1)  # the harness's readiness scrapes (HTTP on loopback) have closed: their places are free
         held = [socket.create_connection(("127.0.0.1", NGINX_PORT), timeout=5) for _ in range(3)]
         for s in held:
             exchange(s)
