@@ -3,11 +3,11 @@
 # tests/ship/test_image_build.py runs without Docker.
 #
 # Capabilities at run time (docs/install.md says which feature needs which): CAP_BPF and
-# CAP_PERFMON always; CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see other users' processes in
+# CAP_PERFMON always; CAP_NET_ADMIN for netflow and dns (cgroup hooks); CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to see other users' processes in
 # /proc; CAP_SYS_ADMIN only for the bash audit (uprobes). The chart runs it as uid 0 with every
 # other capability dropped: Kubernetes gives a non-root user no ambient capabilities.
 #   docker run --pid=host --network=host --cap-drop=ALL --cap-add=BPF --cap-add=PERFMON \
-#     --cap-add=SYS_PTRACE --cap-add=DAC_READ_SEARCH -v /sys/kernel/tracing:/sys/kernel/tracing:ro \
+#     --cap-add=NET_ADMIN --cap-add=SYS_PTRACE --cap-add=DAC_READ_SEARCH -v /sys/kernel/tracing:/sys/kernel/tracing:ro \
 #     netobs-exporter --config.set Bash.Enabled=false
 
 # Builder: compiles the CO-RE BPF objects and builds the wheel that carries them.

@@ -19,7 +19,7 @@ setup-test:
 
 bpf: $(BPF_OBJ)
 
-exporter/bpf/objects/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/include/*.h) bpf/include/$(ARCH)/vmlinux.h
+exporter/bpf/objects/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/*.c bpf/include/*.h) bpf/include/$(ARCH)/vmlinux.h
 	@mkdir -p $(@D)
 	clang $(BPF_CFLAGS) -c $< -o $@
 	llvm-strip -g --keep-section=.BTF --keep-section=.BTF.ext $@ 2>/dev/null || true

@@ -1,4 +1,4 @@
-/* Structs shared by dns.bpf.c and exporter/collectors/dns_maps.py (ctypes mirrors).
+/* Structs shared by bpf/dns.c and exporter/collectors/dns_maps.py (ctypes mirrors).
  * Any change here must be made there too; the collector checks the sizes against this
  * object's BTF at load time and refuses to run on a mismatch. */
 #ifndef NETOBS_DNS_H
@@ -12,11 +12,10 @@
 
 enum dns_lost_reason {
 	DNS_LOST_RINGBUF_FULL = 0, /* the ring buffer had no room: user space is behind */
-	DNS_LOST_CALLS_FULL = 1,   /* too many threads inside a socket call at once */
-	DNS_LOST_PENDING_FULL = 2, /* too many queries waiting for their answer */
-	DNS_LOST_SERIES_FULL = 3,  /* the series table is full: a lookup was not counted */
-	DNS_LOST_UNMATCHED = 4,    /* an answer with no query waiting for it */
-	DNS_LOST_REASONS = 5,
+	DNS_LOST_PENDING_FULL = 1, /* too many queries waiting for their answer */
+	DNS_LOST_SERIES_FULL = 2,  /* the series table is full: a lookup was not counted */
+	DNS_LOST_UNMATCHED = 3,    /* an answer with no query waiting for it */
+	DNS_LOST_REASONS = 4,
 };
 
 /* UDP lookups are paired and aggregated in the kernel (the fast path). A query waits here, keyed

@@ -1,4 +1,4 @@
-/* Structs shared by l7.bpf.c and exporter/collectors/l7_maps.py (ctypes mirrors).
+/* Structs shared by bpf/l7.c and exporter/collectors/l7_maps.py (ctypes mirrors).
  * Any change here must be made there too; the collector checks the sizes against this
  * object's BTF at load time and refuses to run on a mismatch. */
 #ifndef NETOBS_L7_H

@@ -1,5 +1,5 @@
 /* Database and cache connections: messages framed, requests queued, responses paired with them and
- * counted. Part of l7.bpf.c (it uses its connection state, window and series); the parsers are
+ * counted. Part of bpf/l7.c (it uses its connection state, window and series); the parsers are
  * bpf/l7_db.h.
  *
  * A step looks at the message (or RESP element) at io->off and consumes it: the head now, the rest
@@ -58,7 +58,7 @@ static __always_inline bool skip_rest(__u64 *skip, struct l7_io *io, __u64 left,
 
 static __always_inline long unparsed(struct l7_conn *c, struct l7_io *io)
 {
-	count_lost(L7_LOST_UNPARSED);
+	l7_count_lost(L7_LOST_UNPARSED);
 	c->rq_skip = 0;
 	c->rq_elems = 0;
 	c->rs_skip = 0;
@@ -84,7 +84,7 @@ static __always_inline struct l7_req *db_push(struct l7_conn *c, struct l7_parse
 		}
 	}
 	if (c->tail - c->head >= L7_QUEUE) {
-		count_lost(L7_LOST_PIPELINE_FULL);
+		l7_count_lost(L7_LOST_PIPELINE_FULL);
 		return NULL;
 	}
 	req = &c->q[c->tail & (L7_QUEUE - 1)];

@@ -1,4 +1,4 @@
-/* Structs shared by netflow.bpf.c and exporter/collectors/netflow_maps.py (ctypes mirrors).
+/* Structs shared by bpf/netflow.c and exporter/collectors/netflow_maps.py (ctypes mirrors).
  * Any change here must be made there too; the collector checks the sizes against this
  * object's BTF at load time and refuses to run on a mismatch. */
 #ifndef NETOBS_NETFLOW_H

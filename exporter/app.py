@@ -9,7 +9,7 @@ import time
 
 from exporter.bpf import AttachResult, BpfError, ensure_tracefs
 from exporter.collectors import enabled_collectors
-from exporter.collectors.base import Collector
+from exporter.collectors.base import Collector, start_all
 from exporter.config import Config
 from exporter.enrich.stage import Enrichment
 from exporter.telemetry import pipeline, web
@@ -21,22 +21,20 @@ log = logging.getLogger(__name__)
 def start_collectors(config: Config, enrichment: Enrichment | None = None
                      ) -> tuple[list[Collector], list[tuple[str, str]]]:
     """Starts every enabled collector; one that cannot start is reported, the others run."""
-    started, failures = [], []
+    failures: list[tuple[str, str]] = []
     try:
         collectors = enabled_collectors(config)
         if collectors:
             ensure_tracefs()
     except BpfError as e:
         return [], [("*", str(e))]
-    for collector in collectors:
-        if enrichment is not None:
+    if enrichment is not None:
+        for collector in collectors:
             enrichment.bind(collector)
-        try:
-            collector.start()
-            started.append(collector)
-        except BpfError as e:
-            log.error("collector %s not started: %s", collector.name, e)
-            failures.append((collector.name, str(e)))
+    for collector, error in start_all(collectors):
+        log.error("collector %s not started: %s", collector.name, error)
+        failures.append((collector.name, str(error)))
+    started = [c for c in collectors if c.name not in {name for name, _ in failures}]
     return started, failures
 
 

@@ -110,7 +110,7 @@ def otlp_protocol(value: object) -> str:
     return protocol
 
 
-DNS_PORTS_MAX = 8  # the size of dns_ports in bpf/dns.bpf.c
+DNS_PORTS_MAX = 8  # the size of dns_ports in bpf/dns.c
 
 
 def dns_ports(value: object) -> tuple[int, ...]:

@@ -114,6 +114,8 @@ static __always_inline void current_process_name(char (*buf)[16])
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
 #define MSGHDR_IOV 16    /* offsetof(struct user_msghdr, msg_iov) */
 #define MSGHDR_IOVLEN 24 /* offsetof(struct user_msghdr, msg_iovlen) */
 

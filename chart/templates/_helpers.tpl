@@ -42,7 +42,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The capabilities the exporter needs (docs/install.md says which feature needs which). */}}
 {{- define "netobs.capabilities" -}}
-{{- $caps := list "BPF" "PERFMON" "SYS_PTRACE" "DAC_READ_SEARCH" }}
+{{- $caps := list "BPF" "PERFMON" "NET_ADMIN" "SYS_PTRACE" "DAC_READ_SEARCH" }}
 {{- if eq (include "netobs.bashEnabled" .) "true" }}
 {{- $caps = append $caps "SYS_ADMIN" }}
 {{- end }}

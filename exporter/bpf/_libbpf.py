@@ -101,6 +101,7 @@ _LIBBPF_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__attach": (c_void_p, [c_void_p]),
     "bpf_program__attach_uprobe": (c_void_p, [c_void_p, c_bool, c_int, c_char_p, c_size_t]),
     "bpf_program__attach_iter": (c_void_p, [c_void_p, POINTER(BpfIterAttachOpts)]),
+    "bpf_program__attach_cgroup": (c_void_p, [c_void_p, c_int]),
     "bpf_link__destroy": (c_int, [c_void_p]),
     "bpf_link__fd": (c_int, [c_void_p]),
     "bpf_iter_create": (c_int, [c_int]),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from exporter.bpf import _libbpf
 from exporter.bpf._libbpf import lib
+from exporter.bpf.cgroupfs import root_cgroup_fd
 from exporter.bpf.errors import BpfError, NotSupported, errno_reason, error_for_errno
 from exporter.bpf.maps import BpfMap
 from exporter.bpf.ringbuf import RingBuffer
@@ -25,6 +26,8 @@ BPF_MAP_TYPE_RINGBUF = 27
 _TRACEFS_SECTIONS = ("tracepoint/", "tp/")
 # Iterators run on demand (BpfObject.map_iterator), not when attached.
 _ITER_SECTION = "iter/"
+# Sections attached to the root of cgroup v2 (exporter/bpf/cgroupfs.py).
+_CGROUP_SECTION = "cgroup/"
 
 
 def objects_dir() -> pathlib.Path:
@@ -143,6 +146,15 @@ class BpfObject:
                 ensure_tracefs()
             except NotSupported as error:
                 return AttachResult(program, section, attached=False, error=str(error))
+        if section.startswith(_CGROUP_SECTION):
+            try:
+                fd = root_cgroup_fd()
+            except NotSupported as error:
+                return AttachResult(program, section, attached=False, error=str(error))
+            try:
+                return self._record_link(program, section, lib().bpf_program__attach_cgroup(pointer, fd))
+            finally:
+                os.close(fd)
         return self._record_link(program, section, lib().bpf_program__attach(pointer))
 
     def attach_all(self) -> list[AttachResult]:

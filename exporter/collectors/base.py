@@ -1,10 +1,15 @@
-"""What every collector is: a BPF object it owns, and aggregates it turns into points."""
+"""What every collector is: a BPF object it owns or shares, and aggregates it turns into points.
+
+Collectors that watch sockets (netflow, dns, l7) share one object, bpf/sockets.bpf.c, so that each
+kernel event runs one program whichever of them are on (why: that file's head). `start_all` loads it
+once for all of them; should that fail, each is tried with an object of its own, so one feature the
+kernel refuses does not stop the others."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
@@ -18,10 +23,12 @@ POLL_TIMEOUT_MS = 200
 class Collector:
     """Lifecycle: start() -> snapshot()/tick() many times -> stop().
 
-    Subclasses name their object and fill in configure() and snapshot()."""
+    Subclasses name their object and fill in configure() and snapshot(). A collector of a shared
+    object also names the programs it needs; the object's `<name>_enabled` constant turns it on."""
 
     name = ""
     object_name = ""
+    programs: frozenset[str] = frozenset()  # in a shared object: the programs this collector needs
 
     def __init__(self) -> None:
         self.obj: BpfObject | None = None
@@ -31,6 +38,7 @@ class Collector:
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self.kernel_filter: KernelFilter | None = None  # the filter maps every object has (netobs_filter.h)
+        self._shared: SharedObject | None = None
 
     def configure(self, obj: BpfObject) -> None:
         """Sets read-only constants and map sizes, before load."""
@@ -40,19 +48,7 @@ class Collector:
 
     def load(self) -> BpfObject:
         """Opens, configures, loads and prepares the object: everything but attaching."""
-        obj = BpfObject.open(objects_dir() / f"{self.object_name}.bpf.o")
-        try:
-            self.configure(obj)
-            if self.kernel_filter is not None:
-                self.kernel_filter.configure(obj)
-            obj.load()
-            self.prepare(obj)
-            if self.kernel_filter is not None:
-                self.kernel_filter.sync(obj)
-        except BaseException:
-            obj.close()
-            raise
-        return obj
+        return load_object([self])
 
     def sync_filter(self) -> None:
         """Brings the object's filter maps up to date; from the main thread only."""
@@ -60,12 +56,12 @@ class Collector:
             self.kernel_filter.sync(self.obj)
 
     def start(self) -> list[AttachResult]:
-        obj = self.obj = self.load()
-        self.attach_results = obj.attach_all()
-        for r in self.attach_results:
-            if not r.attached:
-                log.warning("program %s (%s) not attached: %s", r.program, r.section, r.error)
+        """Loads and attaches an object of its own."""
+        start_together([self])
         return self.attach_results
+
+    def attached(self) -> None:
+        """Called once the programs are attached: start reading what needs a thread."""
 
     def snapshot(self) -> Snapshot:
         return {}
@@ -103,10 +99,100 @@ class Collector:
             self._poller.join(timeout=5)
             self._poller = None
         if self.obj is not None:
-            if self.kernel_filter is not None:
-                self.kernel_filter.forget(self.obj)
-            self.obj.close()
+            if self._shared is not None:
+                self._shared.release(self)
+            else:
+                if self.kernel_filter is not None:
+                    self.kernel_filter.forget(self.obj)
+                self.obj.close()
             self.obj = None
+            self._shared = None
+
+
+class SharedObject:
+    """An object loaded for several collectors; closed when the last of them stops."""
+
+    def __init__(self, obj: BpfObject, members: Sequence[Collector]) -> None:
+        self.obj = obj
+        self._members = set(map(id, members))
+        self._filter = members[0].kernel_filter
+
+    def release(self, member: Collector) -> None:
+        self._members.discard(id(member))
+        if not self._members:
+            if self._filter is not None:
+                self._filter.forget(self.obj)
+            self.obj.close()
+
+
+def load_object(members: Sequence[Collector]) -> BpfObject:
+    """Opens the members' object, lets each configure it, loads it and lets each prepare it. In a
+    shared object only the programs some member needs are loaded, and each member's feature is on."""
+    obj = BpfObject.open(objects_dir() / f"{members[0].object_name}.bpf.o")
+    kernel_filter = members[0].kernel_filter
+    try:
+        if members[0].programs:
+            wanted = frozenset().union(*(m.programs for m in members))
+            for program in obj.programs():
+                obj.set_autoload(program, program in wanted)
+            obj.set_rodata({f"{m.name}_enabled": True for m in members})
+        for m in members:
+            m.configure(obj)
+        if kernel_filter is not None:
+            kernel_filter.configure(obj)
+        obj.load()
+        for m in members:
+            m.prepare(obj)
+        if kernel_filter is not None:
+            kernel_filter.sync(obj)
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def start_together(members: Sequence[Collector]) -> None:
+    """Loads the members' object once and attaches its programs; raises BpfError if it cannot."""
+    obj = load_object(members)
+    results = obj.attach_all()
+    shared = SharedObject(obj, members) if len(members) > 1 else None
+    for m in members:
+        m.obj, m._shared = obj, shared
+        m.attach_results = [r for r in results if not m.programs or r.program in m.programs]
+    for r in results:
+        if not r.attached:
+            log.warning("program %s (%s) not attached: %s", r.program, r.section, r.error)
+    for m in members:
+        m.attached()
+
+
+def start_all(collectors: Sequence[Collector]) -> list[tuple[Collector, BpfError]]:
+    """Starts the collectors, those of one object together; returns those that could not start.
+    If a shared object fails to load, each of its collectors is tried alone, so the error names the
+    collector it belongs to and the others still run."""
+    groups: dict[str, list[Collector]] = {}
+    for c in collectors:
+        groups.setdefault(c.object_name if c.programs else f"{c.object_name}:{id(c)}", []).append(c)
+    failures: list[tuple[Collector, BpfError]] = []
+    for members in groups.values():
+        try:
+            if len(members) == 1:
+                members[0].start()
+            else:
+                start_together(members)
+            continue
+        except BpfError as e:
+            if len(members) == 1:
+                failures.append((members[0], e))
+                continue
+            log.warning("%s: could not load %s together (%s); trying each alone",
+                        members[0].object_name, ", ".join(m.name for m in members), e)
+        for m in members:
+            try:
+                m.start()
+            except BpfError as e:
+                failures.append((m, e))
+    return failures
 
 
 def check_mirrors(obj: BpfObject, mirrors: Mapping[str, type]) -> None:

@@ -1,6 +1,6 @@
 """dns: lookups seen in the DNS messages processes send and receive, and the names they resolve.
 
-The kernel side (bpf/dns.bpf.c) copies each DNS message, or DNS-over-TCP stream chunk, into a
+The kernel side (bpf/dns.c) copies each DNS message, or DNS-over-TCP stream chunk, into a
 ring buffer. A thread here drains it, decodes the header and hands the chunk to the
 LookupTracker, which pairs queries with answers and aggregates. Snapshots read the aggregates;
 tick() turns overdue queries into timeouts. Answers also teach the DomainCache that netflow
@@ -16,7 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.bpf import AttachResult, BpfObject
+from exporter.bpf import BpfObject
+from exporter.collectors import sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LookupTracker, RecordTotals, SeriesKey
 from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS, PendingKey, SeriesStats
@@ -63,7 +64,8 @@ def decode(raw: memoryview | bytes) -> Chunk | None:
 
 class DnsCollector(Collector):
     name = "dns"
-    object_name = "dns"
+    object_name = sockets.OBJECT
+    programs = sockets.SOCKET_CALLS | sockets.UDP_PEERS
 
     def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
         super().__init__()
@@ -90,12 +92,10 @@ class DnsCollector(Collector):
             "learn_interval_ns": LEARN_INTERVAL_NS,
         })
         obj.set_max_entries("pending", self.config.dns.max_pending)
-        obj.set_max_entries("series", self.config.dns.max_series)
+        obj.set_max_entries("dns_series", self.config.dns.max_series)
 
-    def start(self) -> list[AttachResult]:
-        results = super().start()
+    def attached(self) -> None:
         self.poll_ring_buffer("dns_events", self._on_event)
-        return results
 
     def _on_event(self, raw: memoryview | bytes) -> None:
         chunk = decode(raw)
@@ -127,7 +127,7 @@ class DnsCollector(Collector):
         its queries that waited too long into TIMEOUT lookups. Costs one map read per series."""
         if self.obj is None:
             return
-        series = self.obj.map("series")
+        series = self.obj.map("dns_series")
         # oldest first: when a process passes Dns.MaxNamesPerProcess, its earlier names keep their series
         for key, stats in sorted(series.items(KernelSeriesKey, SeriesStats), key=lambda kv: kv[1].last_ns):
             raw = bytes(key)
@@ -166,7 +166,7 @@ class DnsCollector(Collector):
         counts = dict(self.tracker.skipped.counts)
         counts["tcp_desync"] += self.tracker.tcp_desyncs()
         if self.obj is not None:
-            for k, v in self.obj.map("lost").items(ctypes.c_uint32, ctypes.c_uint64):
+            for k, v in self.obj.map("dns_lost").items(ctypes.c_uint32, ctypes.c_uint64):
                 counts[LOST_REASONS[k.value]] = v.value
         return counts
 

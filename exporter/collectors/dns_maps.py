@@ -8,7 +8,7 @@ DATA_MAX = 1024
 COMM_LEN = 16
 NAME_MAX = 128
 BOUNDS = 19
-LOST_REASONS = ("ring_full", "calls_full", "pending_full", "series_full", "unmatched")
+LOST_REASONS = ("ring_full", "pending_full", "series_full", "unmatched")
 
 
 class DnsEvent(ctypes.Structure):

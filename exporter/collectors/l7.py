@@ -1,6 +1,6 @@
 """l7: requests of application protocols (HTTP/1.x), paired and counted in the kernel.
 
-bpf/l7.bpf.c keeps one series of cumulative figures per (process, role, method, route, status,
+bpf/l7.c keeps one series of cumulative figures per (process, role, method, route, status,
 server). Here they are read once per tick or scrape, and only the increments of series that
 changed are added to the RequestTracker, so the cost follows the number of series, never the
 request rate."""
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.bpf import BpfObject
-from exporter.collectors import sockdiag
+from exporter.collectors import sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.l7_maps import (
     DB_ERROR,
@@ -57,7 +57,8 @@ def _code(protocol: str, status: int, raw: bytes) -> str:
 
 class L7Collector(Collector):
     name = "l7"
-    object_name = "l7"
+    object_name = sockets.OBJECT
+    programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -85,7 +86,7 @@ class L7Collector(Collector):
             "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
             "max_connections": l7.max_connections,
         })
-        obj.set_max_entries("series", l7.max_series)
+        obj.set_max_entries("l7_series", l7.max_series)
 
     def prepare(self, obj: BpfObject) -> None:
         one = ctypes.c_uint8(1)
@@ -110,7 +111,7 @@ class L7Collector(Collector):
         L7.SeriesExpiry. One map read per series."""
         if self.obj is None:
             return
-        series = self.obj.map("series")
+        series = self.obj.map("l7_series")
         for key, stats in series.items(SeriesKey, SeriesStats):
             raw = bytes(key)
             figures = (stats.count, stats.sum_ns, tuple(stats.buckets), stats.request_bytes, stats.response_bytes,
@@ -144,7 +145,7 @@ class L7Collector(Collector):
     def lost(self) -> Mapping[str, int]:
         counts = dict.fromkeys(LOST_REASONS, 0)
         if self.obj is not None:
-            for k, v in self.obj.map("lost").items(ctypes.c_uint32, ctypes.c_uint64):
+            for k, v in self.obj.map("l7_lost").items(ctypes.c_uint32, ctypes.c_uint64):
                 counts[LOST_REASONS[k.value]] = v.value
         return counts
 

@@ -1,6 +1,6 @@
 """Request series of the application protocols: what the kernel counted, as metrics and records.
 
-The kernel (bpf/l7.bpf.c) pairs each request with its response and adds the exchange to a series
+The kernel (bpf/l7.c) pairs each request with its response and adds the exchange to a series
 of cumulative figures. This module turns the increments read from it into series keyed the way
 users slice them (role, process, method, route, status, server), folds a process's routes beyond
 its cap into "~other", and renders OpenTelemetry points and iLogtail `protocols` records. Pure

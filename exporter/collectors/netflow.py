@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.bpf import BpfObject
-from exporter.collectors import sockdiag
+from exporter.collectors import sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.netflow_maps import (
     DIRECTION_INCOMING,
@@ -78,7 +78,9 @@ def error_name(code: int) -> str:
 
 class NetflowCollector(Collector):
     name = "netflow"
-    object_name = "netflow"
+    object_name = sockets.OBJECT
+    programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES | sockets.UDP_PEERS | frozenset(
+        {"netflow_tcp_retransmit", "flush_sockets"})
 
     def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
         super().__init__()
@@ -264,7 +266,7 @@ class NetflowCollector(Collector):
         if self.obj is None:
             return {}
         return {LOST_REASONS[k.value]: v.value
-                for k, v in self.obj.map("lost").items(ctypes.c_uint32, ctypes.c_uint64)}
+                for k, v in self.obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
 
     # -------------------------------------------------------------- records
 

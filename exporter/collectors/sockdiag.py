@@ -34,7 +34,7 @@ class Connection:
     comm: str
 
     def flow_key(self, ephemeral_low: int, ephemeral_high: int) -> FlowKey:
-        """The same key the kernel would have built (bpf/netflow.bpf.c key_from_endpoints)."""
+        """The same key the kernel would have built (bpf/netflow.c key_from_endpoints)."""
         local, family = pack_address(self.local)
         remote, _ = pack_address(self.remote)
         key = FlowKey(family=family, protocol=IPPROTO_TCP, pid=self.pid,

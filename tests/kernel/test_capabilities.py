@@ -47,8 +47,8 @@ def test_the_bash_audit_needs_sys_admin() -> None:
     assert without.returncode == 1 and "bash_readline" in without.stdout
 
 
-@pytest.mark.parametrize("needed", ["BPF", "PERFMON"])
-def test_bpf_and_perfmon_are_both_needed(needed: str) -> None:
-    """Without the bash audit's CAP_SYS_ADMIN, which would stand in for both."""
+@pytest.mark.parametrize("needed", ["BPF", "PERFMON", "NET_ADMIN"])
+def test_bpf_perfmon_and_net_admin_are_each_needed(needed: str) -> None:
+    """Without the bash audit's CAP_SYS_ADMIN, which would stand in for each."""
     caps = [c for c in chart_capabilities("otlp-filters") if c != needed]
     assert check_config(caps, "Bash.Enabled=false").returncode != 0

@@ -24,6 +24,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.bpf import BpfObject, objects_dir
+from exporter.collectors.netflow import NetflowCollector
 from tests.kernel.harness import REPO_ROOT, WITH_PID, Exporter, Peer, wait_until
 from tests.kernel.otlp_receiver import GrpcReceiver, HttpReceiver, Received, attributes
 
@@ -194,16 +196,15 @@ def test_otlp_endpoint_from_config_beats_the_environment(bpf_ready: None, no_otl
 # ---------------------------------------------------------------------------- --check-config
 
 
-def netflow_programs() -> set[tuple[str, str]]:
-    """(program, section) of every program in bpf/netflow.bpf.c, read from its SEC() lines."""
-    source = (REPO_ROOT / "bpf" / "netflow.bpf.c").read_text()
-    found = re.findall(r'^SEC\("([^"]+)"\)\s*\nint\s+(?:BPF_PROG\(\s*(\w+)|(\w+)\s*\()', source, re.M)
-    return {(prog or func, section) for section, prog, func in found}
+def object_programs(name: str) -> set[tuple[str, str]]:
+    """(program, section) of every program in a built object."""
+    with BpfObject.open(objects_dir() / f"{name}.bpf.o") as obj:
+        return {(program, obj.section(program)) for program in obj.programs()}
 
 
 def test_check_config_attaches_every_program(bpf_ready: None) -> None:
-    expected = netflow_programs()
-    assert len(expected) >= 10
+    expected = object_programs("sockets")
+    assert len(expected) >= 9
     done = subprocess.run([sys.executable, "-m", "exporter", "--check-config"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -211,8 +212,10 @@ def test_check_config_attaches_every_program(bpf_ready: None) -> None:
     assert header.split() == ["COLLECTOR", "PROGRAM", "SECTION", "RESULT"]
     rows = [line.split() for line in lines]
     assert all(len(row) == 4 and row[3] == "attached" for row in rows), done.stdout
-    netflow = sorted((program, section) for collector, program, section, _ in rows if collector == "netflow")
-    assert netflow == sorted(expected)
+    shared = {(program, section) for collector, program, section, _ in rows if collector in ("netflow", "dns", "l7")}
+    assert shared == expected  # every program of the shared object, each attached once for all
+    netflow = {program for collector, program, _, _ in rows if collector == "netflow"}
+    assert netflow == NetflowCollector.programs
 
 
 # ---------------------------------------------------------------------------- clean stop
@@ -240,7 +243,7 @@ def test_stop_on_signal_exits_0_and_unloads_every_program(bpf_ready: None, sig: 
     try:
         now = loaded_programs()
         added = (now.keys() - before.keys()) & program_ids_held_by(e.proc.pid)
-        assert {name[:15] for name, _ in netflow_programs()} <= {now[i][:15] for i in added}
+        assert {name[:15] for name, _ in object_programs("sockets")} <= {now[i][:15] for i in added}
     finally:
         e.proc.send_signal(sig)
         try:

@@ -89,8 +89,8 @@ def test_defaults(tmp_path: Path) -> None:
     security = c["securityContext"]
     assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
     assert security["runAsUser"] == 0 and security["readOnlyRootFilesystem"] is True
-    assert security["capabilities"] == {"drop": ["ALL"],
-                                        "add": ["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_ADMIN"]}
+    assert security["capabilities"] == {
+        "drop": ["ALL"], "add": ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_ADMIN"]}
     assert mounts(m) == {
         "/etc/netobs": ("config", True), "/tmp": ("tmp", False), "/sys/kernel/tracing": ("tracefs", True),
         "/host/sys/fs/cgroup": ("cgroup", True), "/run/containerd/containerd.sock": ("runtime-socket", True),
@@ -153,7 +153,7 @@ def test_otlp_and_filters(tmp_path: Path) -> None:
     assert e["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.node.name=$(NODE_NAME),k8s.cluster.name=prod-eu"
     # Bash audit off: no CAP_SYS_ADMIN; the extra capability is added.
     assert container(m)["securityContext"]["capabilities"]["add"] == [
-        "BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_RESOURCE"]
+        "BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_RESOURCE"]
     assert container(m)["args"][-2:] == ["--config.set", "Telemetry.MaxSeriesPerInstrument=50000"]
     assert "--log.format=json" in container(m)["args"]
     config = load_config(str(exporter_config(m, tmp_path)), {})

@@ -2,11 +2,11 @@
 /* dns: the DNS messages processes send and receive, copied to user space for parsing.
  *
  * Every socket call that moves data (read/write, readv/writev, recvfrom/sendto, recvmsg/sendmsg,
- * recvmmsg/sendmmsg) is seen at syscall entry and exit, in every network namespace. At entry the
- * file descriptor is resolved to its socket; a TCP or UDP socket with a DNS port at either end is
- * remembered for the thread, as is an unconnected UDP socket whose peer is only known per
- * datagram. At exit each message (UDP) or stream chunk (TCP) that involves a DNS port is copied,
- * up to DNS_DATA_MAX bytes.
+ * recvmmsg/sendmmsg) is seen where the socket layer accounts it (sock_{send,recv}_length, once per
+ * message), in every network namespace. A message (UDP) or stream chunk (TCP) with a DNS port at
+ * either end is copied, up to DNS_DATA_MAX bytes, from the buffer the system call's registers name.
+ * An unconnected UDP socket's peer is the one the cgroup hooks saw for that datagram
+ * (bpf/sockets.bpf.c).
  *
  * A UDP message with one plain question (the common case) is handled here: a query waits in
  * `pending`; its answer completes the lookup, counted in `series`. User space reads the series'
@@ -22,15 +22,9 @@
 #include "netobs_filter.h"
 #include "dns.h"
 
-char LICENSE[] SEC("license") = "GPL";
-
 #define E2BIG 7
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define MMSG_MAX 8   /* messages of one sendmmsg/recvmmsg looked at */
 #define IOV_MAX_SEEN 4 /* iovec entries of one call copied from */
 #define MMSGHDR_SIZE 64
-#define MMSGHDR_LEN 56   /* offsetof(struct mmsghdr, msg_len) */
 
 const volatile __u16 dns_ports[DNS_PORTS_MAX] = {53};
 const volatile __u64 bounds_ns[DNS_BOUNDS] = {};       /* histogram bucket upper bounds */
@@ -47,27 +41,30 @@ struct {
 	__uint(max_entries, DNS_LOST_REASONS);
 	__type(key, __u32);
 	__type(value, __u64);
-} lost SEC(".maps");
+} dns_lost SEC(".maps");
 
-/* One thread inside a socket call: what its exit needs. */
+/* The call a message belongs to. */
 struct dns_call {
 	__u64 sock;
-	__u64 buf;      /* read/write/recvfrom/sendto: the buffer */
-	__u64 iov;      /* readv/writev/recvmsg/sendmsg: struct iovec * */
-	__u64 name;     /* sendto/recvfrom/sendmsg/recvmsg: struct sockaddr * of the peer, or 0 */
-	__u64 mmsg;     /* sendmmsg/recvmmsg: struct mmsghdr * */
-	__u64 ktime_ns; /* at entry */
-	__u32 iovcnt;
 	__u8 sent;
-	__u8 pad[3];
+};
+
+/* Per thread inside sendmmsg/recvmmsg: the message the next sock_{send,recv}_length is about. The
+ * kernel handles a vector's messages in order, one socket-layer call each; a vector other than the
+ * last one, or a message past its end, starts over at 0, and so does a failed call (which ends the
+ * system call). */
+struct dns_mmsg {
+	__u64 vec;
+	__u32 vlen;
+	__u32 next;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
 	__type(key, __u64);
-	__type(value, struct dns_call);
-} calls SEC(".maps");
+	__type(value, struct dns_mmsg);
+} mmsg_next SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -81,7 +78,7 @@ struct {
 	__uint(max_entries, 16384); /* Dns.MaxSeries */
 	__type(key, struct dns_series_key);
 	__type(value, struct dns_series);
-} series SEC(".maps");
+} dns_series SEC(".maps");
 
 /* name hash -> when an answer for it was last sent to user space */
 struct {
@@ -109,7 +106,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct dns_work);
-} work SEC(".maps");
+} dns_work SEC(".maps");
 
 /* An event plus room for a copy that starts near its end: lets the verifier bound the copies. */
 struct dns_scratch {
@@ -124,9 +121,9 @@ struct {
 	__type(value, struct dns_scratch);
 } scratch SEC(".maps");
 
-static __always_inline void count_lost(__u32 reason)
+static __always_inline void dns_count_lost(__u32 reason)
 {
-	__u64 *n = bpf_map_lookup_elem(&lost, &reason);
+	__u64 *n = bpf_map_lookup_elem(&dns_lost, &reason);
 	if (n)
 		__sync_fetch_and_add(n, 1);
 }
@@ -143,146 +140,19 @@ static __always_inline bool is_dns_port(__u16 port)
 	return false;
 }
 
-/* Reads the peer of an unconnected UDP socket from a user sockaddr. */
-static __always_inline bool peer_from_sockaddr(struct netobs_endpoints *ep, __u64 addr)
-{
-	__u8 sa[28] = {};
-	__u16 family;
-
-	if (!addr || bpf_probe_read_user(sa, sizeof(sa), (const void *)addr))
-		return false;
-	family = *(__u16 *)sa;
-	if (family == AF_INET) {
-		ep->remote_port = bpf_ntohs(*(__u16 *)(sa + 2));
-		__builtin_memset(ep->remote_addr, 0, 16);
-		__builtin_memcpy(ep->remote_addr, sa + 4, 4);
-		if (ep->family == AF_INET6) { /* dual-stack socket: report IPv4 as IPv4 */
-			__builtin_memcpy(ep->local_addr, ep->local_addr + 12, 4);
-			__builtin_memset(ep->local_addr + 4, 0, 12);
-			ep->family = AF_INET;
-		}
-		return true;
-	}
-	if (family == AF_INET6) {
-		ep->remote_port = bpf_ntohs(*(__u16 *)(sa + 2));
-		__builtin_memcpy(ep->remote_addr, sa + 8, 16);
-		endpoints_unmap_v4(ep);
-		return true;
-	}
-	return false;
-}
-
-/* ---------------------------------------------------------------- entry */
-
-static __always_inline int begin(long fd, __u8 sent, __u64 buf, __u64 iov, __u32 iovcnt, __u64 name, __u64 mmsg)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct netobs_endpoints ep;
-	struct sock *sk;
-	__u16 protocol, family;
-
-	if (!netobs_current_watched())
-		return 0;
-	sk = fd_to_sock((int)fd);
-	if (!sk)
-		return 0;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	protocol = BPF_CORE_READ(sk, sk_protocol);
-	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
-		return 0;
-	sock_endpoints(sk, &ep);
-	if (!is_dns_port(ep.local_port) && !is_dns_port(ep.remote_port)) {
-		/* only an unconnected UDP socket may still talk to a DNS port, per datagram */
-		if (protocol != IPPROTO_UDP || ep.remote_port || (!name && !mmsg))
-			return 0;
-	}
-	struct dns_call call = {
-		.sock = (__u64)sk,
-		.buf = buf,
-		.iov = iov,
-		.name = name,
-		.mmsg = mmsg,
-		.ktime_ns = bpf_ktime_get_ns(),
-		.iovcnt = iovcnt,
-		.sent = sent,
-	};
-	if (bpf_map_update_elem(&calls, &id, &call, BPF_ANY))
-		count_lost(DNS_LOST_CALLS_FULL);
-	return 0;
-}
-
-/* The struct user_msghdr fields a call needs: the peer's address and the iovec. */
-static __always_inline void read_msghdr(__u64 msg, __u64 *name, __u64 *iov, __u32 *iovcnt)
+/* The struct user_msghdr fields a call needs: its iovec. */
+static __always_inline void read_msghdr(__u64 msg, __u64 *iov, __u32 *iovcnt)
 {
 	__u64 len = 0;
 
-	*name = 0;
 	*iov = 0;
 	*iovcnt = 0;
 	if (!msg)
 		return;
-	bpf_probe_read_user(name, sizeof(*name), (const void *)msg);
 	bpf_probe_read_user(iov, sizeof(*iov), (const void *)(msg + MSGHDR_IOV));
 	bpf_probe_read_user(&len, sizeof(len), (const void *)(msg + MSGHDR_IOVLEN));
 	*iovcnt = len > IOV_MAX_SEEN ? IOV_MAX_SEEN : (__u32)len;
 }
-
-/* sendto/recvfrom/sendmsg/recvmsg without an address are seen at sock_{send,recv}_length instead. */
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int dns_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	if (!ctx->args[4])
-		return 0;
-	return begin(ctx->args[0], 0, ctx->args[1], 0, 0, ctx->args[4], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int dns_enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	if (!ctx->args[4])
-		return 0;
-	return begin(ctx->args[0], 1, ctx->args[1], 0, 0, ctx->args[4], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int dns_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 name = 0, iov;
-	__u32 iovcnt;
-
-	if (bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]) || !name)
-		return 0;
-	read_msghdr(ctx->args[1], &name, &iov, &iovcnt);
-	return begin(ctx->args[0], 0, 0, iov, iovcnt, name, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int dns_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 name = 0, iov;
-	__u32 iovcnt;
-
-	if (bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]) || !name)
-		return 0;
-	read_msghdr(ctx->args[1], &name, &iov, &iovcnt);
-	return begin(ctx->args[0], 1, 0, iov, iovcnt, name, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int dns_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return begin(ctx->args[0], 0, 0, 0, 0, 0, ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int dns_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return begin(ctx->args[0], 1, 0, 0, 0, 0, ctx->args[1]);
-}
-
-/* ---------------------------------------------------------------- exit */
 
 /* Copies up to `length` bytes of the message from one buffer or from the first iovec entries. */
 static __always_inline __u64 copy_payload(struct dns_event *ev, __u64 buf, __u64 iov, __u32 iovcnt, __u64 length)
@@ -352,7 +222,7 @@ static long find_bucket(__u64 i, void *data)
 }
 
 /* The histogram bucket of a latency, found by a loop callback that the verifier checks once. */
-static __always_inline __u32 bucket_of(struct dns_work *w, __u64 ns)
+static __always_inline __u32 dns_bucket(struct dns_work *w, __u64 ns)
 {
 	struct bucket_ctx b = {.w = w, .ns = ns};
 
@@ -366,7 +236,7 @@ static __always_inline void count_lookup(struct dns_work *w, struct dns_series *
 {
 	__u64 latency = ev->ktime_ns > p->ktime_ns ? ev->ktime_ns - p->ktime_ns : 0;
 	__u64 window = ev->ktime_ns / (window_ns ? window_ns : 1);
-	__u32 b = bucket_of(w, latency);
+	__u32 b = dns_bucket(w, latency);
 
 	__sync_fetch_and_add(&s->count, 1);
 	__sync_fetch_and_add(&s->sum_ns, latency);
@@ -465,7 +335,7 @@ __noinline int dns_fast(struct dns_event *ev)
 
 	if (!ev)
 		return FAST_USER;
-	w = bpf_map_lookup_elem(&work, &zero);
+	w = bpf_map_lookup_elem(&dns_work, &zero);
 	captured = ev->captured;
 	if (!w || captured < 17 || captured > DNS_DATA_MAX)
 		return FAST_USER;
@@ -507,26 +377,26 @@ __noinline int dns_fast(struct dns_event *ev)
 		bpf_loop(name_len, copy_lower, &copy, 0);
 		__builtin_memcpy(p->comm, ev->comm, DNS_COMM_LEN);
 		if (bpf_map_update_elem(&pending, &pkey, p, BPF_NOEXIST) == -E2BIG)
-			count_lost(DNS_LOST_PENDING_FULL);
+			dns_count_lost(DNS_LOST_PENDING_FULL);
 		return FAST_COUNTED;
 	}
 
 	p = bpf_map_lookup_elem(&pending, &pkey);
 	if (!p || p->series.qtype != qtype) {
-		count_lost(DNS_LOST_UNMATCHED);
+		dns_count_lost(DNS_LOST_UNMATCHED);
 		return FAST_COUNTED;
 	}
 	__builtin_memcpy(&w->key, &p->series, sizeof(w->key));
 	w->key.rcode = byte_at(ev, 3) & 0x0f;
-	s = bpf_map_lookup_elem(&series, &w->key);
+	s = bpf_map_lookup_elem(&dns_series, &w->key);
 	if (!s) {
-		bpf_map_update_elem(&series, &w->key, &w->zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&series, &w->key);
+		bpf_map_update_elem(&dns_series, &w->key, &w->zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&dns_series, &w->key);
 	}
 	if (s)
 		count_lookup(w, s, p, ev);
 	else
-		count_lost(DNS_LOST_SERIES_FULL);
+		dns_count_lost(DNS_LOST_SERIES_FULL);
 	bpf_map_delete_elem(&pending, &pkey);
 	if (w->key.rcode == 0 && u16_at(ev, 6) && client && should_learn(w, ev->ktime_ns))
 		return FAST_LEARN;
@@ -535,15 +405,13 @@ __noinline int dns_fast(struct dns_event *ev)
 
 /* Counts one message or chunk, or sends it to user space, if a DNS port is at either end. */
 static __always_inline void emit(const struct dns_call *call, struct netobs_endpoints *ep, __u8 protocol,
-				 __u64 name, __u64 buf, __u64 iov, __u32 iovcnt, __u32 length, __u64 ktime_ns)
+				 __u64 buf, __u64 iov, __u32 iovcnt, __u32 length, __u64 ktime_ns)
 {
 	__u32 zero = 0;
 	struct dns_scratch *s;
 	struct dns_event *ev;
 	__u64 captured;
 
-	if (protocol == IPPROTO_UDP && name)
-		peer_from_sockaddr(ep, name); /* unconnected: this datagram's peer */
 	if (!is_dns_port(ep->local_port) && !is_dns_port(ep->remote_port))
 		return;
 	s = bpf_map_lookup_elem(&scratch, &zero);
@@ -576,103 +444,58 @@ static __always_inline void emit(const struct dns_call *call, struct netobs_endp
 		ev->paired = fast == FAST_LEARN;
 	}
 	if (bpf_ringbuf_output(&dns_events, ev, offsetof(struct dns_event, data) + captured, 0))
-		count_lost(DNS_LOST_RINGBUF_FULL);
+		dns_count_lost(DNS_LOST_RINGBUF_FULL);
 }
 
-struct mmsg_ctx {
-	const struct dns_call *call;
-	struct sock *sk;
-	__u8 protocol;
-	__u64 ktime_ns;
-};
-
-/* Message i of a sendmmsg/recvmmsg vector. */
-static long emit_mmsg(__u64 i, void *data)
-{
-	struct mmsg_ctx *m = data;
-	__u64 hdr = m->call->mmsg + i * MMSGHDR_SIZE;
-	struct netobs_endpoints ep;
-	__u64 name = 0, iov = 0;
-	__u32 iovcnt = 0, len = 0;
-
-	read_msghdr(hdr, &name, &iov, &iovcnt);
-	bpf_probe_read_user(&len, sizeof(len), (const void *)(hdr + MMSGHDR_LEN));
-	sock_endpoints(m->sk, &ep);
-	emit(m->call, &ep, m->protocol, name, 0, iov, iovcnt, len, m->ktime_ns);
-	return 0;
-}
-
-static __always_inline int finish(long ret)
+/* The struct mmsghdr of the message of sendmmsg/recvmmsg(vec, vlen) this socket-layer call is about. */
+static __always_inline __u64 mmsg_entry(__u64 vec, __u64 vlen)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct dns_call *call = bpf_map_lookup_elem(&calls, &id);
-	struct netobs_endpoints ep;
-	struct sock *sk;
-	__u8 protocol;
-	__u64 now;
+	struct dns_mmsg *m = bpf_map_lookup_elem(&mmsg_next, &id);
+	struct dns_mmsg first = {.vec = vec, .vlen = vlen, .next = 1};
 
-	if (!call)
-		return 0;
-	if (ret <= 0)
-		goto out;
-	sk = (struct sock *)call->sock;
-	protocol = BPF_CORE_READ(sk, sk_protocol);
-	now = call->sent ? call->ktime_ns : bpf_ktime_get_ns();
-	if (!call->mmsg) {
-		sock_endpoints(sk, &ep);
-		emit(call, &ep, protocol, call->name, call->buf, call->iov, call->iovcnt, ret, now);
-		goto out;
+	if (!m || m->vec != vec || m->vlen != vlen || m->next >= vlen) {
+		bpf_map_update_elem(&mmsg_next, &id, &first, BPF_ANY);
+		return vec;
 	}
-	struct mmsg_ctx m = {.call = call, .sk = sk, .protocol = protocol, .ktime_ns = now};
-	bpf_loop(ret < MMSG_MAX ? ret : MMSG_MAX, emit_mmsg, &m, 0); /* ret is the number of messages */
-out:
-	bpf_map_delete_elem(&calls, &id);
-	return 0;
+	return vec + (__u64)(m->next++) * MMSGHDR_SIZE;
 }
 
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int dns_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
+/* A failed call ends a sendmmsg/recvmmsg: the thread's next one starts at its first message. */
+static __always_inline void mmsg_failed(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct dns_mmsg *m = bpf_map_lookup_elem(&mmsg_next, &id);
 
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int dns_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
+	if (m)
+		m->next = m->vlen;
+}
 
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int dns_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int dns_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int dns_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int dns_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return finish(ctx->ret); }
-
-/* ---------------------------------------------------------------- connected sockets */
-
-/* Data of a socket whose own address or peer is a DNS port, moved by read/write, readv/writev, or
- * sendto/recvfrom/sendmsg/recvmsg without an address. Seen where the kernel accounts socket data,
- * so other files and sockets cost a few loads; the buffer is the system call's, from its saved
- * registers. */
-static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
+/* Data of a socket whose own address or peer is a DNS port. Seen where the kernel accounts socket
+ * data, so other files and sockets cost a few loads; the buffer is the system call's, from its saved
+ * registers; an unconnected UDP socket's peer is `peer`. */
+static __always_inline void dns_sock_io(struct sock *sk, int ret, bool sent, const struct udp_peer *peer)
 {
 	struct netobs_syscall sc;
 	struct netobs_endpoints ep;
-	__u64 a1, a2, buf = 0, iov = 0, name = 0, len = 0;
+	__u64 a1, a2, buf = 0, iov = 0;
 	__u32 iovcnt = 0;
 	__u16 family, local, remote;
 	__u8 protocol;
 
-	if (ret <= 0)
-		return;
 	family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return;
 	protocol = sk->sk_protocol;
 	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
 		return;
+	if (ret <= 0) {
+		if (protocol == IPPROTO_UDP)
+			mmsg_failed();
+		return;
+	}
 	local = sk->__sk_common.skc_num;
-	remote = bpf_ntohs(sk->__sk_common.skc_dport);
+	remote = peer ? peer->port : bpf_ntohs(sk->__sk_common.skc_dport);
 	if (!is_dns_port(local) && !is_dns_port(remote))
 		return;
 	if (!netobs_current_watched())
@@ -684,6 +507,8 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
 	switch (sc.nr) {
 	case NR_read:
 	case NR_write:
+	case NR_recvfrom:
+	case NR_sendto:
 		buf = a1;
 		break;
 	case NR_readv:
@@ -691,47 +516,20 @@ static __always_inline void on_sock_io(struct sock *sk, int ret, bool sent)
 		iov = a1;
 		iovcnt = a2 > IOV_MAX_SEEN ? IOV_MAX_SEEN : a2;
 		break;
-	case NR_recvfrom:
-	case NR_sendto:
-		if (sc.arg5)
-			return; /* with an address: the syscall tracepoints have it */
-		buf = a1;
-		break;
 	case NR_recvmsg:
 	case NR_sendmsg:
-		if (bpf_probe_read_user(&name, sizeof(name), (const void *)a1) || name)
-			return;
-		bpf_probe_read_user(&iov, sizeof(iov), (const void *)(a1 + MSGHDR_IOV));
-		bpf_probe_read_user(&len, sizeof(len), (const void *)(a1 + MSGHDR_IOVLEN));
-		iovcnt = len > IOV_MAX_SEEN ? IOV_MAX_SEEN : (__u32)len;
+		read_msghdr(a1, &iov, &iovcnt);
+		break;
+	case NR_recvmmsg:
+	case NR_sendmmsg:
+		read_msghdr(mmsg_entry(a1, a2), &iov, &iovcnt);
 		break;
 	default:
-		return; /* sendmmsg/recvmmsg: the syscall tracepoints; sendfile, splice: not DNS */
+		return; /* sendfile, splice: not DNS */
 	}
-	struct dns_call call = {
-		.sock = (__u64)sk,
-		.buf = buf,
-		.iov = iov,
-		.ktime_ns = bpf_ktime_get_ns(),
-		.iovcnt = iovcnt,
-		.sent = sent,
-	};
+	struct dns_call call = {.sock = (__u64)sk, .sent = sent};
 	sock_endpoints(sk, &ep);
-	emit(&call, &ep, protocol, 0, buf, iov, iovcnt, ret, call.ktime_ns);
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(dns_sock_send, struct sock *sk, int ret, int flags)
-{
-	on_sock_io(sk, ret, true);
-	return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(dns_sock_recv, struct sock *sk, int ret, int flags)
-{
-	if (flags & MSG_PEEK)
-		return 0;
-	on_sock_io(sk, ret, false);
-	return 0;
+	if (peer)
+		endpoints_set_peer(&ep, peer);
+	emit(&call, &ep, protocol, buf, iov, iovcnt, ret, bpf_ktime_get_ns());
 }

@@ -6,9 +6,9 @@
  * sock_recvmsg and is not seen). TCP segments,
  * retransmits and RTT are the kernel's own tcp_sock counters, added to the flow as deltas
  * against a per-socket baseline kept in socket-local storage (freed with the socket).
- * Connection events come from inet_sock_set_state; the owner of an accepted connection from
- * accept(2); the peer of an unconnected UDP socket from the address its send/receive syscall
- * names.
+ * Connection events come from inet_sock_set_state; the owner of an accepted connection is the
+ * first process to use it; the peer of an unconnected UDP socket's datagram is the address the
+ * cgroup hooks saw (bpf/sockets.bpf.c).
  *
  * A TCP socket's bytes first gather in its own storage: one atomic add per call. They move to
  * its flow (a hash lookup, the tcp_sock counters, an RTT sample) every NETFLOW_CALLS_PER_FLUSH
@@ -23,8 +23,6 @@
 #include "netobs_filter.h"
 #include "netflow.h"
 
-char LICENSE[] SEC("license") = "GPL";
-
 #define EEXIST 17
 /* A busy socket's calls flush it every this many calls (and RTT is sampled then, at most once
  * per RttSampleInterval); reads flush every socket anyway. */
@@ -35,7 +33,6 @@ const volatile __u16 ephemeral_port_min = 32768;
 const volatile __u16 ephemeral_port_max = 60999;
 const volatile bool drop_unix = true;
 const volatile bool drop_unknown = true;
-const volatile bool drop_local = true;
 const volatile __u64 rtt_sample_interval_ns = 1000000000ULL;
 const volatile __u32 rtt_bounds_us[NETFLOW_RTT_BOUNDS] = {
 	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -61,7 +58,7 @@ struct {
 	__uint(max_entries, NETFLOW_LOST_REASONS);
 	__type(key, __u32);
 	__type(value, __u64);
-} lost SEC(".maps");
+} netflow_lost SEC(".maps");
 
 /* socket cookie -> pre-existing connection found by sock_diag (written by user space) */
 struct {
@@ -70,66 +67,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct netflow_seed);
 } seeds SEC(".maps");
-
-/* addresses of this host other than loopback (written by user space), for drop_local */
-struct netflow_addr {
-	__u8 addr[16];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct netflow_addr);
-	__type(value, __u8);
-} local_addrs SEC(".maps");
-
-/* accepted socket -> the process that accepted it */
-struct netflow_owner {
-	__u32 pid;
-	__u32 counted;
-	__u32 unwatched; /* the filter's verdict on that process (netobs_filter.h) */
-	__u32 pad;
-	char comm[NETFLOW_COMM_LEN];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct netflow_owner);
-} accept_owner SEC(".maps");
-
-/* Per thread, inside sendto/sendmsg/sendmmsg: where an unconnected UDP socket sends to. */
-struct netflow_send_ctx {
-	__u64 mmsg;  /* struct mmsghdr * of sendmmsg, or 0 */
-	__u32 index; /* next message of sendmmsg */
-	__u32 has_addr;
-	__u8 sockaddr[28];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct netflow_send_ctx);
-} send_ctxs SEC(".maps");
-
-/* Per thread, inside recvfrom/recvmsg/recvmmsg of an unconnected UDP socket: where the kernel
- * writes the sender's address, and the datagram that waits for it. The address is copied to
- * the user after the socket layer returns, so it is read at the next datagram or at exit. */
-struct netflow_recv_ctx {
-	__u64 name;  /* struct sockaddr * of recvfrom/recvmsg, or 0 */
-	__u64 mmsg;  /* struct mmsghdr * of recvmmsg, or 0 */
-	__u32 index; /* next message of recvmmsg */
-	__u32 pending;
-	__u64 pending_name;
-	__u64 pending_bytes;
-	struct netobs_endpoints local; /* local end and family of the pending datagram */
-	__u8 direction;
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct netflow_recv_ctx);
-} recv_ctxs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -174,9 +111,9 @@ struct {
 	__type(value, struct netflow_sock_state);
 } sock_states SEC(".maps");
 
-static __always_inline void count_lost(__u32 reason)
+static __always_inline void netflow_count_lost(__u32 reason)
 {
-	__u64 *n = bpf_map_lookup_elem(&lost, &reason);
+	__u64 *n = bpf_map_lookup_elem(&netflow_lost, &reason);
 	if (n)
 		__sync_fetch_and_add(n, 1);
 }
@@ -227,7 +164,7 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 	__builtin_memcpy(tmpl->comm, comm, NETFLOW_COMM_LEN);
 	long err = bpf_map_update_elem(&flows, key, tmpl, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
-		count_lost(NETFLOW_LOST_FLOW_TABLE_FULL);
+		netflow_count_lost(NETFLOW_LOST_FLOW_TABLE_FULL);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&flows, key);
@@ -244,7 +181,7 @@ static __always_inline struct netflow_sock_state *tcp_state_get(struct sock *sk)
 {
 	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
-		count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
+		netflow_count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
 		return NULL;
 	}
 	if (st->flags & ST_INIT)
@@ -291,27 +228,15 @@ static __always_inline void tcp_adopt(struct sock *sk, struct netflow_sock_state
 	st->key.direction = port_is_ephemeral(ep.local_port) ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
 }
 
-/* The owner of an accepted socket is the process that accepted it (accept(2) recorded it);
- * from a syscall, failing that, the current process. */
-static __always_inline void tcp_claim_owner(struct sock *sk, struct netflow_sock_state *st, bool in_syscall)
+/* The owner of an accepted socket is the first process to use it: its first socket call, or its
+ * close (FIN_WAIT1 and LAST_ACK are entered only from close(2) and shutdown(2)). No system call
+ * tracepoint is needed for accept(2): enabling one makes every system call of every process slower. */
+static __always_inline void tcp_claim_owner(struct netflow_sock_state *st)
 {
-	__u64 skp = (__u64)sk;
-	struct netflow_owner *o = bpf_map_lookup_elem(&accept_owner, &skp);
-
-	if (o) {
-		st->key.pid = o->pid;
-		__builtin_memcpy(st->comm, o->comm, NETFLOW_COMM_LEN);
-		if (o->counted)
-			st->flags |= ST_COUNTED;
-		if (o->unwatched)
-			st->flags |= ST_DROPPED;
-		bpf_map_delete_elem(&accept_owner, &skp);
-	} else if (in_syscall) {
-		st->key.pid = current_pid();
-		current_process_name(&st->comm);
-		if (!netobs_current_watched())
-			st->flags |= ST_DROPPED;
-	}
+	st->key.pid = current_pid();
+	current_process_name(&st->comm);
+	if (!netobs_current_watched())
+		st->flags |= ST_DROPPED;
 }
 
 static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_sock_state *st, struct netflow_stats *f)
@@ -436,7 +361,7 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_soc
 		if (n)
 			__sync_fetch_and_add(n, 1);
 	} else if (err) {
-		count_lost(NETFLOW_LOST_FAILED_TABLE_FULL);
+		netflow_count_lost(NETFLOW_LOST_FAILED_TABLE_FULL);
 	}
 	/* the flow of a failed connection still exists, so that its `failed` series has a peer */
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
@@ -444,18 +369,17 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_soc
 		f->last_seen_ns = bpf_ktime_get_ns();
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(netflow_tcp_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline void netflow_state_change(struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
+		return;
 	/* A listener is not a connection. (A passive child is cloned from its listener, so its
 	 * first transition is LISTEN -> SYN_RECV: that one matters.) */
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE))
-		return 0;
+		return;
 	struct netflow_sock_state *st = tcp_state_get(sk);
 	if (!st)
-		return 0;
+		return;
 
 	if (newstate == TCP_SYN_SENT) { /* connect(2), in the connecting process */
 		st->key.direction = NETFLOW_DIR_OUTGOING;
@@ -464,24 +388,24 @@ int BPF_PROG(netflow_tcp_state, struct sock *sk, int oldstate, int newstate)
 		/* the owner's filter verdict, taken in its context: later hooks may run in softirq */
 		if (!netobs_current_watched())
 			st->flags |= ST_DROPPED;
-		return 0;
+		return;
 	}
-	if (newstate == TCP_SYN_RECV) { /* a passive child: its owner is known at accept(2) */
+	if (newstate == TCP_SYN_RECV) { /* a passive child: its owner is known at its first use */
 		st->key.direction = NETFLOW_DIR_INCOMING;
-		return 0;
+		return;
 	}
 	if (!st->key.direction)
 		tcp_adopt(sk, st);
 	if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
 		tcp_count_failed(sk, st);
-		return 0;
+		return;
 	}
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE)
-		return 0; /* never established */
-	if (st->key.pid == 0)
-		tcp_claim_owner(sk, st, false);
+		return; /* never established */
+	if (st->key.pid == 0 && (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK))
+		tcp_claim_owner(st);
 	tcp_account(sk, st, newstate == TCP_CLOSE);
-	return 0;
+	return;
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
@@ -494,93 +418,7 @@ int BPF_PROG(netflow_tcp_retransmit, struct sock *sk)
 	return 0;
 }
 
-static __always_inline int on_accept(long fd)
-{
-	struct sock *sk = fd_to_sock(fd);
-	struct netflow_owner o = {};
-	struct netflow_key key = {};
-	struct netobs_endpoints ep;
-
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	sock_endpoints(sk, &ep);
-	if (ep.family != AF_INET && ep.family != AF_INET6)
-		return 0;
-	o.pid = current_pid();
-	current_process_name(&o.comm);
-	o.unwatched = !netobs_current_watched();
-	key_from_endpoints(&key, &ep, IPPROTO_TCP, NETFLOW_DIR_INCOMING, o.pid);
-	if (!o.unwatched && !flow_dropped(&key)) {
-		struct netflow_stats *f = flow_stats_get(&key, o.comm);
-		if (f) {
-			__sync_fetch_and_add(&f->established, 1);
-			__sync_fetch_and_add(&f->active, 1);
-			f->last_seen_ns = bpf_ktime_get_ns();
-			o.counted = 1;
-		}
-	}
-	__u64 skp = (__u64)sk;
-	bpf_map_update_elem(&accept_owner, &skp, &o, BPF_ANY);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int netflow_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int netflow_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
-
 /* ---------------------------------------------------------------- UDP */
-
-static __always_inline bool endpoints_from_sockaddr(struct netobs_endpoints *ep, const __u8 *sa)
-{
-	__u16 family = *(const __u16 *)sa;
-
-	if (family == AF_INET) {
-		ep->family = AF_INET;
-		ep->remote_port = bpf_ntohs(*(const __u16 *)(sa + 2));
-		__builtin_memset(ep->remote_addr, 0, 16);
-		__builtin_memcpy(ep->remote_addr, sa + 4, 4);
-		return true;
-	}
-	if (family == AF_INET6) {
-		ep->family = AF_INET6;
-		ep->remote_port = bpf_ntohs(*(const __u16 *)(sa + 2));
-		__builtin_memcpy(ep->remote_addr, sa + 8, 16);
-		endpoints_unmap_v4(ep);
-		return true;
-	}
-	return false;
-}
-
-/* Unconnected sender: the destination recorded at sendto/sendmsg/sendmmsg entry. */
-static __always_inline void udp_send_peer(struct netobs_endpoints *ep)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct netflow_send_ctx *ctx = bpf_map_lookup_elem(&send_ctxs, &id);
-	__u8 sa[28] = {};
-
-	if (!ctx)
-		return;
-	if (ctx->mmsg) {
-		/* struct mmsghdr is 64 bytes; msg_hdr.msg_name is its first field */
-		void *name = NULL;
-		__u64 at = ctx->mmsg + (__u64)ctx->index * 64;
-		ctx->index++;
-		if (bpf_probe_read_user(&name, sizeof(name), (void *)at) || !name ||
-		    bpf_probe_read_user(sa, sizeof(sa), name))
-			return;
-		endpoints_from_sockaddr(ep, sa);
-	} else if (ctx->has_addr) {
-		endpoints_from_sockaddr(ep, ctx->sockaddr);
-	}
-}
 
 static __always_inline void udp_add(const struct netobs_endpoints *ep, __u8 direction, __u64 bytes, bool sent)
 {
@@ -601,29 +439,15 @@ static __always_inline void udp_add(const struct netobs_endpoints *ep, __u8 dire
 	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
-/* Accounts the datagram waiting in ctx, now that its sender's address is in user memory. */
-static __always_inline void udp_flush_pending(struct netflow_recv_ctx *ctx)
-{
-	__u8 sa[28] = {};
-	struct netobs_endpoints ep;
-
-	if (!ctx->pending)
-		return;
-	ctx->pending = 0;
-	__builtin_memcpy(&ep, &ctx->local, sizeof(ep));
-	if (ctx->pending_name && !bpf_probe_read_user(sa, sizeof(sa), (void *)ctx->pending_name))
-		endpoints_from_sockaddr(&ep, sa);
-	udp_add(&ep, ctx->direction, ctx->pending_bytes, false);
-}
-
-static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent)
+/* A datagram. An unconnected socket's peer is the one the cgroup hooks saw for this call (`peer`);
+ * failing that (recv(2) without an address), the peer it last sent to. */
+static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent, const struct udp_peer *peer)
 {
 	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	struct netobs_endpoints ep;
-	__u64 id = bpf_get_current_pid_tgid();
 
 	if (!st) {
-		count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
+		netflow_count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
 		return;
 	}
 	if (!(st->flags & ST_INIT)) {
@@ -631,169 +455,21 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent)
 		st->key.direction = sent ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
 	}
 	sock_endpoints(sk, &ep);
-	if (ep.remote_port) { /* connected */
-		udp_add(&ep, st->key.direction, bytes, sent);
-		return;
-	}
-	if (sent) {
-		udp_send_peer(&ep);
-		__builtin_memcpy(st->peer_addr, ep.remote_addr, 16);
-		st->peer_port = ep.remote_port;
-		st->peer_family = ep.family;
-		udp_add(&ep, st->key.direction, bytes, true);
-		return;
-	}
-	struct netflow_recv_ctx *ctx = bpf_map_lookup_elem(&recv_ctxs, &id);
-	if (!ctx) { /* recv()/read() without an address: the peer it last sent to */
-		if (st->peer_family) {
-			__builtin_memcpy(ep.remote_addr, st->peer_addr, 16);
-			ep.remote_port = st->peer_port;
-			ep.family = st->peer_family;
+	if (!ep.remote_port) { /* unconnected */
+		if (peer) {
+			endpoints_set_peer(&ep, peer);
+			if (sent) {
+				__builtin_memcpy(st->peer_addr, peer->addr, 16);
+				st->peer_port = peer->port;
+				st->peer_family = peer->family;
+			}
+		} else if (!sent && st->peer_family) {
+			struct udp_peer last = {.port = st->peer_port, .family = st->peer_family};
+			__builtin_memcpy(last.addr, st->peer_addr, 16);
+			endpoints_set_peer(&ep, &last);
 		}
-		udp_add(&ep, st->key.direction, bytes, false);
-		return;
 	}
-	udp_flush_pending(ctx);
-	ctx->pending = 1;
-	ctx->pending_bytes = bytes;
-	ctx->direction = st->key.direction;
-	__builtin_memcpy(&ctx->local, &ep, sizeof(ep));
-	if (ctx->mmsg) {
-		void *name = NULL;
-		__u64 at = ctx->mmsg + (__u64)ctx->index * 64;
-		ctx->index++;
-		bpf_probe_read_user(&name, sizeof(name), (void *)at);
-		ctx->pending_name = (__u64)name;
-	} else {
-		ctx->pending_name = ctx->name;
-	}
-}
-
-static __always_inline int remember_recv(__u64 name, __u64 mmsg)
-{
-	struct netflow_recv_ctx ctx = {};
-	__u64 id = bpf_get_current_pid_tgid();
-
-	if (!name && !mmsg)
-		return 0;
-	ctx.name = name;
-	ctx.mmsg = mmsg;
-	bpf_map_update_elem(&recv_ctxs, &id, &ctx, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int finish_recv(void)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct netflow_recv_ctx *ctx = bpf_map_lookup_elem(&recv_ctxs, &id);
-
-	if (!ctx)
-		return 0;
-	udp_flush_pending(ctx);
-	bpf_map_delete_elem(&recv_ctxs, &id);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int netflow_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	return remember_recv(ctx->args[4], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int netflow_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	void *name = NULL;
-	/* struct user_msghdr: msg_name is the first field */
-	bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]);
-	return remember_recv((__u64)name, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int netflow_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return remember_recv(0, ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int netflow_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish_recv();
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int netflow_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish_recv();
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int netflow_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return finish_recv();
-}
-
-static __always_inline int remember_send(const void *addr, __u64 mmsg)
-{
-	struct netflow_send_ctx ctx = {};
-	__u64 id = bpf_get_current_pid_tgid();
-
-	if (mmsg) {
-		ctx.mmsg = mmsg;
-	} else {
-		if (!addr || bpf_probe_read_user(ctx.sockaddr, sizeof(ctx.sockaddr), addr))
-			return 0;
-		ctx.has_addr = 1;
-	}
-	bpf_map_update_elem(&send_ctxs, &id, &ctx, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int forget_send(void)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&send_ctxs, &id);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int netflow_enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	return remember_send((const void *)ctx->args[4], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int netflow_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	void *name = NULL;
-	/* struct user_msghdr: msg_name is the first field */
-	if (bpf_probe_read_user(&name, sizeof(name), (const void *)ctx->args[1]) || !name)
-		return 0;
-	return remember_send(name, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int netflow_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return remember_send(NULL, ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int netflow_exit_sendto(struct trace_event_raw_sys_exit *ctx)
-{
-	return forget_send();
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int netflow_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return forget_send();
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int netflow_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return forget_send();
+	udp_add(&ep, st->key.direction, bytes, sent);
 }
 
 /* ---------------------------------------------------------------- bytes, every socket */
@@ -816,7 +492,7 @@ static __always_inline void other_account(struct sock *sk, __u16 family, __u64 b
 	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
-static __always_inline void on_socket_io(struct sock *sk, int ret, bool sent)
+static __always_inline void netflow_sock_io(struct sock *sk, int ret, bool sent, const struct udp_peer *peer)
 {
 	if (ret <= 0)
 		return;
@@ -843,32 +519,16 @@ static __always_inline void on_socket_io(struct sock *sk, int ret, bool sent)
 			if (!st->key.direction)
 				tcp_adopt(sk, st);
 			if (st->key.pid == 0)
-				tcp_claim_owner(sk, st, true);
+				tcp_claim_owner(st);
 			tcp_account(sk, st, false);
 		} else if (protocol == IPPROTO_UDP) {
-			udp_account(sk, ret, sent);
+			udp_account(sk, ret, sent, peer);
 		} else if (!drop_unknown) {
 			other_account(sk, family, ret, sent);
 		}
 	} else if (family == AF_UNIX ? !drop_unix : !drop_unknown) {
 		other_account(sk, family, ret, sent);
 	}
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(netflow_send, struct sock *sk, int ret, int flags)
-{
-	on_socket_io(sk, ret, true);
-	return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(netflow_recv, struct sock *sk, int ret, int flags)
-{
-	if (flags & MSG_PEEK)
-		return 0;
-	on_socket_io(sk, ret, false);
-	return 0;
 }
 
 /* ---------------------------------------------------------------- before user space reads */

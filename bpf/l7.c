@@ -22,10 +22,6 @@
 #include "netobs_filter.h"
 #include "l7_db.h"
 
-char LICENSE[] SEC("license") = "GPL";
-
-#define IPPROTO_TCP 6
-#define TCP_CLOSE 7
 #define L7_MSGS_PER_CALL 16 /* messages of one call looked at (pipelined requests, responses) */
 #define L7_DB_STEPS_PER_CALL 1024 /* database messages (RESP elements) of one call looked at */
 #define L7_SNIFF_TRIES 8    /* calls looked at on a connection before deciding it is not HTTP */
@@ -34,7 +30,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
-const volatile bool drop_local = true;     /* Common.DropLocalConnections */
 const volatile __u32 protocols = 1 << L7_PROTO_HTTP; /* Common.IncludeProtocols: 1 << enum l7_protocol */
 const volatile __u64 max_connections = 16384; /* L7.MaxConnections */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
@@ -152,25 +147,14 @@ struct {
 	__uint(max_entries, 16384); /* L7.MaxSeries */
 	__type(key, struct l7_series_key);
 	__type(value, struct l7_series);
-} series SEC(".maps");
+} l7_series SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, L7_LOST_REASONS);
 	__type(key, __u32);
 	__type(value, __u64);
-} lost SEC(".maps");
-
-/* addresses of this host other than loopback (written by user space), for drop_local */
-struct l7_addr {
-	__u8 addr[16];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct l7_addr);
-	__type(value, __u8);
-} local_addrs SEC(".maps");
+} l7_lost SEC(".maps");
 
 /* One socket call's data: where it is and how far the loop over its messages got. */
 struct l7_io {
@@ -203,11 +187,11 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct l7_work);
-} work SEC(".maps");
+} l7_work SEC(".maps");
 
-static __always_inline void count_lost(__u32 reason)
+static __always_inline void l7_count_lost(__u32 reason)
 {
-	__u64 *n = bpf_map_lookup_elem(&lost, &reason);
+	__u64 *n = bpf_map_lookup_elem(&l7_lost, &reason);
 	if (n)
 		__sync_fetch_and_add(n, 1);
 }
@@ -215,7 +199,7 @@ static __always_inline void count_lost(__u32 reason)
 static __always_inline struct l7_work *get_work(void)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&work, &zero);
+	return bpf_map_lookup_elem(&l7_work, &zero);
 }
 
 /* ---------------------------------------------------------------- series */
@@ -257,13 +241,13 @@ static __always_inline void record(struct l7_conn *c, struct l7_req *req, struct
 	__builtin_memcpy(k->authority, names->authority, L7_AUTHORITY_LEN);
 	__builtin_memcpy(k->code, c->code, L7_OP_LEN);
 
-	s = bpf_map_lookup_elem(&series, k);
+	s = bpf_map_lookup_elem(&l7_series, k);
 	if (!s) {
 		__builtin_memcpy(w->zero.comm, c->comm, L7_COMM_LEN);
-		bpf_map_update_elem(&series, k, &w->zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&series, k);
+		bpf_map_update_elem(&l7_series, k, &w->zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&l7_series, k);
 		if (!s) {
-			count_lost(L7_LOST_SERIES_FULL);
+			l7_count_lost(L7_LOST_SERIES_FULL);
 			return;
 		}
 	}
@@ -421,7 +405,7 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 	if (c->resp_mode == RESP_CHUNKED || c->resp_mode == RESP_UNTIL_NEXT)
 		finish_response(c, c->resp_last_ns);
 	if (c->tail - c->head >= L7_PIPELINE) {
-		count_lost(L7_LOST_PIPELINE_FULL);
+		l7_count_lost(L7_LOST_PIPELINE_FULL);
 		c->req_open = 0;
 		io->off = io->ret;
 		return 1;
@@ -524,7 +508,7 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 		return 0;
 	}
 	if (c->head == c->tail) {
-		count_lost(L7_LOST_UNMATCHED);
+		l7_count_lost(L7_LOST_UNMATCHED);
 		io->off = io->ret;
 		return 1;
 	}
@@ -629,7 +613,7 @@ static __always_inline void call_buffer(struct l7_io *io)
 	}
 }
 
-static __always_inline bool enabled(__u32 protocol)
+static __always_inline bool protocol_enabled(__u32 protocol)
 {
 	return protocols & (1U << protocol);
 }
@@ -641,14 +625,14 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
 	__u8 first = l7_at(p, 0);
 
 	*client = sent;
-	if (enabled(L7_PROTO_HTTP) && http_method_len(p))
+	if (protocol_enabled(L7_PROTO_HTTP) && http_method_len(p))
 		return L7_PROTO_HTTP;
 	if (first == '*')
-		return enabled(L7_PROTO_REDIS) && resp_command(p, 0) ? L7_PROTO_REDIS : L7_PROTO_UNKNOWN;
-	if (enabled(L7_PROTO_POSTGRESQL) &&
+		return protocol_enabled(L7_PROTO_REDIS) && resp_command(p, 0) ? L7_PROTO_REDIS : L7_PROTO_UNKNOWN;
+	if (protocol_enabled(L7_PROTO_POSTGRESQL) &&
 	    (pg_startup(p, 0) || (first == 'Q' && pg_message(p, 0) && sql_operation(p, 5))))
 		return L7_PROTO_POSTGRESQL;
-	if (enabled(L7_PROTO_MYSQL)) {
+	if (protocol_enabled(L7_PROTO_MYSQL)) {
 		if (mysql_greeting(p)) {
 			*client = !sent;
 			return L7_PROTO_MYSQL;
@@ -657,7 +641,7 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
 		    (p->msg.type == MYSQL_COM_QUERY || p->msg.type == MYSQL_COM_STMT_PREPARE))
 			return L7_PROTO_MYSQL;
 	}
-	if (enabled(L7_PROTO_MEMCACHED) && first >= 'a' && first <= 'z' && mc_request(p, 0))
+	if (protocol_enabled(L7_PROTO_MEMCACHED) && first >= 'a' && first <= 'z' && mc_request(p, 0))
 		return L7_PROTO_MEMCACHED;
 	return L7_PROTO_UNKNOWN;
 }
@@ -708,14 +692,14 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	if (__sync_fetch_and_add(&followed, 1) >= max_connections ||
 	    !bpf_sk_storage_get(&conns, sk, c, BPF_SK_STORAGE_GET_F_CREATE)) {
 		__sync_fetch_and_sub(&followed, 1);
-		count_lost(L7_LOST_CONNS_FULL);
+		l7_count_lost(L7_LOST_CONNS_FULL);
 		return false;
 	}
 	*tries = L7_IGNORED; /* tracked from now on: `conns` has it */
 	return true;
 }
 
-static __always_inline void on_io(struct sock *sk, int ret, bool sent)
+static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 {
 	struct l7_work *w;
 	struct l7_conn *c;
@@ -774,22 +758,6 @@ static __always_inline void on_io(struct sock *sk, int ret, bool sent)
 	db_flush(c, io->now); /* the responses of this call, recorded together */
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(l7_send, struct sock *sk, int ret, int flags)
-{
-	on_io(sk, ret, true);
-	return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(l7_recv, struct sock *sk, int ret, int flags)
-{
-	if (flags & MSG_PEEK)
-		return 0;
-	on_io(sk, ret, false);
-	return 0;
-}
-
 /* ---------------------------------------------------------------- close */
 
 struct close_ctx {
@@ -812,16 +780,15 @@ static long flush_unanswered(__u64 i, void *data)
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
+static __always_inline void l7_state_change(struct sock *sk, int newstate)
 {
 	struct l7_conn *c;
 
 	if (newstate != TCP_CLOSE)
-		return 0;
+		return;
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
 	if (!c)
-		return 0;
+		return;
 	struct close_ctx x = {.c = c, .now = bpf_ktime_get_ns()};
 	if (c->protocol != L7_PROTO_HTTP) {
 		if (c->resp_mode == RESP_UNTIL_NEXT) /* a MySQL result set */
@@ -833,5 +800,4 @@ int BPF_PROG(l7_close, struct sock *sk, int oldstate, int newstate)
 	bpf_loop(L7_QUEUE, flush_unanswered, &x, 0);
 	if (!bpf_sk_storage_delete(&conns, sk))
 		__sync_fetch_and_sub(&followed, 1);
-	return 0;
 }
