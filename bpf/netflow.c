@@ -420,23 +420,30 @@ int BPF_PROG(netflow_tcp_retransmit, struct sock *sk)
 
 /* ---------------------------------------------------------------- UDP */
 
+/* One datagram (or other-socket call) of the current process, added to its flow. */
+static __always_inline void datagram_add(const struct netflow_key *key, __u64 bytes, bool sent)
+{
+	char comm[NETFLOW_COMM_LEN];
+
+	current_process_name(&comm);
+	struct netflow_stats *f = flow_stats_get(key, comm);
+	if (!f)
+		return;
+	__sync_fetch_and_add(sent ? &f->bytes_sent : &f->bytes_received, bytes);
+	__sync_fetch_and_add(sent ? &f->packets_sent : &f->packets_received, 1);
+	f->last_seen_ns = bpf_ktime_get_ns();
+}
+
 static __always_inline void udp_add(const struct netobs_endpoints *ep, __u8 direction, __u64 bytes, bool sent)
 {
 	struct netflow_key key = {};
-	char comm[NETFLOW_COMM_LEN];
 
 	if (!netobs_current_watched())
 		return;
 	key_from_endpoints(&key, ep, IPPROTO_UDP, direction, current_pid());
 	if (flow_dropped(&key))
 		return;
-	current_process_name(&comm);
-	struct netflow_stats *f = flow_stats_get(&key, comm);
-	if (!f)
-		return;
-	__sync_fetch_and_add(sent ? &f->bytes_sent : &f->bytes_received, bytes);
-	__sync_fetch_and_add(sent ? &f->packets_sent : &f->packets_received, 1);
-	f->last_seen_ns = bpf_ktime_get_ns();
+	datagram_add(&key, bytes, sent);
 }
 
 /* A datagram. An unconnected socket's peer is the one the cgroup hooks saw for this call (`peer`);
@@ -477,19 +484,12 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent,
 static __always_inline void other_account(struct sock *sk, __u16 family, __u64 bytes, bool sent)
 {
 	struct netflow_key key = {};
-	char comm[NETFLOW_COMM_LEN];
 
 	key.family = family;
 	key.pid = current_pid();
 	if (!netobs_current_watched() || flow_dropped(&key))
 		return;
-	current_process_name(&comm);
-	struct netflow_stats *f = flow_stats_get(&key, comm);
-	if (!f)
-		return;
-	__sync_fetch_and_add(sent ? &f->bytes_sent : &f->bytes_received, bytes);
-	__sync_fetch_and_add(sent ? &f->packets_sent : &f->packets_received, 1);
-	f->last_seen_ns = bpf_ktime_get_ns();
+	datagram_add(&key, bytes, sent);
 }
 
 static __always_inline void netflow_sock_io(struct sock *sk, int ret, bool sent, const struct udp_peer *peer)
