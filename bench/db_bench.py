@@ -4,7 +4,8 @@ PostgreSQL on loopback, with the exporter off and on, alternating.
 Each round runs the client once without the exporter and once with it (the default configuration
 with Common.DropLocalConnections=false, scraped every second as Prometheus would). The client's own
 throughput is compared, and the operations it reports are compared with what the exporter counted
-for it: every operation must be counted.
+for it: every operation must be counted. redis-benchmark makes --redis-requests times its pipeline
+depth of each command, so that a pipelined run lasts about as long as an unpipelined one.
 
     .venv/bin/python bench/db_bench.py [--rounds N] [--only-l7] [--redis-requests N] [--pg-seconds S]
 
@@ -125,7 +126,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--only-l7", action="store_true")
-    p.add_argument("--redis-requests", type=int, default=100_000)
+    p.add_argument("--redis-requests", type=int, default=100_000, help="per command, times the pipeline depth")
     p.add_argument("--pg-seconds", type=float, default=5.0)
     a = p.parse_args()
     what = "L7 only" if a.only_l7 else "default collectors"
@@ -135,7 +136,7 @@ def main() -> None:
     with redis_server(tmp) as port:
         for pipeline in (1, 16):
             compare(f"redis-benchmark -c 8 -P {pipeline} set,get", a.rounds, a.only_l7,
-                    lambda pipeline=pipeline: redis_run(port, a.redis_requests, pipeline), "redis-benchmark",
+                    lambda pipeline=pipeline: redis_run(port, a.redis_requests * pipeline, pipeline), "redis-benchmark",
                     ("SET", "GET"))
     with postgres(tmp) as port:
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-X", "-q", "-c",
