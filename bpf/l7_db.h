@@ -322,6 +322,83 @@ static __always_inline bool resp_command(struct l7_parse *p, __u32 pos)
 	return true;
 }
 
+static long resp_arg_step(__u64 i, void *ctx)
+{
+	struct l7_parse *p = ((struct l7_loop_ctx *)ctx)->p;
+	__u32 pos = p->span_pos;
+
+	if (!p->span_left)
+		return 1;
+	if (l7_at(p, pos) != '$' || !resp_element(p, pos) || !p->msg.len || p->msg.num < 0 ||
+	    p->msg.num > L7_CAPTURE_MAX || pos + p->msg.len + (__u32)p->msg.num + 2 > p->n) {
+		p->span_pos = 0;
+		return 1;
+	}
+	p->span_pos = pos + p->msg.len + (__u32)p->msg.num + 2;
+	p->span_left--;
+	return 0;
+}
+
+#define RESP_SPAN_ARGS 8
+
+/* The bytes of the whole command at pos, if all of it is in the window and it has at most
+ * RESP_SPAN_ARGS arguments after its name; 0 otherwise. head and args are what resp_command found
+ * (msg.len and msg.num), which this overwrites. */
+static __always_inline __u32 resp_command_span(struct l7_parse *p, __u32 pos, __u32 head, __s64 args)
+{
+	struct l7_loop_ctx ctx = {.p = p};
+
+	if (!head || args < 0 || args > RESP_SPAN_ARGS)
+		return 0;
+	p->span_pos = pos + head;
+	p->span_left = (__u32)args;
+	L7_LOOP(RESP_SPAN_ARGS + 1, resp_arg_step, &ctx);
+	return p->span_left || p->span_pos <= pos ? 0 : p->span_pos - pos;
+}
+
+/* ---------------------------------------------------------------- a message repeated */
+
+static long repeat_step(__u64 i, void *ctx)
+{
+	struct l7_parse *p = ((struct l7_loop_ctx *)ctx)->p;
+	__u32 x = p->rep_pos;
+	__u64 a, b, d;
+
+#pragma unroll
+	for (__u32 j = 0; j < 4; j++) {
+		if (x >= p->n) {
+			p->rep_pos = p->n;
+			return 1;
+		}
+		L7_LOAD64(a, &p->buf[x & L7_BUF_MASK]);
+		L7_LOAD64(b, &p->buf[(x - p->rep_len) & L7_BUF_MASK]);
+		d = a ^ b;
+		if (p->n - x < 8)
+			d &= (1ULL << (8 * (p->n - x))) - 1;
+		if (d) {
+			p->rep_pos = x + l7_lowest_byte(d);
+			return 1;
+		}
+		x += 8;
+	}
+	p->rep_pos = x;
+	return 0;
+}
+
+/* How many copies of the len bytes at pos follow them back to back in the window: the bytes from
+ * pos + len on equal those len bytes before them, a word at a time. */
+static __always_inline __u32 l7_repeats(struct l7_parse *p, __u32 pos, __u32 len)
+{
+	struct l7_loop_ctx ctx = {.p = p};
+
+	if (!len || pos + len > p->n)
+		return 0;
+	p->rep_pos = pos + len;
+	p->rep_len = len;
+	L7_LOOP(L7_CAPTURE_MAX / 32 + 1, repeat_step, &ctx);
+	return (p->rep_pos - pos - len) / len;
+}
+
 /* ---------------------------------------------------------------- PostgreSQL */
 
 /* The length of a startup message, SSLRequest or GSSENCRequest at pos (they have no type byte),

@@ -125,8 +125,9 @@ static __always_inline void db_flush(struct l7_conn *c, __u64 end_ns)
 		c->head++;
 }
 
-/* One response to the request at the head of the queue; code: the error code or reply word. */
-static __always_inline void db_complete(struct l7_conn *c, __u64 end_ns, __u32 status, const char *code)
+/* n alike responses to the request entry at the head of the queue (n at most what it still waits
+ * for); code: the error code or reply word. */
+static __always_inline void db_complete_n(struct l7_conn *c, __u64 end_ns, __u32 status, const char *code, __u32 n)
 {
 	if (c->head == c->tail)
 		return; /* an answer to nothing we saw: a greeting, a push, a request sent before start-up */
@@ -135,9 +136,15 @@ static __always_inline void db_complete(struct l7_conn *c, __u64 end_ns, __u32 s
 		db_flush(c, end_ns);
 	c->resp_status = status;
 	__builtin_memcpy(c->code, code, L7_OP_LEN);
-	c->done++;
+	c->done += n;
 	if (c->done >= c->q[c->head & (L7_QUEUE - 1)].count)
 		db_flush(c, end_ns);
+}
+
+/* One response to the request at the head of the queue. */
+static __always_inline void db_complete(struct l7_conn *c, __u64 end_ns, __u32 status, const char *code)
+{
+	db_complete_n(c, end_ns, status, code, 1);
 }
 
 static __always_inline void db_complete_ok(struct l7_conn *c, struct l7_work *w, __u64 end_ns)
@@ -148,6 +155,45 @@ static __always_inline void db_complete_ok(struct l7_conn *c, struct l7_work *w,
 
 /* ---------------------------------------------------------------- Redis */
 
+#define REDIS_LIKE_MAX 256 /* bytes of a command or reply remembered whole */
+
+/* Clients repeat commands byte for byte (a pipeline of alike commands, the same key polled), and
+ * servers their replies (+OK, the same value). A message that hashes like the connection's last
+ * whole one of its direction is that one again: it is counted without being parsed, and it and
+ * the copies that follow it back to back are skipped in one step, instead of one per element. */
+static __always_inline bool redis_like(struct l7_parse *p, __u32 pos, __u32 len, __u64 hash)
+{
+	return len && pos + len <= p->n && l7_hash_at(p, pos, len) == hash;
+}
+
+/* A command at pos: remembered if it is whole in the window, counted, and skipped (whole, or its
+ * head); false if it is not a command. */
+static __always_inline bool redis_command(struct l7_conn *c, struct l7_parse *p, struct l7_io *io, __u32 pos)
+{
+	if (!redis_like(p, pos, c->rq_like_len, c->rq_like_hash)) {
+		if (!resp_command(p, pos) || !p->msg.len)
+			return false;
+		__u32 head = p->msg.len;
+		__s64 args = p->msg.num;
+		__u32 span = resp_command_span(p, pos, head, args);
+		if (!span || span > REDIS_LIKE_MAX) { /* an element at a time */
+			db_push(c, p, io, p->msg.op, 0, true);
+			c->rq_elems = args;
+			c->rq_skip = head;
+			return true;
+		}
+		c->rq_like_len = span;
+		c->rq_like_hash = l7_hash_at(p, pos, span);
+		__builtin_memcpy(c->rq_like_op, p->msg.op, L7_OP_LEN);
+	}
+	__u32 len = c->rq_like_len, n = 1 + l7_repeats(p, pos, len);
+	struct l7_req *req = db_push(c, p, io, c->rq_like_op, 0, true);
+	if (req)
+		req->count += n - 1;
+	c->rq_skip = (__u64)n * len;
+	return true;
+}
+
 static __always_inline long redis_request(struct l7_conn *c, struct l7_work *w, __u64 left)
 {
 	struct l7_parse *p = &w->p;
@@ -156,7 +202,7 @@ static __always_inline long redis_request(struct l7_conn *c, struct l7_work *w, 
 	__u32 pos;
 
 	if (!c->rq_skip) {
-		pos = window_at(p, io, L7_HEAD_BYTES);
+		pos = window_at(p, io, c->rq_like_len > L7_HEAD_BYTES ? c->rq_like_len : L7_HEAD_BYTES);
 		if (pos == ~0U)
 			return unparsed(c, io);
 		if (c->rq_elems) { /* an argument: a bulk string */
@@ -164,18 +210,33 @@ static __always_inline long redis_request(struct l7_conn *c, struct l7_work *w, 
 				return unparsed(c, io);
 			c->rq_elems--;
 			c->rq_skip = p->msg.len + (p->msg.num >= 0 ? p->msg.num + 2 : 0);
-		} else {
-			if (!resp_command(p, pos) || !p->msg.len)
-				return unparsed(c, io);
-			db_push(c, p, io, p->msg.op, 0, true);
-			c->rq_elems = p->msg.num;
-			c->rq_skip = p->msg.len;
+		} else if (!redis_command(c, p, io, pos)) {
+			return unparsed(c, io);
 		}
 	}
 	/* the element (or what is left of it) in this call */
 	skip_rest(&c->rq_skip, io, left, &bytes);
 	request_bytes(c, bytes);
 	return 0;
+}
+
+/* Replies like the last whole successful one at pos, as many as the request entry at the head of
+ * the queue still waits for: counted, and skipped together. False if the reply at pos is another. */
+static __always_inline bool redis_replies_like(struct l7_conn *c, struct l7_work *w, __u32 pos)
+{
+	struct l7_parse *p = &w->p;
+	__u32 len = c->rs_like_len;
+
+	if (c->head == c->tail || !redis_like(p, pos, len, c->rs_like_hash))
+		return false;
+	__u32 waiting = c->q[c->head & (L7_QUEUE - 1)].count - c->done;
+	__u32 n = 1 + l7_repeats(p, pos, len);
+	if (n > waiting)
+		n = waiting ? waiting : 1;
+	c->rs_skip = (__u64)n * len;
+	__builtin_memset(p->msg.code, 0, L7_OP_LEN);
+	db_complete_n(c, w->io.now, L7_DB_OK, p->msg.code, n);
+	return true;
 }
 
 static __always_inline void redis_reply_done(struct l7_conn *c, struct l7_work *w)
@@ -189,6 +250,23 @@ static __always_inline void redis_reply_done(struct l7_conn *c, struct l7_work *
 		db_complete_ok(c, w, w->io.now);
 }
 
+/* A new reply at pos (its first element parsed): remembered if it is a success of one element,
+ * whole in the window. */
+static __always_inline void redis_remember_reply(struct l7_conn *c, struct l7_parse *p, __u32 pos)
+{
+	__u8 t = p->msg.type;
+	__u64 len = p->msg.len;
+
+	if (p->msg.error || t == '*' || t == '~' || t == '>' || t == '%' || t == '|')
+		return;
+	if ((t == '$' || t == '=') && p->msg.num >= 0) /* a bulk string: its data and CRLF */
+		len += p->msg.num + 2;
+	if (len > REDIS_LIKE_MAX || pos + len > p->n)
+		return;
+	c->rs_like_len = len;
+	c->rs_like_hash = l7_hash_at(p, pos, len);
+}
+
 static __always_inline long redis_response(struct l7_conn *c, struct l7_work *w, __u64 left)
 {
 	struct l7_parse *p = &w->p;
@@ -196,8 +274,14 @@ static __always_inline long redis_response(struct l7_conn *c, struct l7_work *w,
 	__u32 pos;
 
 	if (!c->rs_skip) {
-		pos = window_at(p, io, L7_HEAD_BYTES);
-		if (pos == ~0U || !resp_element(p, pos) || !p->msg.len)
+		pos = window_at(p, io, c->rs_like_len > L7_HEAD_BYTES ? c->rs_like_len : L7_HEAD_BYTES);
+		if (pos == ~0U)
+			return unparsed(c, io);
+		if (!c->rs_open && redis_replies_like(c, w, pos)) {
+			skip_rest(&c->rs_skip, io, left, &c->resp_bytes);
+			return 0;
+		}
+		if (!resp_element(p, pos) || !p->msg.len)
 			return unparsed(c, io);
 		__u8 t = p->msg.type;
 		__s64 n = p->msg.num;
@@ -207,6 +291,7 @@ static __always_inline long redis_response(struct l7_conn *c, struct l7_work *w,
 			c->rs_error = p->msg.error;
 			if (p->msg.error)
 				__builtin_memcpy(c->rs_code, p->msg.code, L7_OP_LEN);
+			redis_remember_reply(c, p, pos);
 		} else if (c->rs_elems) {
 			c->rs_elems--;
 		}

@@ -75,9 +75,13 @@ struct l7_parse {
 	__u32 vspace;
 	__u32 vwant;
 	__u32 vbad;
-	__u64 vhash;    /* l7_hash */
+	__u64 vhash;    /* l7_hash_at */
+	__u32 vhfrom;
 	__u32 vhlen;
-	__u32 pad;
+	__u32 span_pos; /* resp_command_span */
+	__u32 span_left;
+	__u32 rep_pos;  /* l7_repeats */
+	__u32 rep_len;
 	struct l7_head head;
 	struct l7_msg msg;
 };
@@ -507,14 +511,14 @@ static long hash_step(__u64 i, void *ctx)
 
 #pragma unroll
 	for (__u32 j = 0; j < L7_HASH_WORDS; j++) {
-		__u32 pos = ((__u32)i * L7_HASH_WORDS + j) * 8;
-		if (pos >= p->vhlen) {
+		__u32 off = ((__u32)i * L7_HASH_WORDS + j) * 8;
+		if (off >= p->vhlen) {
 			p->vhash = h;
 			return 1;
 		}
-		L7_LOAD64(w, &p->buf[pos & L7_BUF_MASK]);
-		if (p->vhlen - pos < 8)
-			w &= (1ULL << (8 * (p->vhlen - pos))) - 1;
+		L7_LOAD64(w, &p->buf[(p->vhfrom + off) & L7_BUF_MASK]);
+		if (p->vhlen - off < 8)
+			w &= (1ULL << (8 * (p->vhlen - off))) - 1;
 		h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
 		h ^= h >> 29;
 	}
@@ -522,15 +526,21 @@ static long hash_step(__u64 i, void *ctx)
 	return 0;
 }
 
-/* A 64-bit hash of the window's first len bytes (len <= p->n), a word at a time. */
-static __always_inline __u64 l7_hash(struct l7_parse *p, __u32 len)
+/* A 64-bit hash of the len bytes of the window at from (from + len <= p->n), a word at a time. */
+static __always_inline __u64 l7_hash_at(struct l7_parse *p, __u32 from, __u32 len)
 {
 	struct l7_loop_ctx ctx = {.p = p};
 
 	p->vhash = len;
+	p->vhfrom = from;
 	p->vhlen = len;
 	L7_LOOP((L7_CAPTURE_MAX + 8 * L7_HASH_WORDS - 1) / (8 * L7_HASH_WORDS), hash_step, &ctx);
 	return p->vhash;
+}
+
+static __always_inline __u64 l7_hash(struct l7_parse *p, __u32 len)
+{
+	return l7_hash_at(p, 0, len);
 }
 
 /* Keep-alive clients repeat their request head byte for byte. If the window starts with the

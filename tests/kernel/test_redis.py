@@ -113,6 +113,31 @@ def test_error_replies_carry_their_code(exporter: Exporter, redis: int) -> None:
                              process_executable_name="redis-server", server_port=str(redis)) == 1
 
 
+def test_alike_lengths_are_told_apart_by_their_bytes(exporter: Exporter) -> None:
+    """A command or reply that repeats the last whole one byte for byte is counted without a parse, it and its
+    copies in one step (bpf/l7_db_flow.h); one of the same length with other bytes is parsed: a DEL among GETs,
+    an error among integer replies. Scripted server: redis-server answers no GET with an integer."""
+    commands = [resp("GET", "aa")] * 3 + [resp("DEL", "aa")] + [resp("GET", "aa")] * 2
+    replies = b":100\r\n" * 2 + b"-ERR\r\n" + b":100\r\n" * 3
+    payload = b"".join(commands)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client, listener.accept()[0] as server:
+            client.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                got += server.recv(65536)
+            server.sendall(replies)
+            data = b""
+            while len(data) < len(replies):
+                data += client.recv(65536)
+    labels = {"process_executable_name": "python", "server_port": str(port)}
+    for name in (DURATION, SERVER_DURATION):
+        assert exporter.wait_for(name, 4, db_operation_name="GET", error_type="", **labels) == 4, name
+        assert exporter.wait_for(name, 1, db_operation_name="GET", error_type="ERR", **labels) == 1, name
+        assert exporter.wait_for(name, 1, db_operation_name="DEL", error_type="", **labels) == 1, name
+
+
 def test_multi_exec_and_every_reply_type(exporter: Exporter, redis: int) -> None:
     payload = (resp("DEL", "h", "l", "m") + resp("HSET", "h", "a", "1", "b", "2") + resp("RPUSH", "l", "x", "y", "z")
                + resp("MULTI") + resp("INCR", "m") + resp("LRANGE", "l", "0", "-1") + resp("EXEC")

@@ -121,6 +121,12 @@ class Db:
         lib.l7_number_over.argtypes = [*_WINDOW, ctypes.c_uint, _MSG, ctypes.POINTER(ctypes.c_longlong),
                                        ctypes.POINTER(ctypes.c_uint)]
         lib.l7_number_over.restype = ctypes.c_int
+        for name, restype, extra in (("resp_command_span", ctypes.c_uint, [ctypes.c_uint]),
+                                     ("l7_repeats", ctypes.c_uint, [ctypes.c_uint, ctypes.c_uint]),
+                                     ("l7_hash_at", ctypes.c_ulonglong, [ctypes.c_uint, ctypes.c_uint])):
+            fn = getattr(lib, name + "_over")
+            fn.argtypes = [*_WINDOW, *extra]
+            fn.restype = restype
 
     def call(self, name: str, data: bytes, *args: int, fill: int = 0, stale: bytes = b"") -> Msg:
         out = L7Msg()
@@ -169,6 +175,17 @@ class Db:
 
     def line_len(self, data: bytes, pos: int = 0, *, fill: int = 0, stale: bytes = b"") -> int:
         return self.call("l7_line_len", data, pos, fill=fill, stale=stale).ret
+
+    def command_span(self, data: bytes, pos: int = 0, *, fill: int = 0, stale: bytes = b"") -> int:
+        """resp_command_span after resp_command at pos: the bytes of the whole command, or 0."""
+        return int(self.lib.resp_command_span_over(data, len(data), fill, stale, len(stale), pos))
+
+    def repeats(self, data: bytes, pos: int, length: int, *, fill: int = 0, stale: bytes = b"") -> int:
+        """l7_repeats: copies of data[pos:pos + length] that follow it back to back."""
+        return int(self.lib.l7_repeats_over(data, len(data), fill, stale, len(stale), pos, length))
+
+    def hash_at(self, data: bytes, start: int, length: int, *, fill: int = 0, stale: bytes = b"") -> int:
+        return int(self.lib.l7_hash_at_over(data, len(data), fill, stale, len(stale), start, length))
 
     def number(self, data: bytes, pos: int = 0, *, fill: int = 0, stale: bytes = b"") -> tuple[bool, int, int]:
         """l7_number: (found, the number, where it ends)."""

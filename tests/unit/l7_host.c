@@ -219,3 +219,25 @@ int l7_number_over(L7_DB_WINDOW, unsigned pos, struct l7_msg *out, long long *nu
 	*end = p->vpos;
 	return r;
 }
+
+/* A command remembered whole (bpf/l7_db_flow.h): resp_command_span after resp_command at pos (0 if
+ * that fails), l7_repeats and l7_hash_at. */
+unsigned resp_command_span_over(L7_DB_WINDOW, unsigned pos)
+{
+	L7_DB_LOAD();
+	if (!resp_command(p, pos) || !p->msg.len)
+		return 0;
+	return resp_command_span(p, pos, p->msg.len, p->msg.num);
+}
+
+unsigned l7_repeats_over(L7_DB_WINDOW, unsigned pos, unsigned len)
+{
+	L7_DB_LOAD();
+	return l7_repeats(p, pos, len);
+}
+
+unsigned long long l7_hash_at_over(L7_DB_WINDOW, unsigned from, unsigned len)
+{
+	L7_DB_LOAD();
+	return l7_hash_at(p, from, len);
+}

@@ -338,3 +338,77 @@ def test_generated_replies_cut_anywhere(db: Db, value: Any, cut: int) -> None:
     m: Msg = assert_window_only(db, "resp_element", data, min(cut, len(data)))
     if m.ok:
         assert m.len <= min(cut, len(data))
+
+
+# ---------------------------------------------------------------- commands and replies remembered whole
+
+
+def test_span_of_whole_commands(db: Db) -> None:
+    for data in (command(b"SET", b"key:__rand_int__", b"xxx"), command(b"PING"), command(b"GET", b""),
+                 command(b"MSET", *[b"k%d" % i for i in range(8)])):
+        for fill in FILLS:
+            assert db.command_span(data, fill=fill, stale=data) == len(data)
+            assert db.command_span(data + command(b"GET", b"k"), fill=fill) == len(data)  # the next one follows
+            assert db.command_span(b"xx" + data, 2, fill=fill) == len(data)
+
+
+def test_no_span_for_a_cut_or_long_command(db: Db) -> None:
+    data = command(b"SET", b"k", b"hello")
+    for n in range(len(data)):
+        assert db.command_span(data[:n], stale=data) == 0, n  # an element at a time instead
+    assert db.command_span(command(b"MSET", *[b"k%d" % i for i in range(9)])) == 0  # more than RESP_SPAN_ARGS
+    assert db.command_span(b"*2\r\n$3\r\nGET\r\n:1\r\n") == 0  # an argument that is not a bulk string
+
+
+@PROPERTY
+@given(_NAMES, st.lists(st.binary(max_size=40), max_size=8), st.binary(max_size=20))
+def test_generated_command_spans(db: Db, name: str, args: list[bytes], after: bytes) -> None:
+    data = command(name.encode(), *args)
+    assert db.command_span(data + after, stale=data) == len(data)
+
+
+def copies(data: bytes, pos: int, length: int) -> int:
+    """What l7_repeats answers, the plain way."""
+    unit, n = data[pos : pos + length], 0
+    while length and data[pos + length * (n + 1) : pos + length * (n + 2)] == unit:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize(("data", "pos", "length", "n"), [
+    (b"+OK\r\n" * 16, 0, 5, 15),
+    (b"+OK\r\n" * 3 + b"+OK\r", 0, 5, 2),  # a copy cut by the window's end is not one
+    (b"+OK\r\n" * 3 + b"-ERR\r\n", 0, 5, 2),
+    (b":10\r\n:10\r\n-E1\r\n:10\r\n", 0, 5, 1),  # alike in length, not in bytes
+    (b"xx" + command(b"GET", b"k") * 4, 2, len(command(b"GET", b"k")), 3),
+    (command(b"GET", b"k") * 2 + command(b"DEL", b"k"), 0, len(command(b"GET", b"k")), 1),
+    (b"+OK\r\n", 0, 5, 0),
+    (b"+OK\r\n", 0, 0, 0),
+    (b"+OK\r\n", 3, 5, 0),  # the unit itself is cut
+])
+def test_repeats(db: Db, data: bytes, pos: int, length: int, n: int) -> None:
+    for fill in FILLS:
+        assert db.repeats(data, pos, length, fill=fill, stale=data * 3) == n
+
+
+@PROPERTY
+@given(st.binary(min_size=1, max_size=70), st.integers(1, 20), st.binary(max_size=12), st.integers(0, 3))
+def test_generated_repeats(db: Db, unit: bytes, times: int, after: bytes, pos: int) -> None:
+    data = (b"\r" * pos + unit * times + after)[:CAPTURE_MAX]
+    assert db.repeats(data, pos, len(unit), stale=unit * 20) == copies(data, pos, len(unit))
+
+
+@PROPERTY
+@given(st.binary(max_size=300), st.integers(0, 300), st.integers(0, 300))
+def test_hash_at_is_the_hash_of_those_bytes_alone(db: Db, data: bytes, start: int, length: int) -> None:
+    start, length = min(start, len(data)), min(length, len(data) - min(start, len(data)))
+    piece = data[start : start + length]
+    assert db.hash_at(data, start, length, stale=data) == db.hash_at(piece, 0, length)
+
+
+@PROPERTY
+@given(st.binary(max_size=300), st.integers(0, 300), st.integers(0, 300))
+def test_random_bytes_never_break_spans_and_repeats(db: Db, data: bytes, pos: int, length: int) -> None:
+    span = db.command_span(data, pos % (len(data) + 1))
+    assert span <= len(data)
+    db.repeats(data, pos, length)
