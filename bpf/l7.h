@@ -57,7 +57,10 @@ struct l7_series_key {
 	char code[L7_OP_LEN]; /* databases: the error code, or the reply (memcached); see bpf/l7_db.h */
 };
 
-/* Cumulative figures of one series, updated by the kernel; user space reads the increments. */
+/* Cumulative figures of one series, updated by the kernel; user space reads the increments. The
+ * map is keyed by a 64-bit fingerprint of `key` (see series_fingerprint in bpf/l7.c), which the
+ * kernel computes from a few words instead of hashing and comparing the whole key on every
+ * exchange; the key itself is written once, when the series is created. */
 struct l7_series {
 	__u64 count;
 	__u64 sum_ns;
@@ -70,6 +73,7 @@ struct l7_series {
 	__u64 response_body_buckets[L7_SIZE_BOUNDS + 1];
 	__u64 last_ns;
 	char comm[L7_COMM_LEN];
+	struct l7_series_key key;
 };
 
 #endif

@@ -69,7 +69,7 @@ class L7Collector(Collector):
             max_routes_per_process=l7.max_routes_per_process, expiry_ns=int(l7.series_expiry * 1e9))
         self.records_interval = config.common.flush_out_l7_interval
         self._processes = ProcessInfo(config.common.flush_meta_interval)
-        self._seen: dict[bytes, tuple[Any, ...]] = {}  # kernel series key -> figures at the last read
+        self._seen: dict[int, tuple[Any, ...]] = {}  # kernel series fingerprint -> figures at the last read
 
     # -------------------------------------------------------------- set-up
 
@@ -112,8 +112,8 @@ class L7Collector(Collector):
         if self.obj is None:
             return
         series = self.obj.map("l7_series")
-        for key, stats in series.items(SeriesKey, SeriesStats):
-            raw = bytes(key)
+        for fingerprint, stats in series.items(ctypes.c_uint64, SeriesStats):
+            raw = fingerprint.value
             figures = (stats.count, stats.sum_ns, tuple(stats.buckets), stats.request_bytes, stats.response_bytes,
                        stats.request_body_sum, stats.response_body_sum, tuple(stats.request_body_buckets),
                        tuple(stats.response_body_buckets))
@@ -121,12 +121,12 @@ class L7Collector(Collector):
             if before is None or before[0] != stats.count:
                 self._seen[raw] = figures
                 delta = figures if before is None else tuple(_minus(a, b) for a, b in zip(figures, before, strict=True))
-                self.tracker.add(self._key(key, stats.comm), Increment(
+                self.tracker.add(self._key(stats.key, stats.comm), Increment(
                     count=delta[0], sum_ns=delta[1], buckets=delta[2], request_bytes=delta[3],
                     response_bytes=delta[4], request_body_sum=delta[5], response_body_sum=delta[6],
                     request_body_buckets=delta[7], response_body_buckets=delta[8], last_ns=stats.last_ns))
             if now_ns - stats.last_ns > self.tracker.expiry_ns:
-                series.delete(key)
+                series.delete(fingerprint)
                 self._seen.pop(raw, None)
 
     @staticmethod

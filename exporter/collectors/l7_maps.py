@@ -49,6 +49,7 @@ class SeriesStats(ctypes.Structure):
         ("response_body_buckets", ctypes.c_uint64 * (SIZE_BOUNDS + 1)),
         ("last_ns", ctypes.c_uint64),
         ("comm", ctypes.c_char * COMM_LEN),
+        ("key", SeriesKey),
     )
 
 
