@@ -264,8 +264,9 @@ static long length_digit(__u64 i, void *ctx)
 	return 0;
 }
 
-/* The common case read a word at a time: at most one space, then 1 to 7 digits and a byte that is
- * not one. False if the value is laid out otherwise (the loop then reads it). */
+/* The common case read a word at a time: at most one space, then 1 to 7 digits and a byte of the
+ * window that is not one (a head cut at its end leaves fewer than 8 bytes after the last header's
+ * value). False if the value is laid out otherwise (the loop then reads it). */
 static __always_inline bool content_length_word(struct l7_parse *p, __u32 s)
 {
 	__u64 w, v = 0;
@@ -273,9 +274,9 @@ static __always_inline bool content_length_word(struct l7_parse *p, __u32 s)
 
 	if (l7_at(p, s) == ' ')
 		s++;
-	if (s + 8 > p->n)
+	if (s >= p->n)
 		return false;
-	w = l7_word(p, s);
+	w = l7_word(p, s); /* bytes past the window read as 0, not a digit */
 #pragma unroll
 	for (__u32 i = 0; i < 8; i++) {
 		__u8 c = w >> (8 * i);
@@ -285,7 +286,7 @@ static __always_inline bool content_length_word(struct l7_parse *p, __u32 s)
 		}
 		v = v * 10 + (c - '0');
 	}
-	if (n == 0 || n == 8)
+	if (n == 0 || n == 8 || s + n >= p->n) /* the value may go on past the window */
 		return false;
 	p->head.content_length = v;
 	return true;
