@@ -118,6 +118,7 @@ def compare(name: str, rounds: int, only_l7: bool, run: Callable[[], tuple[float
         finally:
             exp.close()
         print(f"{name} round {r}: off {off[-1]:.0f}/s on {on[-1]:.0f}/s", file=sys.stderr)
+    off.append(run()[0])  # every ON run between two OFF runs (bench/paired.py)
     a, b = statistics.median(off), statistics.median(on)
     print(f"| {name} | {a:.0f} | {b:.0f} | {ratio_summary(off, on)} | {lost} |")
 
@@ -130,7 +131,7 @@ def main() -> None:
     p.add_argument("--pg-seconds", type=float, default=5.0)
     a = p.parse_args()
     what = "L7 only" if a.only_l7 else "default collectors"
-    print(f"| operations/s ({what}) | off | on | ratio: median of rounds (lowest-highest) | not counted |")
+    print(f"| operations/s ({what}) | off | on | ratio: median of rounds (95 % CI; lowest-highest) | not counted |")
     print("| --- | --- | --- | --- | --- |")
     tmp = Path(tempfile.mkdtemp(prefix="db-bench-"))
     with redis_server(tmp) as port:

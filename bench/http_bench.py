@@ -5,9 +5,11 @@ exporter, then again with it: the default configuration with Common.DropLocalCon
 (loopback is dropped by default), scraped every second as Prometheus would. With --only-l7 the
 other collectors are off, to see the HTTP part alone. During ON rounds the exporter's CPU time
 is read from /proc, and wrk's request count is compared with the count the exporter reports for
-wrk: every request must be counted.
+wrk: every request must be counted. With --server-only the exporter watches nginx alone, as on a
+node whose clients are elsewhere, and nginx's count is compared with wrk's.
 
-    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--set KEY=VALUE]...
+    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--server-only]
+        [--set KEY=VALUE]...
 
 Needs root, nginx, wrk. Prints a table; exit status 0 whatever the figures (a benchmark, not a test)."""
 
@@ -67,17 +69,20 @@ def wrk(port: int, seconds: float, connections: int) -> int:
     return int(match.group(1))
 
 
-def counted(url: str) -> float:
+def counted(url: str, server: bool) -> float:
+    """Requests the exporter counted for wrk (as its client), or for nginx (as its server)."""
     with urllib.request.urlopen(url, timeout=10) as r:
         text = r.read().decode()
+    name, comm = ("http_server_request_duration_seconds_count", "nginx") if server else \
+        ("http_client_request_duration_seconds_count", "wrk")
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "http_client_request_duration_seconds_count" and s.labels.get("http_route") == ROUTE
-               and s.labels.get("process_executable_name") == "wrk" and s.labels.get("http_response_status_code"))
+               if s.name == name and s.labels.get("http_route") == ROUTE
+               and s.labels.get("process_executable_name") == comm and s.labels.get("http_response_status_code"))
 
 
 def scrape_every_second(url: str, stop: threading.Event) -> None:
     while not stop.wait(1.0):
-        counted(url)
+        counted(url, False)
 
 
 def main() -> None:
@@ -86,6 +91,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--only-l7", action="store_true")
+    p.add_argument("--server-only", action="store_true",
+                   help="watch nginx only (Common.IncludeCmdRegex), as a node serving remote clients would: "
+                        "wrk stands for them and is not watched")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the ON runs (repeatable)")
     a = p.parse_args()
@@ -98,6 +106,8 @@ def main() -> None:
     settings = ["Common.DropLocalConnections=false"]
     if a.only_l7:
         settings += ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"]
+    if a.server_only:
+        settings.append("Common.IncludeCmdRegex=^nginx")
     settings += a.set
     rows: dict[str, list[float]] = {k: [] for k in ("off", "on", "cpu_per_10k")}
     lost = 0
@@ -111,34 +121,37 @@ def main() -> None:
             exp = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             while True:
                 try:
-                    counted(url)
+                    counted(url, a.server_only)
                     break
                 except OSError:
                     time.sleep(0.2)
             stop = threading.Event()
             scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
             scraper.start()
-            before_cpu, before = cpu_s(exp.pid), counted(url)
+            before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only)
             n = wrk(port, a.seconds, a.connections)
             spent = cpu_s(exp.pid) - before_cpu
             rows["on"].append(n / a.seconds)
             rows["cpu_per_10k"].append(spent / a.seconds / (n / a.seconds) * 10_000)
             time.sleep(2.5)
-            lost += n - int(counted(url) - before)
+            lost += n - int(counted(url, a.server_only) - before)
             stop.set()
             scraper.join()
             exp.terminate()
             exp.wait()
             print(f"round {r}: off {rows['off'][-1]:.0f}/s on {rows['on'][-1]:.0f}/s cpu {spent:.2f}s",
                   file=sys.stderr)
+        rows["off"].append(wrk(port, a.seconds, a.connections) / a.seconds)  # every ON run between two OFF runs
     finally:
         nginx.terminate()
         nginx.wait()
     med = {k: statistics.median(v) for k, v in rows.items()}
-    what = ("HTTP only" if a.only_l7 else "default collectors") + "".join(f", {x}" for x in a.set)
+    what = ("HTTP only" if a.only_l7 else "default collectors") + (", nginx only" if a.server_only else "") + \
+        "".join(f", {x}" for x in a.set)
     print(f"| requests/s (nginx + wrk -c{a.connections}, loopback, {what}) | {med['off']:.0f} | {med['on']:.0f} "
           f"| {ratio_summary(rows['off'], rows['on'])} |")
-    print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted: {lost}")
+    print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted "
+          f"({'nginx' if a.server_only else 'wrk'}'s side): {lost}")
 
 
 if __name__ == "__main__":
