@@ -5,7 +5,9 @@ Each round runs the client once without the exporter and once with it (the defau
 with Common.DropLocalConnections=false, scraped every second as Prometheus would). The client's own
 throughput is compared, and the operations it reports are compared with what the exporter counted
 for it: every operation must be counted. redis-benchmark makes --redis-requests times its pipeline
-depth of each command, so that a pipelined run lasts about as long as an unpipelined one.
+depth of each command, so that a pipelined run lasts about as long as an unpipelined one. Each run
+also gives the whole machine's CPU time per operation (/proc/stat, steal excluded), steadier than
+the rate on a shared virtual machine (bench/paired.py).
 
     .venv/bin/python bench/db_bench.py [--rounds N] [--only-l7] [--redis-requests N] [--pg-seconds S]
 
@@ -31,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from paired import ratio_summary  # noqa: E402
+from paired import BusyCpu, ratio_summary  # noqa: E402
 
 from tests.kernel.harness import free_port  # noqa: E402
 from tests.kernel.servers import postgres, redis_server  # noqa: E402
@@ -72,8 +74,10 @@ class Exporter:
         self.scraper.start()
 
     def _scrape(self) -> None:
+        """As Prometheus would: the exporter renders the page; parsing it is Prometheus' work, elsewhere."""
         while not self.stop.wait(1.0):
-            counted(self.url, "")
+            with urllib.request.urlopen(self.url, timeout=10) as r:
+                r.read()
 
     def close(self) -> None:
         self.stop.set()
@@ -105,22 +109,35 @@ def compare(name: str, rounds: int, only_l7: bool, run: Callable[[], tuple[float
             ops: tuple[str, ...]) -> None:
     off: list[float] = []
     on: list[float] = []
+    us_off: list[float] = []  # the whole machine's CPU time per operation
+    us_on: list[float] = []
     lost = 0
+    meter = BusyCpu()
+
+    def measured(rates: list[float], us: list[float]) -> int:
+        meter.start()
+        rate, made = run()
+        us.append(meter.stop() / max(made, 1) * 1e6)
+        rates.append(rate)
+        return made
+
     for r in range(rounds):
-        off.append(run()[0])
+        measured(off, us_off)
         exp = Exporter(only_l7)
         try:
             before = counted(exp.url, comm, ops)
-            rate, made = run()
-            on.append(rate)
+            made = measured(on, us_on)
             time.sleep(2.5)
             lost += made - int(counted(exp.url, comm, ops) - before)
         finally:
             exp.close()
-        print(f"{name} round {r}: off {off[-1]:.0f}/s on {on[-1]:.0f}/s", file=sys.stderr)
-    off.append(run()[0])  # every ON run between two OFF runs (bench/paired.py)
+        print(f"{name} round {r}: off {off[-1]:.0f}/s {us_off[-1]:.2f} us/op, on {on[-1]:.0f}/s {us_on[-1]:.2f} us/op",
+              file=sys.stderr)
+    measured(off, us_off)  # every ON run between two OFF runs (bench/paired.py)
     a, b = statistics.median(off), statistics.median(on)
     print(f"| {name} | {a:.0f} | {b:.0f} | {ratio_summary(off, on)} | {lost} |")
+    print(f"| CPU time per operation, whole machine (us) | {statistics.median(us_off):.2f} | "
+          f"{statistics.median(us_on):.2f} | {ratio_summary(us_off, us_on, cost=True)} | |")
 
 
 def main() -> None:

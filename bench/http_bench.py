@@ -8,6 +8,10 @@ is read from /proc, and wrk's request count is compared with the count the expor
 wrk: every request must be counted. With --server-only the exporter watches nginx alone, as on a
 node whose clients are elsewhere, and nginx's count is compared with wrk's.
 
+Each run also gives the whole machine's CPU time per request (/proc/stat, steal excluded): on a
+shared virtual machine the rate follows the neighbours, the CPU time per request much less, so its
+OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload.
+
     .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--server-only]
         [--set KEY=VALUE]...
 
@@ -28,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from paired import ratio_summary
+from paired import BusyCpu, ratio_summary
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +85,10 @@ def counted(url: str, server: bool) -> float:
 
 
 def scrape_every_second(url: str, stop: threading.Event) -> None:
+    """As Prometheus would: the exporter renders the page; parsing it is Prometheus' work, elsewhere."""
     while not stop.wait(1.0):
-        counted(url, False)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            r.read()
 
 
 def main() -> None:
@@ -109,11 +115,21 @@ def main() -> None:
     if a.server_only:
         settings.append("Common.IncludeCmdRegex=^nginx")
     settings += a.set
-    rows: dict[str, list[float]] = {k: [] for k in ("off", "on", "cpu_per_10k")}
+    rows: dict[str, list[float]] = {k: [] for k in ("off", "on", "cpu_per_10k", "us_off", "us_on")}
     lost = 0
+    meter = BusyCpu()
+
+    def run(side: str) -> int:
+        """One wrk run: its rate in rows[side], the machine's CPU time per request in rows['us_' + side]."""
+        meter.start()
+        n = wrk(port, a.seconds, a.connections)
+        rows["us_" + side].append(meter.stop() / max(n, 1) * 1e6)
+        rows[side].append(n / a.seconds)
+        return n
+
     try:
         for r in range(a.rounds):
-            rows["off"].append(wrk(port, a.seconds, a.connections) / a.seconds)
+            run("off")
             url = f"http://127.0.0.1:{web}/metrics"
             argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}"]
             for item in settings:
@@ -129,9 +145,8 @@ def main() -> None:
             scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
             scraper.start()
             before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only)
-            n = wrk(port, a.seconds, a.connections)
+            n = run("on")
             spent = cpu_s(exp.pid) - before_cpu
-            rows["on"].append(n / a.seconds)
             rows["cpu_per_10k"].append(spent / a.seconds / (n / a.seconds) * 10_000)
             time.sleep(2.5)
             lost += n - int(counted(url, a.server_only) - before)
@@ -139,9 +154,10 @@ def main() -> None:
             scraper.join()
             exp.terminate()
             exp.wait()
-            print(f"round {r}: off {rows['off'][-1]:.0f}/s on {rows['on'][-1]:.0f}/s cpu {spent:.2f}s",
+            print(f"round {r}: off {rows['off'][-1]:.0f}/s {rows['us_off'][-1]:.1f} us/req, "
+                  f"on {rows['on'][-1]:.0f}/s {rows['us_on'][-1]:.1f} us/req, exporter cpu {spent:.2f}s",
                   file=sys.stderr)
-        rows["off"].append(wrk(port, a.seconds, a.connections) / a.seconds)  # every ON run between two OFF runs
+        run("off")  # every ON run between two OFF runs
     finally:
         nginx.terminate()
         nginx.wait()
@@ -150,6 +166,8 @@ def main() -> None:
         "".join(f", {x}" for x in a.set)
     print(f"| requests/s (nginx + wrk -c{a.connections}, loopback, {what}) | {med['off']:.0f} | {med['on']:.0f} "
           f"| {ratio_summary(rows['off'], rows['on'])} |")
+    print(f"| CPU time per request, whole machine (us) | {med['us_off']:.2f} | {med['us_on']:.2f} "
+          f"| {ratio_summary(rows['us_off'], rows['us_on'], cost=True)} |")
     print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted "
           f"({'nginx' if a.server_only else 'wrk'}'s side): {lost}")
 

@@ -10,17 +10,19 @@ independent), which says whether a goal line lies inside the noise or outside it
 from __future__ import annotations
 
 import math
+import os
 import statistics
 
 
-def bracketed_ratios(off: list[float], on: list[float]) -> list[float]:
+def bracketed_ratios(off: list[float], on: list[float], cost: bool = False) -> list[float]:
     """ON/OFF of each round: on[i] against the mean of off[i] and off[i + 1] (off[i] alone if the run
-    after it is missing)."""
+    after it is missing). For a cost (CPU time per request), OFF/ON: the share of its rate that a
+    CPU-bound workload would keep."""
     ratios = []
     for i, b in enumerate(on):
         around = [x for x in off[i:i + 2] if x > 0]
-        if around:
-            ratios.append(b / statistics.fmean(around))
+        if around and b > 0:
+            ratios.append(statistics.fmean(around) / b if cost else b / statistics.fmean(around))
     return ratios
 
 
@@ -38,12 +40,35 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     return best
 
 
-def ratio_summary(off: list[float], on: list[float]) -> str:
+def ratio_summary(off: list[float], on: list[float], cost: bool = False) -> str:
     """'93.1% (95% CI 90.2-95.0%; rounds 88.0-97.2%)': the median of the rounds' ratios, a confidence
     interval for it, and the lowest and highest round."""
-    ratios = sorted(bracketed_ratios(off, on))
+    ratios = sorted(bracketed_ratios(off, on, cost))
     if not ratios:
         return "-"
     ci = median_interval(ratios)
     interval = f"95% CI {ci[0]:.1%}-{ci[1]:.1%}; " if ci else ""
     return f"{statistics.median(ratios):.1%} ({interval}rounds {ratios[0]:.1%}-{ratios[-1]:.1%})"
+
+
+class BusyCpu:
+    """CPU time the whole machine spent working (user, nice, system, irq, softirq; not idle, iowait or
+    steal) between start() and stop(), in seconds, from /proc/stat. On a shared virtual machine the
+    rate of a workload follows what the neighbours do (steal), but the CPU time one request takes
+    much less: it is the steadier measure of what the exporter adds."""
+
+    def __init__(self) -> None:
+        self._start = 0
+
+    @staticmethod
+    def _busy_ticks() -> int:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+        return user + nice + system + irq + softirq
+
+    def start(self) -> None:
+        self._start = self._busy_ticks()
+
+    def stop(self) -> float:
+        return (self._busy_ticks() - self._start) / os.sysconf("SC_CLK_TCK")
