@@ -25,6 +25,7 @@
 #define L7_MSGS_PER_CALL 16 /* messages of one call looked at (pipelined requests, responses) */
 #define L7_DB_STEPS_PER_CALL 1024 /* database messages (RESP elements) of one call looked at */
 #define L7_SNIFF_TRIES 8    /* calls looked at on a connection before deciding it is not HTTP */
+#define L7_STMT_CACHE 8     /* prepared statements' operations kept in the connection (a power of two) */
 #define L7_IGNORED 0xff
 
 
@@ -112,6 +113,13 @@ struct l7_conn {
 	char bound_op[L7_OP_LEN]; /* PostgreSQL: the operation of the statement last bound; MySQL: of
 				   * the statement being prepared */
 	char rq_like_op[L7_OP_LEN];
+	/* PostgreSQL, MySQL: the operations of the statements last prepared or run, by statement
+	 * (direct-mapped: stmt_ids[i] holds a statement with stmt % L7_STMT_CACHE == i, if bit i of
+	 * stmt_valid is set); a copy of `statements`, which is looked up only when this misses */
+	__u32 stmt_ids[L7_STMT_CACHE];
+	__u32 stmt_valid;
+	__u32 stmt_pad;
+	char stmt_ops[L7_STMT_CACHE][L7_OP_LEN];
 	struct l7_req q[L7_QUEUE];
 	struct l7_names names[L7_PIPELINE]; /* HTTP: of q[i] in names[i % L7_PIPELINE]; others: all 0 */
 };

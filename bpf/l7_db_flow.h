@@ -97,6 +97,49 @@ static __always_inline struct l7_req *db_push(struct l7_conn *c, struct l7_parse
 	return req;
 }
 
+/* ---- prepared statements: their operations, kept in `statements` and cached in the connection.
+ * pgbench -M prepared binds one of a few statements per request: the connection's copy saves a
+ * lookup in the shared LRU table (its hash, its lock-free walk and its reference bit) per Bind. */
+
+static __always_inline void stmt_remember(struct l7_conn *c, struct l7_stmt_key *sk, const char *op)
+{
+	__u32 i = sk->stmt & (L7_STMT_CACHE - 1);
+
+	c->stmt_ids[i] = sk->stmt;
+	__builtin_memcpy(c->stmt_ops[i], op, L7_OP_LEN);
+	c->stmt_valid |= 1U << i;
+	bpf_map_update_elem(&statements, sk, op, BPF_ANY);
+}
+
+/* The operation of statement sk->stmt into op (L7_OP_LEN bytes); false if it is not known. */
+static __always_inline bool stmt_operation(struct l7_conn *c, struct l7_stmt_key *sk, char *op)
+{
+	__u32 i = sk->stmt & (L7_STMT_CACHE - 1);
+	char *known;
+
+	if ((c->stmt_valid >> i) & 1 && c->stmt_ids[i] == sk->stmt) {
+		__builtin_memcpy(op, c->stmt_ops[i], L7_OP_LEN);
+		return true;
+	}
+	known = bpf_map_lookup_elem(&statements, sk);
+	if (!known)
+		return false;
+	__builtin_memcpy(op, known, L7_OP_LEN);
+	c->stmt_ids[i] = sk->stmt;
+	__builtin_memcpy(c->stmt_ops[i], op, L7_OP_LEN);
+	c->stmt_valid |= 1U << i;
+	return true;
+}
+
+static __always_inline void stmt_forget(struct l7_conn *c, struct l7_stmt_key *sk)
+{
+	__u32 i = sk->stmt & (L7_STMT_CACHE - 1);
+
+	if (c->stmt_ids[i] == sk->stmt)
+		c->stmt_valid &= ~(1U << i);
+	bpf_map_delete_elem(&statements, sk);
+}
+
 /* The request bytes just consumed belong to the newest request. */
 static __always_inline void request_bytes(struct l7_conn *c, __u64 n)
 {
@@ -358,18 +401,16 @@ static __always_inline long pg_request(struct l7_conn *c, struct l7_work *w, __u
 	case 'P': /* Parse: the statement's operation, for the Executes that use it */
 		if (pg_parse_message(p, pos)) {
 			sk.stmt = p->msg.stmt;
-			bpf_map_update_elem(&statements, &sk, p->msg.op, BPF_ANY);
+			stmt_remember(c, &sk, p->msg.op);
 		}
 		break;
 	case 'B': { /* Bind: the Execute that follows runs this statement */
-		char *op = NULL;
+		bool known = false;
 		if (pg_bind_message(p, pos)) {
 			sk.stmt = p->msg.stmt;
-			op = bpf_map_lookup_elem(&statements, &sk);
+			known = stmt_operation(c, &sk, c->bound_op);
 		}
-		if (op)
-			__builtin_memcpy(c->bound_op, op, L7_OP_LEN);
-		else
+		if (!known)
 			__builtin_memset(c->bound_op, 0, L7_OP_LEN);
 		break;
 	}
@@ -513,7 +554,7 @@ static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, 
 	case MYSQL_COM_STMT_SEND_LONG_DATA:
 		return 0;
 	case MYSQL_COM_STMT_CLOSE:
-		bpf_map_delete_elem(&statements, &sk);
+		stmt_forget(c, &sk);
 		return 0;
 	case MYSQL_COM_STMT_PREPARE:
 		__builtin_memcpy(c->bound_op, p->msg.op, L7_OP_LEN);
@@ -521,14 +562,12 @@ static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, 
 		*(__u64 *)(p->msg.op + 8) = 0;
 		db_push(c, p, io, p->msg.op, MYSQL_PREPARE, false);
 		return 0;
-	case MYSQL_COM_STMT_EXECUTE: {
-		char *op = bpf_map_lookup_elem(&statements, &sk);
-		if (op)
-			__builtin_memcpy(p->msg.op, op, L7_OP_LEN);
-		else
+	case MYSQL_COM_STMT_EXECUTE:
+		if (!stmt_operation(c, &sk, p->msg.op)) {
 			*(__u64 *)p->msg.op = LIT7('E', 'X', 'E', 'C', 'U', 'T', 'E');
+			*(__u64 *)(p->msg.op + 8) = 0;
+		}
 		break;
-	}
 	}
 	db_push(c, p, io, p->msg.op, MYSQL_OTHER, false);
 	return 0;
@@ -565,7 +604,7 @@ static __always_inline long mysql_response(struct l7_conn *c, struct l7_work *w,
 	if (first == 0x00 || (first == 0xfe && p->msg.num < 9)) { /* OK (or EOF) */
 		if (req->kind == MYSQL_PREPARE && first == 0x00) {
 			struct l7_stmt_key sk = {.sk = io->sk, .stmt = (__u32)l7_word(p, pos + 1)};
-			bpf_map_update_elem(&statements, &sk, c->bound_op, BPF_ANY);
+			stmt_remember(c, &sk, c->bound_op);
 		}
 		db_complete_ok(c, w, io->now);
 		return 0;

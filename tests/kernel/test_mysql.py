@@ -146,6 +146,21 @@ def test_prepared_statements_count_as_their_operation(exporter: Exporter, my: in
     assert wait_delta(exporter, SERVER, "mariadbd", my, before_server, want) == want
 
 
+def test_statements_sharing_a_cache_slot_keep_their_own_operations(exporter: Exporter, my: int) -> None:
+    # a connection caches its statements' operations by id modulo 8 (bpf/l7_db_flow.h): MariaDB numbers
+    # a connection's statements one after another, so the 1st and the 9th share a slot
+    before = counts(exporter, CLIENT, "python", my)
+    client = RawClient(my)
+    selects = [client.prepare(f"SELECT v FROM t WHERE id = {i + 1}") for i in range(8)]
+    update = client.prepare("UPDATE t SET v = v + 1 WHERE id = 1")
+    twin = next(s for s in selects if s % 8 == update % 8)
+    for _ in range(3):
+        assert client.execute(twin) != 0xFF and client.execute(update) == 0x00
+    client.close()
+    want = {("PREPARE", ""): 9, ("SELECT", ""): 3, ("UPDATE", ""): 3}
+    assert wait_delta(exporter, CLIENT, "python", my, before, want) == want
+
+
 def test_latency_of_a_slow_query(exporter: Exporter, my: int) -> None:
     before = {k: exporter.value(f"db_client_operation_duration_seconds_{k}", process_executable_name="mysql",
                                 db_operation_name="SELECT", server_port=str(my)) for k in ("sum", "count")}
