@@ -34,6 +34,9 @@ const volatile __u16 ephemeral_port_max = 60999;
 const volatile bool drop_unix = true;
 const volatile bool drop_unknown = true;
 const volatile __u64 rtt_sample_interval_ns = 1000000000ULL;
+/* flush_sockets (the socket-storage iterator) is loaded: a counted socket's calls only add to its
+ * pending bytes (ST_FAST). Without it, each call brings the flow up to date. */
+const volatile bool flush_iterator = true;
 const volatile __u32 rtt_bounds_us[NETFLOW_RTT_BOUNDS] = {
 	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
 	100000, 250000, 500000, 1000000, 2500000, 5000000,
@@ -335,8 +338,8 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 		__sync_fetch_and_add(&f->active, -1);
 		st->flags = (st->flags & ~(ST_COUNTED | ST_FAST)) | ST_CLOSED;
 		f->last_seen_ns = bpf_ktime_get_ns();
-	} else if (st->flags & ST_COUNTED) {
-		st->flags |= ST_FAST;
+	} else if ((st->flags & ST_COUNTED) && flush_iterator) {
+		st->flags |= ST_FAST; /* from now on the iterator, not each call, brings the flow up to date */
 	}
 }
 

@@ -29,6 +29,8 @@ class Collector:
     name = ""
     object_name = ""
     programs: frozenset[str] = frozenset()  # in a shared object: the programs this collector needs
+    # programs it can do without, at some cost, on a kernel that refuses them (see load_object)
+    optional_programs: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.obj: BpfObject | None = None
@@ -39,6 +41,7 @@ class Collector:
         self._poller: threading.Thread | None = None
         self.kernel_filter: KernelFilter | None = None  # the filter maps every object has (netobs_filter.h)
         self._shared: SharedObject | None = None
+        self.without: frozenset[str] = frozenset()  # optional programs this kernel refused
 
     def configure(self, obj: BpfObject) -> None:
         """Sets read-only constants and map sizes, before load."""
@@ -48,7 +51,7 @@ class Collector:
 
     def load(self) -> BpfObject:
         """Opens, configures, loads and prepares the object: everything but attaching."""
-        return load_object([self])
+        return load_object_or_fewer([self])
 
     def sync_filter(self) -> None:
         """Brings the object's filter maps up to date; from the main thread only."""
@@ -125,14 +128,17 @@ class SharedObject:
             self.obj.close()
 
 
-def load_object(members: Sequence[Collector]) -> BpfObject:
+def load_object(members: Sequence[Collector], without: frozenset[str] = frozenset()) -> BpfObject:
     """Opens the members' object, lets each configure it, loads it and lets each prepare it. In a
-    shared object only the programs some member needs are loaded, and each member's feature is on."""
+    shared object only the programs some member needs are loaded, and each member's feature is on.
+    Programs in `without` are not loaded; each member sees those it named optional in m.without."""
     obj = BpfObject.open(objects_dir() / f"{members[0].object_name}.bpf.o")
     kernel_filter = members[0].kernel_filter
+    for m in members:
+        m.without = without & m.optional_programs
     try:
         if members[0].programs:
-            wanted = frozenset().union(*(m.programs for m in members))
+            wanted = frozenset().union(*(m.programs for m in members)) - without
             for program in obj.programs():
                 obj.set_autoload(program, program in wanted)
             obj.set_rodata({f"{m.name}_enabled": True for m in members})
@@ -151,9 +157,22 @@ def load_object(members: Sequence[Collector]) -> BpfObject:
     return obj
 
 
+def load_object_or_fewer(members: Sequence[Collector]) -> BpfObject:
+    """load_object(); if the kernel refuses it and members named optional programs, once more
+    without them (a kernel may lack one kind of program the others do not need)."""
+    try:
+        return load_object(members)
+    except BpfError as e:
+        optional = frozenset().union(*(m.optional_programs for m in members))
+        if not optional:
+            raise
+        log.warning("%s: %s; loading it without %s", members[0].object_name, e, ", ".join(sorted(optional)))
+        return load_object(members, optional)
+
+
 def start_together(members: Sequence[Collector]) -> None:
     """Loads the members' object once and attaches its programs; raises BpfError if it cannot."""
-    obj = load_object(members)
+    obj = load_object_or_fewer(members)
     results = obj.attach_all()
     shared = SharedObject(obj, members) if len(members) > 1 else None
     for m in members:

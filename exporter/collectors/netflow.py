@@ -81,6 +81,9 @@ class NetflowCollector(Collector):
     object_name = sockets.OBJECT
     programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES | sockets.UDP_PEERS | frozenset(
         {"netflow_tcp_retransmit", "flush_sockets"})
+    # Without the socket-storage iterator (a kernel may refuse iter/bpf_sk_storage_map), every TCP
+    # call brings its flow up to date itself: as exact, ~400 ns more per call (docs/metrics.md).
+    optional_programs = frozenset({"flush_sockets"})
 
     def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
         super().__init__()
@@ -109,11 +112,13 @@ class NetflowCollector(Collector):
             "drop_local": common.drop_local_connections,
             "rtt_sample_interval_ns": int(self.config.netflow.rtt_sample_interval * 1e9),
             "rtt_bounds_us": bounds_us,
+            "flush_iterator": "flush_sockets" not in self.without,
         })
         obj.set_max_entries("flows", self.config.netflow.max_flows)
 
     def prepare(self, obj: BpfObject) -> None:
-        obj.map_iterator("flush_sockets", "sock_states")  # created now: a kernel without it fails here
+        if "flush_sockets" not in self.without:
+            obj.map_iterator("flush_sockets", "sock_states")  # created now: a kernel without it fails here
         self._sync_local_addresses(obj, {raw for raw, _family in sockdiag.host_addresses()})
         self._seed_existing_connections(obj)
 
@@ -188,7 +193,8 @@ class NetflowCollector(Collector):
         """All flows, minus those idle for longer than the expiry (deleted from the kernel).
         Open connections not yet seen by the kernel are added to `active`."""
         assert self.obj is not None
-        self.obj.map_iterator("flush_sockets", "sock_states").run()  # bytes still held per socket
+        if "flush_sockets" not in self.without:
+            self.obj.map_iterator("flush_sockets", "sock_states").run()  # bytes still held per socket
         flows = self.obj.map("flows")
         now = time.monotonic_ns()
         unclaimed = self._unclaimed_seeds()
