@@ -101,13 +101,18 @@ static __always_inline struct l7_req *db_push(struct l7_conn *c, struct l7_parse
  * pgbench -M prepared binds one of a few statements per request: the connection's copy saves a
  * lookup in the shared LRU table (its hash, its lock-free walk and its reference bit) per Bind. */
 
-static __always_inline void stmt_remember(struct l7_conn *c, struct l7_stmt_key *sk, const char *op)
+static __always_inline void stmt_cache(struct l7_conn *c, __u32 stmt, const char *op)
 {
-	__u32 i = sk->stmt & (L7_STMT_CACHE - 1);
+	__u32 i = stmt & (L7_STMT_CACHE - 1);
 
-	c->stmt_ids[i] = sk->stmt;
+	c->stmt_ids[i] = stmt;
 	__builtin_memcpy(c->stmt_ops[i], op, L7_OP_LEN);
 	c->stmt_valid |= 1U << i;
+}
+
+static __always_inline void stmt_remember(struct l7_conn *c, struct l7_stmt_key *sk, const char *op)
+{
+	stmt_cache(c, sk->stmt, op);
 	bpf_map_update_elem(&statements, sk, op, BPF_ANY);
 }
 
@@ -125,9 +130,7 @@ static __always_inline bool stmt_operation(struct l7_conn *c, struct l7_stmt_key
 	if (!known)
 		return false;
 	__builtin_memcpy(op, known, L7_OP_LEN);
-	c->stmt_ids[i] = sk->stmt;
-	__builtin_memcpy(c->stmt_ops[i], op, L7_OP_LEN);
-	c->stmt_valid |= 1U << i;
+	stmt_cache(c, sk->stmt, op);
 	return true;
 }
 
