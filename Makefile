@@ -7,7 +7,7 @@ BPF_OBJ := $(patsubst bpf/%.bpf.c,exporter/bpf/objects/%.bpf.o,$(BPF_SRC))
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/include -Ibpf/include/$(ARCH)
 ARGS ?=
 
-.PHONY: all setup setup-test bpf run test test-unit test-kernel test-ship lint bench check-config vmlinux clean ship-files
+.PHONY: all setup setup-test setup-bench bpf run test test-unit test-kernel test-ship lint bench bench-scale check-config vmlinux clean ship-files
 
 all: bpf
 
@@ -16,6 +16,10 @@ setup:
 
 setup-test:
 	@scripts/setup.sh test
+
+# The benchmarks' plots need matplotlib, which neither the exporter nor its tests do.
+setup-bench: setup-test
+	@.venv/bin/python -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q -e '.[test,bench]'
 
 bpf: $(BPF_OBJ)
 
@@ -50,6 +54,10 @@ check-config: setup bpf
 
 bench: setup-test bpf
 	$(PY) bench/netflow_bench.py $(ARGS)
+
+# Scrape and push cost against the number of flows; writes docs/scale.png (see docs/benchmarks.md).
+bench-scale: setup-bench bpf
+	$(PY) bench/scale_bench.py --plot docs/scale.png $(ARGS)
 
 # Regenerates the committed vmlinux.h from the running kernel's BTF (see bpf/include/README.md).
 vmlinux:

@@ -1,4 +1,5 @@
-"""Runs the exporter: start the collectors, serve and push telemetry, stop cleanly."""
+"""Runs the exporter: the collectors, the attribution stage and the telemetry, wired one way
+(kernel -> collectors -> attribution -> series table -> /metrics, OTLP, records), and a clean stop."""
 
 from __future__ import annotations
 
@@ -8,29 +9,48 @@ import threading
 import time
 
 from exporter.bpf import AttachResult, BpfError, ensure_tracefs
-from exporter.collectors import enabled_collectors
+from exporter.collectors import dns_enabled, enabled_collectors
 from exporter.collectors.base import Collector, start_all
+from exporter.collectors.bash import BashCollector
+from exporter.collectors.watchlist import KernelFilter
 from exporter.config import Config
+from exporter.enrich.domains import DomainCache
 from exporter.enrich.stage import Enrichment
 from exporter.telemetry import pipeline, web
-from exporter.telemetry.records import RecordsWriter
+from exporter.telemetry.records import RecordDeltas, RecordsWriter
 
 log = logging.getLogger(__name__)
 
+ENRICH_SOURCES = ("docker", "kubernetes", "cgroup", "proc")
 
-def start_collectors(config: Config, enrichment: Enrichment | None = None
+
+def domain_cache(config: Config) -> DomainCache | None:
+    """Names learnt from DNS answers, for destination.domain: only when the dns collector runs."""
+    if not dns_enabled(config):
+        return None
+    dns = config.dns
+    return DomainCache(dns.domain_cache_size, dns.domain_ttl_min, dns.domain_ttl_max)
+
+
+def start_collectors(config: Config, enrichment: Enrichment | None = None, domains: DomainCache | None = None
                      ) -> tuple[list[Collector], list[tuple[str, str]]]:
-    """Starts every enabled collector; one that cannot start is reported, the others run."""
+    """Starts the attribution stage, then every enabled collector, so that their programs attach with the
+    filter's verdicts in place; a collector that cannot start is reported, the others run."""
     failures: list[tuple[str, str]] = []
     try:
-        collectors = enabled_collectors(config)
+        collectors = enabled_collectors(config, domains.learn if domains is not None else None)
         if collectors:
             ensure_tracefs()
     except BpfError as e:
         return [], [("*", str(e))]
     if enrichment is not None:
+        kernel_filter = KernelFilter(enrichment.filter_mode)
+        enrichment.publish = kernel_filter.publish
         for collector in collectors:
-            enrichment.bind(collector)
+            collector.kernel_filter = kernel_filter
+            if isinstance(collector, BashCollector):
+                collector.attribute = enrichment.log_attributes
+        enrichment.start()
     for collector, error in start_all(collectors):
         log.error("collector %s not started: %s", collector.name, error)
         failures.append((collector.name, str(error)))
@@ -47,17 +67,23 @@ def run(config: Config) -> int:
     except web.ListenError as e:
         log.error("%s", e)
         return 1
-    enrichment = Enrichment(config)
-    enrichment.start()
-    collectors, failures = start_collectors(config, enrichment)
+    domains = domain_cache(config)
+    enrichment = Enrichment(config, domains=domains)
+    collectors, failures = start_collectors(config, enrichment, domains)
     if failures and not collectors:
         enrichment.stop()
         server.server_close()
         return 1
-    telemetry = pipeline.start(config, collectors, server, enrichment=enrichment)
+
+    def enrich_errors() -> list[tuple[str, tuple[tuple[str, str | int], ...], int | float]]:
+        counts = enrichment.errors.counts()
+        return [("netobs.enrich.errors", (("source", source),), counts.get(source, 0)) for source in ENRICH_SOURCES]
+
+    telemetry = pipeline.start(config, collectors, server, attribute=enrichment.attribute, health_extra=enrich_errors)
     records = RecordsWriter(config.telemetry.records) if config.telemetry.records else None
     intervals = {c.name: c.records_interval or config.common.flush_out_l4_interval for c in collectors}
     next_records = {name: time.monotonic() + interval for name, interval in intervals.items()}
+    deltas = {c.name: RecordDeltas() for c in collectors}
     log.info("running with %s", ", ".join(c.name for c in collectors) or "no collectors")
     try:
         while not stop.wait(1.0):
@@ -70,9 +96,10 @@ def run(config: Config) -> int:
             for c in collectors:
                 if now >= next_records[c.name]:
                     next_records[c.name] = now + intervals[c.name]
-                    with c.lock:
-                        written = c.records()
-                    records.write(enrichment.records(written))
+                    with telemetry.collection.lock:
+                        telemetry.collection.fresh()
+                        rows = telemetry.collection.attributed(c.name)
+                    records.write(deltas[c.name].records(rows))
     finally:
         log.info("stopping")
         telemetry.shutdown()

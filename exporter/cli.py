@@ -22,6 +22,7 @@ from exporter.config import (
     load_config,
 )
 from exporter.logging_setup import FORMATS, LEVELS, setup_logging
+from exporter.telemetry.otlp_transport import metrics_settings
 
 PROG = "netobs-exporter"
 EXIT_USAGE = 2
@@ -114,6 +115,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         config = dataclasses.replace(load_config(args.config_file, environ, args.config_set), web=web)
     except ConfigError as err:
         print(err, file=sys.stderr)
+        return EXIT_USAGE
+    try:  # the OTEL_EXPORTER_OTLP_* variables, checked as the configuration is
+        metrics_settings(config.telemetry.otlp_endpoint or None, config.telemetry.otlp_protocol or None, environ)
+    except ValueError as err:
+        print(f"config: {err}", file=sys.stderr)
         return EXIT_USAGE
     log.debug("configuration loaded", extra={"file": args.config_file or "(embedded defaults only)"})
 

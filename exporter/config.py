@@ -93,6 +93,9 @@ class NetflowConfig:
     series_expiry: float = field(metadata=_key("SeriesExpiry", check.seconds))
     max_flows: int = field(metadata=_key("MaxFlows", check.count))
     rtt_sample_interval: float = field(metadata=_key("RttSampleInterval", check.seconds))
+    aggregation: str = field(metadata=_key("Aggregation", check.netflow_level))
+    rtt_histogram: str = field(metadata=_key("RttHistogram", check.rtt_histogram_level))
+    rtt_buckets: tuple[float, ...] = field(metadata=_key("RttBuckets", check.rtt_buckets))
 
 
 @dataclass(frozen=True)

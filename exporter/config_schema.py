@@ -7,12 +7,16 @@ Each check takes the value as YAML produced it and either returns the typed valu
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
 import yaml
+
+from exporter.series.attributes import NAMES, known
+from exporter.series.instruments import KERNEL
 
 PROTOCOLS = ("HTTP", "Redis", "MySQL", "PgSQL", "DNS", "Memcached")
 MAX_U32 = 2**32 - 1
@@ -259,8 +263,6 @@ def yaml_reason(err: yaml.YAMLError) -> str:
 
 
 def _attribute_list(value: object) -> frozenset[str]:
-    from exporter.telemetry.attributes import NAMES, known
-
     if not isinstance(value, list):
         raise Invalid(f"expected a list of attribute names, got {show(value)}")
     for item in value:
@@ -271,19 +273,17 @@ def _attribute_list(value: object) -> frozenset[str]:
 
 
 def attribute_names(value: object) -> frozenset[str]:
-    """Process, container and Kubernetes attribute names (exporter/telemetry/attributes.py)."""
+    """Process, container and Kubernetes attribute names (exporter/series/attributes.py)."""
     return _attribute_list(value)
 
 
 def attribute_sets(value: object) -> dict[str, frozenset[str]]:
     """Instrument name, or a prefix of instrument names such as `dns`, -> attribute names."""
-    from exporter.telemetry.instruments import ALL
-
     if not isinstance(value, dict):
         raise Invalid(f"expected a map of instrument name to a list of attribute names, got {show(value)}")
     sets: dict[str, frozenset[str]] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not any(n == key or n.startswith(key + ".") for n in ALL):
+        if not isinstance(key, str) or not any(n == key or n.startswith(key + ".") for n in KERNEL):
             raise Invalid(f"unknown instrument {show(key)} (expected an instrument name such as netflow.bytes, "
                           "or a prefix such as netflow, dns or http)")
         try:
@@ -297,3 +297,36 @@ def str_list(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise Invalid(f"expected a list of non-empty strings, got {show(value)}")
     return tuple(dict.fromkeys(value))
+
+
+NETFLOW_LEVELS = ("flow", "peer", "peer_address", "workload")  # exporter/telemetry/naming/flows.py
+RTT_BOUNDS_MAX = 18  # NETFLOW_RTT_BOUNDS in bpf/netflow.h
+
+
+def netflow_level(value: object) -> str:
+    if value not in NETFLOW_LEVELS:
+        raise Invalid(f"expected one of {', '.join(NETFLOW_LEVELS)}, got {show(value)}")
+    return str(value)
+
+
+def rtt_histogram_level(value: object) -> str:
+    if value != "off" and value not in NETFLOW_LEVELS:
+        raise Invalid(f"expected one of {', '.join(NETFLOW_LEVELS)} or off, got {show(value)}")
+    return str(value)
+
+
+def rtt_buckets(value: object) -> tuple[float, ...]:
+    """Bucket bounds in seconds, rising, whole microseconds from 1 us to about 71 minutes (the kernel
+    compares microseconds in 32 bits), at most RTT_BOUNDS_MAX of them."""
+    expected = f"a rising list of 1 to {RTT_BOUNDS_MAX} bounds in seconds, from 0.000001 to 4294"
+    if not isinstance(value, list) or not 1 <= len(value) <= RTT_BOUNDS_MAX:
+        raise Invalid(f"expected {expected}, {_got(value)}")
+    micros = []
+    for item in value:
+        if not _is_number(item) or not 1e-6 <= item <= 4294:
+            raise Invalid(f"expected {expected}, got {show(item)} in the list")
+        micros.append(round(item * 1e6))
+    if any(b <= a for a, b in itertools.pairwise(micros)):
+        raise Invalid(f"expected {expected} (each bound larger than the one before, in whole microseconds), "
+                      f"got {show(value)}")
+    return tuple(m / 1e6 for m in micros)

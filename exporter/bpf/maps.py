@@ -27,6 +27,7 @@ T = TypeVar("T", bound="CValue")
 
 _BATCH_UNSUPPORTED_ERRNOS = frozenset({errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP})
 _FIRST_BATCH_ENTRIES = 256
+_LARGEST_BATCH_ENTRIES = 4096  # later batches grow to this: fewer calls, buffers of a few MB at most
 
 # Map types whose kernel rejected bpf_map_lookup_batch; those are read key by key from then on.
 _batch_unsupported_map_types: set[int] = set()
@@ -143,6 +144,24 @@ class BpfMap:
             return cast(list[tuple[K, V]], entries)
         return [(key, values[0]) for key, values in entries]
 
+    def raw_items(self) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) as the kernel's bytes, read in batches: for callers that decode many
+        entries themselves (struct is much cheaper than a ctypes object per entry). Not for per-CPU maps."""
+        if self.is_percpu:
+            raise BpfError(f"map '{self.name}': raw_items reads one value per key, not per CPU")
+        if self.map_type not in _batch_unsupported_map_types:
+            entries = self._raw_batches()
+            if entries is not None:
+                return entries
+        key_type = ctypes.c_char * self.key_size
+        out = []
+        for key in self.keys(key_type):
+            buffer = ctypes.create_string_buffer(self.value_size)
+            result = lib().bpf_map_lookup_elem(self.fd, ctypes.byref(key), buffer)
+            if result == 0:  # else deleted since the key walk
+                out.append((bytes(key), buffer.raw))
+        return out
+
     def percpu_items(self, key_type: type[K], value_type: type[V]) -> list[tuple[K, list[V]]]:
         self._require_percpu()
         return self._items_raw(key_type, value_type)
@@ -154,7 +173,6 @@ class BpfMap:
             entries = self._items_by_batch(key_type, value_type)
             if entries is not None:
                 return entries
-            _batch_unsupported_map_types.add(self.map_type)
         entries = []
         for key in self.keys(key_type):
             values = self._lookup_raw(key, value_type)
@@ -164,12 +182,37 @@ class BpfMap:
 
     def _items_by_batch(self, key_type: type[K], value_type: type[V]) -> list[tuple[K, list[V]]] | None:
         """Read with bpf_map_lookup_batch; None when the kernel cannot batch this map type."""
+        batches = self._batches()
+        if batches is None:
+            return None
+        entries: list[tuple[K, list[V]]] = []
+        for keys, values, count in batches:
+            for index in range(count):
+                key = _copy_from(keys, index * self.key_size, key_type)
+                value_offset = index * self._value_buffer_size
+                entries.append((key, self._decode_values(values, value_offset, value_type)))
+        return entries
+
+    def _raw_batches(self) -> list[tuple[bytes, bytes]] | None:
+        batches = self._batches()
+        if batches is None:
+            return None
+        out = []
+        ks, vs = self.key_size, self.value_size
+        for keys, values, count in batches:
+            key_bytes, value_bytes = keys.raw, values.raw
+            out += [(key_bytes[i * ks:(i + 1) * ks], value_bytes[i * vs:(i + 1) * vs]) for i in range(count)]
+        return out
+
+    def _batches(self) -> list[tuple[ctypes.Array[ctypes.c_char], ctypes.Array[ctypes.c_char], int]] | None:
+        """The map's entries as (keys buffer, values buffer, count) batches from bpf_map_lookup_batch;
+        None (and the map type remembered) when the kernel cannot batch this map type."""
         batch_entries = min(max(self.max_entries, 1), _FIRST_BATCH_ENTRIES)
         cursor_size = max(self.key_size, 8)  # hash maps use a u32 bucket cursor, arrays a key
         in_cursor = ctypes.create_string_buffer(cursor_size)
         out_cursor = ctypes.create_string_buffer(cursor_size)
         options = _libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(_libbpf.BpfMapBatchOpts))
-        entries: list[tuple[K, list[V]]] = []
+        batches = []
         keys, values = self._batch_buffers(batch_entries)
         first_call = True
         while True:
@@ -189,17 +232,18 @@ class BpfMap:
                 keys, values = self._batch_buffers(batch_entries)
                 continue
             if first_call and error in _BATCH_UNSUPPORTED_ERRNOS:
+                _batch_unsupported_map_types.add(self.map_type)
                 return None
             if error not in (0, errno.ENOENT):
                 raise error_for_errno(f"map '{self.name}': lookup_batch failed", error)
-            for index in range(count.value):
-                key = _copy_from(keys, index * self.key_size, key_type)
-                value_offset = index * self._value_buffer_size
-                entries.append((key, self._decode_values(values, value_offset, value_type)))
+            if count.value:
+                batches.append((keys, values, count.value))
             if error == errno.ENOENT:
-                return entries
+                return batches
             ctypes.memmove(in_cursor, out_cursor, cursor_size)
             first_call = False
+            batch_entries = min(batch_entries * 4, max(self.max_entries, 1), _LARGEST_BATCH_ENTRIES)
+            keys, values = self._batch_buffers(batch_entries)
 
     def _batch_buffers(self, entries: int) -> tuple[ctypes.Array[ctypes.c_char], ctypes.Array[ctypes.c_char]]:
         return (

@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 from exporter.collectors.base import Collector
+from exporter.collectors.bash import BashCollector
+from exporter.collectors.dns import DnsCollector, LearnNames
+from exporter.collectors.l7 import L7Collector
+from exporter.collectors.netflow import NetflowCollector
 from exporter.config import Config
 
+L7_PROTOCOLS = ("HTTP", "REDIS", "PGSQL", "MYSQL", "MEMCACHED")
 
-def enabled_collectors(config: Config) -> list[Collector]:
+
+def enabled_collectors(config: Config, learn_names: LearnNames | None = None) -> list[Collector]:
+    """The collectors the configuration turns on; `learn_names` is told the names DNS answers give
+    to addresses (for destination.domain)."""
     if not config.ebpf.enabled:
         return []
     collectors: list[Collector] = []
-    domains = None
     if dns_enabled(config):
-        from exporter.collectors.dns import DnsCollector
-        from exporter.enrich.domains import DomainCache
-
-        dns = config.dns
-        domains = DomainCache(dns.domain_cache_size, dns.domain_ttl_min, dns.domain_ttl_max)
-        collectors.append(DnsCollector(config, domains))
+        collectors.append(DnsCollector(config, learn_names))
     if config.netflow.enabled:
-        from exporter.collectors.netflow import NetflowCollector
-
-        collectors.append(NetflowCollector(config, domains))
+        collectors.append(NetflowCollector(config))
     if l7_enabled(config):
-        from exporter.collectors.l7 import L7Collector
-
         collectors.append(L7Collector(config))
     if config.bash.enabled:
-        from exporter.collectors.bash import BashCollector
-
         collectors.append(BashCollector(config))
     return collectors
 
@@ -37,9 +33,6 @@ def dns_enabled(config: Config) -> bool:
     """DNS is an application protocol to iLogtail: Common.ProtocolProcess and IncludeProtocols apply."""
     common = config.common
     return config.dns.enabled and common.protocol_process and "DNS" in common.include_protocols
-
-
-L7_PROTOCOLS = ("HTTP", "REDIS", "PGSQL", "MYSQL", "MEMCACHED")
 
 
 def l7_enabled(config: Config) -> bool:

@@ -1,4 +1,4 @@
-"""What every collector is: a BPF object it owns or shares, and aggregates it turns into points.
+"""What every collector is: a BPF object it owns or shares, and aggregates it turns into rows.
 
 Collectors that watch sockets (netflow, dns, l7) share one object, bpf/sockets.bpf.c, so that each
 kernel event runs one program whichever of them are on (why: that file's head). `start_all` loads it
@@ -10,21 +10,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
 from exporter.collectors.watchlist import KernelFilter
-from exporter.telemetry.points import Snapshot
+from exporter.series.rows import Row
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 200
 
 
 class Collector:
-    """Lifecycle: start() -> snapshot()/tick() many times -> stop().
+    """Lifecycle: start() -> refresh() + rows(), and tick(), many times -> stop().
 
-    Subclasses name their object and fill in configure() and snapshot(). A collector of a shared
-    object also names the programs it needs; the object's `<name>_enabled` constant turns it on."""
+    Subclasses name their object and fill in configure(), refresh() and rows(). A collector of a
+    shared object also names the programs it needs; the object's `<name>_enabled` constant turns it on.
+    The telemetry holds self.lock around refresh() and rows()."""
 
     name = ""
     object_name = ""
@@ -34,9 +34,9 @@ class Collector:
 
     def __init__(self) -> None:
         self.obj: BpfObject | None = None
-        self.lock = threading.Lock()  # snapshot() runs on the HTTP thread, tick() on the main one
+        self.lock = threading.Lock()  # collections run on the HTTP and OTLP threads, tick() on the main one
         self.attach_results: list[AttachResult] = []
-        self.records_interval: float | None = None  # seconds between records(); None: Common.FlushOutL4Interval
+        self.records_interval: float | None = None  # seconds between records; None: Common.FlushOutL4Interval
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self.kernel_filter: KernelFilter | None = None  # the filter maps every object has (netobs_filter.h)
@@ -66,20 +66,25 @@ class Collector:
     def attached(self) -> None:
         """Called once the programs are attached: start reading what needs a thread."""
 
-    def snapshot(self) -> Snapshot:
-        return {}
+    def refresh(self) -> None:
+        """Brings what rows() returns up to date with the kernel's tables (under self.lock)."""
+
+    def rows(self) -> Sequence[Row]:
+        """The collector's series as they stand, each an unchanged Row object while its figures are;
+        reading them changes nothing (under self.lock)."""
+        return ()
 
     def lost(self) -> Mapping[str, int]:
         """Events or updates the kernel side could not record, by reason (cumulative)."""
         return {}
 
-    def tick(self, now: float) -> None:
-        """Periodic housekeeping, called about once a second from the main loop, without
-        self.lock: take it around what snapshot() also touches, not around slow I/O."""
+    def counters(self) -> Mapping[str, int]:
+        """Self-metrics of its own: instrument name (exporter/series/instruments.py SELF) -> value."""
+        return {}
 
-    def records(self) -> list[dict[str, Any]]:
-        """iLogtail-style records for the interval since the last call."""
-        return []
+    def tick(self, now: float) -> None:
+        """Periodic housekeeping (expiry, timeouts), called about once a second from the main loop,
+        without self.lock: take it around what refresh() and rows() also touch, not around slow I/O."""
 
     def poll_ring_buffer(self, map_name: str, on_record: Callable[[memoryview | bytes], None]) -> None:
         """Drains a ring buffer of the loaded object from a thread of its own, until stop()."""

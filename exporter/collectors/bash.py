@@ -180,6 +180,9 @@ class BashCollector(Collector):
         attributes = {**process, **log_attributes(command, user, self._logs.host_name)}
         self._logs.emit(SCOPE, EVENT_NAME, command.text, attributes, command.time_ns)
 
+    def counters(self) -> Mapping[str, int]:
+        return {"netobs.bash.commands": self.commands}
+
     def lost(self) -> Mapping[str, int]:
         if self.obj is None:
             return {}

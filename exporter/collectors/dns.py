@@ -2,34 +2,33 @@
 
 The kernel side (bpf/dns.c) copies each DNS message, or DNS-over-TCP stream chunk, into a
 ring buffer. A thread here drains it, decodes the header and hands the chunk to the
-LookupTracker, which pairs queries with answers and aggregates. Snapshots read the aggregates;
-tick() turns overdue queries into timeouts. Answers also teach the DomainCache that netflow
-uses for destination.domain."""
+LookupTracker, which pairs queries with answers and aggregates. UDP lookups are paired and counted
+in the kernel; refresh() adds what it counted since the last read, and rows() are the series of
+both. tick() turns overdue queries into timeouts. Answers also tell `learn_names` which names
+resolved to which addresses (destination.domain on netflow series)."""
 
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import struct
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from exporter.bpf import BpfObject
 from exporter.collectors import sockets
 from exporter.collectors.base import Collector, check_mirrors
-from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LookupTracker, RecordTotals, SeriesKey
+from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LearnNames, LookupTracker, SeriesKey
 from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS, PendingKey, SeriesStats
 from exporter.collectors.dns_maps import Pending as KernelPending
 from exporter.collectors.dns_maps import SeriesKey as KernelSeriesKey
 from exporter.collectors.dns_wire import name_from_wire, rcode_name, type_name
 from exporter.config import Config
-from exporter.enrich.addresses import NETWORK_TYPE, format_address
-from exporter.enrich.domains import DomainCache
-from exporter.enrich.process import ProcessInfo
-from exporter.telemetry.instruments import DNS_BOUNDS_S
-from exporter.telemetry.points import Snapshot
+from exporter.series.addresses import NETWORK_TYPE, format_address
+from exporter.series.instruments import DNS_BOUNDS_S
+from exporter.series.rows import Row
+
+__all__ = ["DnsCollector", "LearnNames", "decode"]
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +66,15 @@ class DnsCollector(Collector):
     object_name = sockets.OBJECT
     programs = sockets.SOCKET_CALLS | sockets.UDP_PEERS
 
-    def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
+    def __init__(self, config: Config, learn_names: LearnNames | None = None) -> None:
         super().__init__()
         self.config = config
         dns = config.dns
         self.tracker = LookupTracker(
             timeout=dns.timeout, max_names_per_process=dns.max_names_per_process, max_pending=dns.max_pending,
             series_expiry=dns.series_expiry, bounds=DNS_BOUNDS_S, max_window=config.common.flush_out_l7_interval,
-            domains=domains, capture=DATA_MAX)
+            learn=learn_names, capture=DATA_MAX)
         self.records_interval = config.common.flush_out_l7_interval
-        self._processes = ProcessInfo(config.common.flush_meta_interval)
         self._kernel_seen: dict[bytes, tuple[int, int, tuple[int, ...], int, int]] = {}  # series key -> figures read
 
     # -------------------------------------------------------------- set-up
@@ -112,19 +110,21 @@ class DnsCollector(Collector):
     def tick(self, now: float) -> None:
         with self.lock:
             now_ns = time.monotonic_ns()
-            self._drain_kernel(now_ns)
+            self._drain_kernel(now_ns, expire=True)
+            self._time_out_kernel_queries(now_ns)
             self.tracker.expire(now_ns)
 
-    def snapshot(self) -> Snapshot:
-        now_ns = time.monotonic_ns()
-        self._drain_kernel(now_ns)
-        return self.tracker.snapshot(now_ns)
+    def refresh(self) -> None:
+        self._drain_kernel(time.monotonic_ns())
+
+    def rows(self) -> Sequence[Row]:
+        return self.tracker.rows(time.monotonic_ns())
 
     # -------------------------------------------------------------- the kernel's UDP lookups
 
-    def _drain_kernel(self, now_ns: int) -> None:
-        """Adds what the kernel counted since the last read to the tracker's series, and turns
-        its queries that waited too long into TIMEOUT lookups. Costs one map read per series."""
+    def _drain_kernel(self, now_ns: int, expire: bool = False) -> None:
+        """Adds what the kernel counted since the last read to the tracker's series; with `expire`,
+        forgets kernel series idle past Dns.SeriesExpiry. Costs one map read per series."""
         if self.obj is None:
             return
         series = self.obj.map("dns_series")
@@ -141,9 +141,14 @@ class DnsCollector(Collector):
                     tuple(a - b for a, b in zip(figures[2], before[2], strict=True)),
                     stats.window, stats.max_ns, stats.previous_max_ns, stats.last_ns,
                     stats.request_bytes - before[3], stats.response_bytes - before[4]))
-            if now_ns - stats.last_ns > self.tracker.expiry_ns:
+            if expire and now_ns - stats.last_ns > self.tracker.expiry_ns:
                 series.delete(key)
                 self._kernel_seen.pop(raw, None)
+
+    def _time_out_kernel_queries(self, now_ns: int) -> None:
+        """The kernel's queries that waited longer than Dns.Timeout become TIMEOUT lookups."""
+        if self.obj is None:
+            return
         timeout_ns = self.tracker.timeout_ns
         pending = self.obj.map("pending")
         for pkey, query in pending.items(PendingKey, KernelPending):
@@ -170,33 +175,5 @@ class DnsCollector(Collector):
                 counts[LOST_REASONS[k.value]] = v.value
         return counts
 
-    def folded_names(self) -> int:
-        return self.tracker.folded
-
-    def records(self) -> list[dict[str, Any]]:
-        """iLogtail `protocols` records (protocol dns) for the lookups since the previous call."""
-        self._drain_kernel(time.monotonic_ns())
-        now = str(int(time.time()))
-        return [self._record(key, totals, now) for key, totals in self.tracker.take_records().items()]
-
-    def _record(self, s: SeriesKey, totals: RecordTotals, now: str) -> dict[str, Any]:
-        # the peer of a client is its server; a server's clients are not kept (one series for all)
-        remote = {"remote_ip": s.server_address, "remote_port": str(s.server_port), "remote_type": "dns"} \
-            if s.client else {"remote_ip": "", "remote_port": "", "remote_type": "client"}
-        return {
-            "type": "protocols",
-            "_process_pid_": str(s.pid),
-            "_process_cmd_": self._processes.cmdline(s.pid, s.comm),
-            "_running_mode_": "host",
-            "protocol": "dns",
-            "query_record": s.name,
-            "query_type": s.qtype,
-            "success": "1" if s.rcode == "NOERROR" else "0",
-            "role": "client" if s.client else "server",
-            "remote_info": json.dumps(remote, separators=(",", ":")) + "\n",
-            "total_count": str(totals.count),
-            "total_latency_ns": str(totals.latency_ns),
-            "total_req_bytes": str(totals.request_bytes),
-            "total_resp_bytes": str(totals.response_bytes),
-            "__time__": now,
-        }
+    def counters(self) -> Mapping[str, int]:
+        return {"netobs.dns.names.folded": self.tracker.folded}

@@ -5,23 +5,48 @@ answer by socket, peer, transaction id and question; the time between them is th
 duration, measured where the process wrote the query and read the answer (client) or read the
 query and wrote the answer (server). A query left unanswered for `timeout` counts as TIMEOUT.
 Every lookup lands in one series per (role, process, server, transport, name, type, rcode):
-counts, a histogram and a windowed maximum. No OpenTelemetry call is made per lookup."""
+counts, a histogram and a windowed maximum, handed on as rows. No OpenTelemetry call is made per
+lookup. Answers also tell `learn` which names resolved to which addresses."""
 
 from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from exporter.collectors.dns_wire import Message, TcpFramer, parse, rcode_name, type_name
-from exporter.enrich.domains import DomainCache
-from exporter.telemetry.points import Attributes, HistogramValue, Points, Snapshot
+from exporter.collectors.dns_wire import Answer, Message, TcpFramer, parse, rcode_name, type_name
+from exporter.series.lookups import LookupFigures, LookupKey
+from exporter.series.rows import HistogramValue, Owner, Row
 
+A, AAAA, CNAME = 1, 28, 5
 OTHER_NAME = "~other"
 TIMEOUT = "TIMEOUT"
 MAX_FRAMERS = 16384  # TCP connection directions followed at once
 FRAMER_IDLE_NS = 120 * 10**9
+
+
+LearnNames = Callable[[str, list[tuple[str, int]]], None]  # (question, [(address, ttl)]) from an answer
+
+
+def resolved_addresses(question: str, answers: Iterable[Answer]) -> list[tuple[str, int]]:
+    """(address, ttl) of the A/AAAA records that answer `question`, following CNAME chains
+    from it; records for unrelated owners (a server may add them) are ignored."""
+    names = {question}
+    addresses = []
+    pending = list(answers)
+    grew = True
+    while grew:  # CNAMEs may come in any order: follow until the chain stops growing
+        grew = False
+        for answer in pending:
+            if answer.rtype == CNAME and answer.name in names and answer.data not in names:
+                names.add(answer.data)
+                grew = True
+    for answer in pending:
+        if answer.rtype in (A, AAAA) and answer.name in names:
+            addresses.append((answer.data, answer.ttl))
+    return addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +102,8 @@ class Series:
     last_ns: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
+    row: Row | None = None  # the series' row, until it changes
+    row_window: int = -2  # the window that row's maximum belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +122,6 @@ class Increment:
     response_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class RecordTotals:
-    count: int
-    latency_ns: int
-    request_bytes: int
-    response_bytes: int
-
-
 @dataclass
 class Skipped:
     """Messages that did not become lookups, by reason (netobs_events_lost_total{collector="dns"})."""
@@ -116,7 +135,7 @@ class Skipped:
 
 class LookupTracker:
     def __init__(self, *, timeout: float, max_names_per_process: int, max_pending: int, series_expiry: float,
-                 bounds: tuple[float, ...], max_window: float, domains: DomainCache | None = None,
+                 bounds: tuple[float, ...], max_window: float, learn: LearnNames | None = None,
                  capture: int = 1024) -> None:
         self.timeout_ns = int(timeout * 1e9)
         self.max_names = max_names_per_process
@@ -124,7 +143,7 @@ class LookupTracker:
         self.expiry_ns = int(series_expiry * 1e9)
         self.bounds = bounds
         self.window_ns = max(int(max_window * 1e9), 1)
-        self.domains = domains
+        self.learn_names = learn
         self.capture = capture
         self.skipped = Skipped()
         self.folded = 0  # lookups whose name was folded into ~other
@@ -132,7 +151,6 @@ class LookupTracker:
         self._pending: dict[tuple[object, ...], Pending] = {}
         self._framers: OrderedDict[tuple[int, bool], tuple[TcpFramer, int]] = OrderedDict()
         self._names: dict[int, set[str]] = {}  # pid -> names it has series for
-        self._recorded: dict[SeriesKey, RecordTotals] = {}  # series totals at the last take_records()
 
     # ------------------------------------------------------------------ input
 
@@ -171,14 +189,19 @@ class LookupTracker:
             return
         rcode = rcode_name(message.rcode)
         self._record(pending, rcode, chunk.ktime_ns - pending.ktime_ns, length)
-        if self.domains is not None and message.rcode == 0 and message.answers:
-            self.domains.learn(message.question_name, message.answers)
+        self._learn(message)
 
     def learn(self, data: bytes, length: int) -> None:
         """An answer the kernel already counted, sent up for the addresses it holds."""
         message = parse(data, cut=len(data) < length)
-        if message is not None and self.domains is not None and message.rcode == 0 and message.answers:
-            self.domains.learn(message.question_name, message.answers)
+        if message is not None:
+            self._learn(message)
+
+    def _learn(self, message: Message) -> None:
+        if self.learn_names is not None and message.rcode == 0 and message.answers:
+            found = resolved_addresses(message.question_name, message.answers)
+            if found:
+                self.learn_names(message.question_name, found)
 
     def _query(self, chunk: Chunk, message: Message, key: tuple[object, ...], client: bool, length: int) -> None:
         if key in self._pending:  # a retry: the lookup began with the first query
@@ -229,6 +252,7 @@ class LookupTracker:
         s.last_ns = max(s.last_ns, inc.last_ns)
         s.request_bytes += inc.request_bytes
         s.response_bytes += inc.response_bytes
+        s.row = None
 
     @staticmethod
     def _merge_max(s: Series, window: int, max_s: float, previous_max_s: float) -> None:
@@ -252,7 +276,6 @@ class LookupTracker:
         idle = [k for k, s in self.series.items() if now_ns - s.last_ns > self.expiry_ns]
         for k in idle:
             del self.series[k]
-            self._recorded.pop(k, None)
         if idle:
             self._names = {}
             for k in self.series:
@@ -267,53 +290,29 @@ class LookupTracker:
 
     # ------------------------------------------------------------------ output
 
-    def snapshot(self, now_ns: int) -> Snapshot:
-        durations: Points = {}
-        counts: Points = {}
-        maxima: Points = {}
+    def rows(self, now_ns: int) -> list[Row]:
+        """A row per series; a series keeps its Row while its figures and its window's maximum stand."""
         window = now_ns // self.window_ns
+        out = []
         for key, s in self.series.items():
-            attrs = series_attributes(key)
-            durations[attrs] = HistogramValue(tuple(s.buckets), s.sum_s, s.count)
-            counts[attrs] = s.count
-            if window == s.window:
-                maxima[attrs] = max(s.window_max, s.previous_max)
-            elif window == s.window + 1:
-                maxima[attrs] = s.window_max
-        return {"dns.lookup.duration": durations, "dns.lookups": counts, "dns.lookup.duration.max": maxima}
-
-    def take_records(self) -> dict[SeriesKey, RecordTotals]:
-        """What each series counted since the previous call (iLogtail's records are per interval)."""
-        out = {}
-        for key, s in self.series.items():
-            now = RecordTotals(s.count, round(s.sum_s * 1e9), s.request_bytes, s.response_bytes)
-            before = self._recorded.get(key, RecordTotals(0, 0, 0, 0))
-            if now.count != before.count:
-                out[key] = RecordTotals(now.count - before.count, now.latency_ns - before.latency_ns,
-                                        now.request_bytes - before.request_bytes,
-                                        now.response_bytes - before.response_bytes)
-            self._recorded[key] = now
+            if s.row is None or s.row_window != window:
+                s.row, s.row_window = _row(key, s, window), window
+            out.append(s.row)
         return out
 
     def tcp_desyncs(self) -> int:
         return sum(framer.desyncs for framer, _ in self._framers.values())
 
 
-def series_attributes(key: SeriesKey) -> Attributes:
-    attrs: list[tuple[str, str | int]] = [
-        ("dns.question.name", key.name),
-        ("dns.question.type", key.qtype),
-        ("dns.response_code", key.rcode),
-    ]
-    if key.rcode != "NOERROR":
-        attrs.append(("error.type", key.rcode))
-    attrs += [
-        ("server.address", key.server_address),
-        ("server.port", key.server_port),
-        ("network.transport", key.transport),
-        ("network.type", key.family),
-        ("dnsflow.direction", "outgoing" if key.client else "incoming"),
-        ("process.pid", key.pid),
-        ("process.executable.name", key.comm),
-    ]
-    return tuple(attrs)
+def _row(key: SeriesKey, s: Series, window: int) -> Row:
+    if window == s.window:
+        maximum: float | None = max(s.window_max, s.previous_max)
+    elif window == s.window + 1:
+        maximum = s.window_max
+    else:
+        maximum = None
+    return Row(LookupKey(key.client, key.transport, key.family, key.server_address, key.server_port, key.name,
+                         key.qtype, key.rcode),
+               Owner(key.pid, key.comm),
+               LookupFigures(HistogramValue(tuple(s.buckets), s.sum_s, s.count), s.count, maximum, s.request_bytes,
+                             s.response_bytes))

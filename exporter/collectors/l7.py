@@ -1,15 +1,15 @@
 """l7: requests of application protocols (HTTP/1.x), paired and counted in the kernel.
 
 bpf/l7.c keeps one series of cumulative figures per (process, role, method, route, status,
-server). Here they are read once per tick or scrape, and only the increments of series that
-changed are added to the RequestTracker, so the cost follows the number of series, never the
-request rate."""
+server). Here they are read at each collection and tick, and only the increments of series that
+changed are added to the RequestTracker, whose series are the rows: the cost follows the number
+of series, never the request rate."""
 
 from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.bpf import BpfObject
@@ -24,13 +24,12 @@ from exporter.collectors.l7_maps import (
     SeriesKey,
     SeriesStats,
 )
-from exporter.collectors.l7_requests import Increment, RequestTracker, protocol_record
+from exporter.collectors.l7_requests import Increment, RequestTracker
 from exporter.collectors.l7_requests import SeriesKey as RequestKey
 from exporter.config import Config
-from exporter.enrich.addresses import NETWORK_TYPE, format_address
-from exporter.enrich.process import ProcessInfo
-from exporter.telemetry.instruments import DB_DURATION_BOUNDS_S, HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
-from exporter.telemetry.points import Snapshot
+from exporter.series.addresses import NETWORK_TYPE, format_address
+from exporter.series.instruments import DB_DURATION_BOUNDS_S, HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
+from exporter.series.rows import Row
 
 assert len(SIZE_BOUNDS_BY) == SIZE_BOUNDS
 assert len(DB_DURATION_BOUNDS_S) == len(HTTP_DURATION_BOUNDS_S)
@@ -68,7 +67,6 @@ class L7Collector(Collector):
             duration_bounds=len(HTTP_DURATION_BOUNDS_S), size_bounds=len(SIZE_BOUNDS_BY),
             max_routes_per_process=l7.max_routes_per_process, expiry_ns=int(l7.series_expiry * 1e9))
         self.records_interval = config.common.flush_out_l7_interval
-        self._processes = ProcessInfo(config.common.flush_meta_interval)
         self._seen: dict[int, tuple[Any, ...]] = {}  # kernel series fingerprint -> figures at the last read
 
     # -------------------------------------------------------------- set-up
@@ -99,16 +97,18 @@ class L7Collector(Collector):
     def tick(self, now: float) -> None:
         with self.lock:
             now_ns = time.monotonic_ns()
-            self._drain(now_ns)
+            self._drain(now_ns, expire=True)
             self.tracker.expire(now_ns)
 
-    def snapshot(self) -> Snapshot:
+    def refresh(self) -> None:
         self._drain(time.monotonic_ns())
-        return self.tracker.snapshot()
 
-    def _drain(self, now_ns: int) -> None:
-        """Adds what the kernel counted since the last read; forgets kernel series idle past
-        L7.SeriesExpiry. One map read per series."""
+    def rows(self) -> Sequence[Row]:
+        return self.tracker.rows()
+
+    def _drain(self, now_ns: int, expire: bool = False) -> None:
+        """Adds what the kernel counted since the last read; with `expire`, forgets kernel series idle
+        past L7.SeriesExpiry. One map read per series."""
         if self.obj is None:
             return
         series = self.obj.map("l7_series")
@@ -125,7 +125,7 @@ class L7Collector(Collector):
                     count=delta[0], sum_ns=delta[1], buckets=delta[2], request_bytes=delta[3],
                     response_bytes=delta[4], request_body_sum=delta[5], response_body_sum=delta[6],
                     request_body_buckets=delta[7], response_body_buckets=delta[8], last_ns=stats.last_ns))
-            if now_ns - stats.last_ns > self.tracker.expiry_ns:
+            if expire and now_ns - stats.last_ns > self.tracker.expiry_ns:
                 series.delete(fingerprint)
                 self._seen.pop(raw, None)
 
@@ -149,16 +149,8 @@ class L7Collector(Collector):
                 counts[LOST_REASONS[k.value]] = v.value
         return counts
 
-    def folded_routes(self) -> int:
-        return self.tracker.folded
-
-    def records(self) -> list[dict[str, Any]]:
-        """iLogtail `protocols` records for the requests since the previous call."""
-        self._drain(time.monotonic_ns())  # the caller holds self.lock
-        taken = self.tracker.take_records()
-        now = str(int(time.time()))
-        return [protocol_record(key, totals, self._processes.cmdline(key.pid, key.comm), now)
-                for key, totals in taken.items()]
+    def counters(self) -> Mapping[str, int]:
+        return {"netobs.http.routes.folded": self.tracker.folded}
 
 
 def _minus(a: Any, b: Any) -> Any:

@@ -1,44 +1,42 @@
-"""netflow: reads the kernel's per-flow aggregates and turns them into points and records."""
+"""netflow: the kernel's per-flow aggregates (bpf/netflow.c) as rows, one per flow and process.
+
+refresh() reads the flow table in batches and decodes only the entries whose bytes changed since
+the last read; the others keep their Row object. tick() forgets flows idle for Netflow.SeriesExpiry
+with no open connection, in the kernel and here, and keeps the host's addresses and the connections
+from before start-up in step with sock_diag."""
 
 from __future__ import annotations
 
 import ctypes
-import errno
-import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from exporter.bpf import BpfObject
 from exporter.collectors import sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.netflow_maps import (
-    DIRECTION_INCOMING,
-    DIRECTION_OUTGOING,
+    FAILED_KEY,
+    KEY,
     LOST_REASONS,
     MIRRORS,
+    RTT_BOUNDS,
+    STATS,
     Addr16,
-    FailedKey,
-    FlowKey,
-    FlowStats,
+    NetflowFailedKey,
+    NetflowKey,
+    NetflowStats,
     Seed,
 )
 from exporter.config import Config
-from exporter.enrich.addresses import AF_INET, AF_INET6, AF_UNIX, NETWORK_TYPE, address_type, format_address
-from exporter.enrich.domains import DomainCache
-from exporter.enrich.process import ProcessInfo
-from exporter.telemetry.instruments import RTT_BOUNDS_S
-from exporter.telemetry.points import Attributes, HistogramValue, Snapshot
+from exporter.series.addresses import AF_INET
+from exporter.series.flows import IPPROTO_TCP, FailedFigures, FailedKey, FlowFigures, FlowKey
+from exporter.series.rows import HistogramValue, Owner, Row
 
 log = logging.getLogger(__name__)
 
-TRANSPORT = {6: "tcp", 17: "udp"}
-DIRECTION = {DIRECTION_INCOMING: "incoming", DIRECTION_OUTGOING: "outgoing"}
-ROLE = {DIRECTION_OUTGOING: "client", DIRECTION_INCOMING: "server"}
-ROLE_PEER = {"client": "server", "server": "client", "unknown": "unknown"}
-TRANSMIT: Attributes = (("network.io.direction", "transmit"),)
-RECEIVE: Attributes = (("network.io.direction", "receive"),)
+NO_BOUND_US = 0xFFFFFFFF  # pads Netflow.RttBuckets to the kernel's RTT_BOUNDS: larger samples go to +Inf
 
 
 def read_ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
@@ -47,33 +45,26 @@ def read_ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -
     return low, high
 
 
-def flow_attributes(key: FlowKey, comm: bytes) -> Attributes:
-    """The attributes of a flow's series, from the local process's point of view."""
-    family = key.family
-    attrs: list[tuple[str, str | int]] = []
-    if family in (AF_INET, AF_INET6):
-        local = format_address(bytes(key.local_addr), family)
-        remote = format_address(bytes(key.remote_addr), family)
-        attrs += [
-            ("network.transport", TRANSPORT.get(key.protocol, "other")),
-            ("network.type", NETWORK_TYPE[family]),
-            ("source.address", local),
-            ("source.port", str(key.local_port) if key.local_port else "*"),
-            ("destination.address", remote),
-            ("destination.port", str(key.remote_port) if key.remote_port else "*"),
-            ("netflow.source.address.type", address_type(local)),
-            ("netflow.destination.address.type", address_type(remote)),
-        ]
-    else:
-        attrs.append(("network.transport", "unix" if family == AF_UNIX else "other"))
-    if key.direction in DIRECTION:
-        attrs.append(("netflow.direction", DIRECTION[key.direction]))
-    attrs += [("process.pid", key.pid), ("process.executable.name", comm.decode(errors="replace"))]
-    return tuple(attrs)
+def decode_key(raw: bytes) -> tuple[FlowKey, int]:
+    """A kernel flow key: the row's key, and the pid it holds."""
+    local, remote, pid, local_port, remote_port, family, protocol, direction = KEY.unpack(raw)
+    return FlowKey(family, protocol, local, local_port, remote, remote_port, direction), pid
 
 
-def error_name(code: int) -> str:
-    return errno.errorcode.get(code, "_OTHER") if code else "_OTHER"
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+@dataclass(slots=True)
+class _Flow:
+    """What the collector knows of one kernel entry since the last read."""
+
+    key: FlowKey
+    value: bytes  # the entry's bytes, as last decoded
+    unclaimed: int  # connections from before start-up the kernel has not seen yet, counted in `active`
+    row: Row
+    last_seen_ns: int
+    active: int
 
 
 class NetflowCollector(Collector):
@@ -85,17 +76,17 @@ class NetflowCollector(Collector):
     # call brings its flow up to date itself: as exact, ~400 ns more per call (docs/metrics.md).
     optional_programs = frozenset({"flush_sockets"})
 
-    def __init__(self, config: Config, domains: DomainCache | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
-        self.domains = domains
-        self._unnamed: set[bytes] = set()  # flows whose destination had no known name yet
         self.expiry_ns = int(config.netflow.series_expiry * 1e9)
-        self._attrs: dict[bytes, Attributes] = {}
-        self._last_records: dict[bytes, tuple[int, int, int, int]] = {}
+        self.rtt_buckets = len(config.netflow.rtt_buckets) + 1
+        self._flows: dict[bytes, _Flow] = {}  # kernel key -> what it held at the last read
+        self._failed: dict[bytes, tuple[int, Row]] = {}  # kernel failed key -> (count, row)
+        self._rows: list[Row] = []
         self._next_netlink = 0.0
+        self._next_expiry = 0.0
         self._seed_cookies: set[int] = set()
-        self._processes = ProcessInfo(config.common.flush_meta_interval)
 
     # -------------------------------------------------------------- set-up
 
@@ -103,7 +94,8 @@ class NetflowCollector(Collector):
         check_mirrors(obj, MIRRORS)
         common = self.config.common
         low, high = read_ephemeral_range()
-        bounds_us = b"".join(round(b * 1e6).to_bytes(4, "little") for b in RTT_BOUNDS_S)
+        bounds = [round(b * 1e6) for b in self.config.netflow.rtt_buckets]
+        bounds += [NO_BOUND_US] * (RTT_BOUNDS - len(bounds))
         obj.set_rodata({
             "ephemeral_port_min": low,
             "ephemeral_port_max": high,
@@ -111,7 +103,7 @@ class NetflowCollector(Collector):
             "drop_unknown": common.drop_unknown_socket,
             "drop_local": common.drop_local_connections,
             "rtt_sample_interval_ns": int(self.config.netflow.rtt_sample_interval * 1e9),
-            "rtt_bounds_us": bounds_us,
+            "rtt_bounds_us": b"".join(b.to_bytes(4, "little") for b in bounds),
             "flush_iterator": "flush_sockets" not in self.without,
         })
         obj.set_max_entries("flows", self.config.netflow.max_flows)
@@ -144,11 +136,11 @@ class NetflowCollector(Collector):
             seed = Seed(flow=key, comm=conn.comm.encode()[:15])
             seeds.update(ctypes.c_uint64(conn.cookie), seed)
             self._seed_cookies.add(conn.cookie)
-            if flows.lookup(key, FlowStats) is None:  # programs are not attached yet: no race
-                flows.update(key, FlowStats(comm=seed.comm, last_seen_ns=time.monotonic_ns()))
+            if flows.lookup(key, NetflowStats) is None:  # programs are not attached yet: no race
+                flows.update(key, NetflowStats(comm=seed.comm, last_seen_ns=time.monotonic_ns()))
         log.info("netflow: %d connections open before start-up", len(self._seed_cookies))
 
-    def _dropped(self, key: FlowKey, local_addresses: set[bytes]) -> bool:
+    def _dropped(self, key: NetflowKey, local_addresses: set[bytes]) -> bool:
         """The kernel's flow_dropped(), for flows built here."""
         remote = bytes(key.remote_addr)
         loopback = remote[0] == 127 if key.family == AF_INET else remote == bytes(15) + b"\x01"
@@ -166,10 +158,80 @@ class NetflowCollector(Collector):
                 counts[raw] = counts.get(raw, 0) + 1
         return counts
 
+    # -------------------------------------------------------------- reading
+
+    def refresh(self) -> None:
+        """Reads the flow and failure tables; only entries whose bytes changed are decoded again."""
+        if self.obj is None:
+            return
+        if "flush_sockets" not in self.without:
+            self.obj.map_iterator("flush_sockets", "sock_states").run()  # bytes still held per socket
+        unclaimed = self._unclaimed_seeds()
+        flows: dict[bytes, _Flow] = {}
+        for raw_key, value in self.obj.map("flows").raw_items():
+            seeds = unclaimed.get(raw_key, 0)
+            flow = self._flows.get(raw_key)
+            if flow is None or flow.value != value or flow.unclaimed != seeds:
+                flow = self._decode(raw_key, value, seeds, flow)
+            flows[raw_key] = flow
+        self._flows = flows
+        self._read_failed()
+        self._rows = [f.row for f in flows.values()] + [row for _, row in self._failed.values()]
+
+    def _decode(self, raw_key: bytes, value: bytes, unclaimed: int, before: _Flow | None) -> _Flow:
+        key, pid = (before.key, before.row.owner.pid) if before is not None else decode_key(raw_key)
+        (sent, received, packets_sent, packets_received, retransmits, established, closed, active,
+         *rest) = STATS.unpack(value)
+        buckets = rest[:RTT_BOUNDS + 1]
+        rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm = rest[RTT_BOUNDS + 1:]
+        active += unclaimed
+        if key.protocol == IPPROTO_TCP:
+            sampled = rtt_count > 0
+            figures = FlowFigures(
+                sent, received, packets_sent, packets_received, retransmits, established, closed, max(active, 0),
+                srtt_us / 1e6 if sampled else None, rttvar_us / 1e6 if sampled else None,
+                HistogramValue(tuple(buckets[:self.rtt_buckets]), rtt_sum_us / 1e6, rtt_count) if sampled else None)
+        else:
+            figures = FlowFigures(sent, received, packets_sent, packets_received, *(None,) * 7)
+        return _Flow(key, value, unclaimed, Row(key, Owner(pid, _comm(comm)), figures), last_seen_ns, active)
+
+    def _read_failed(self) -> None:
+        assert self.obj is not None
+        failed: dict[bytes, tuple[int, Row]] = {}
+        for raw_key, value in self.obj.map("failed").raw_items():
+            count = int.from_bytes(value, "little")
+            known = self._failed.get(raw_key)
+            if known is None or known[0] != count:
+                flow_raw, error = FAILED_KEY.unpack(raw_key)
+                key, pid = decode_key(flow_raw)
+                flow = self._flows.get(flow_raw)
+                comm = flow.row.owner.comm if flow is not None else ""
+                known = (count, Row(FailedKey(key, error), Owner(pid, comm), FailedFigures(count)))
+            failed[raw_key] = known
+        self._failed = failed
+
+    def rows(self) -> Sequence[Row]:
+        return self._rows
+
+    def lost(self) -> Mapping[str, int]:
+        if self.obj is None:
+            return {}
+        return {LOST_REASONS[k.value]: v.value
+                for k, v in self.obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
+
+    # -------------------------------------------------------------- housekeeping
+
     def tick(self, now: float) -> None:
-        """Every FlushNetlinkInterval: host addresses, and seeds of connections that closed
-        unseen. The netlink dumps run outside the lock, so scrapes never wait for them."""
-        if self.obj is None or now < self._next_netlink:
+        """Every few seconds: flows idle past the expiry go. Every FlushNetlinkInterval: host addresses,
+        and seeds of connections that closed unseen (the netlink dumps run outside the lock)."""
+        if self.obj is None:
+            return
+        if now >= self._next_expiry:
+            self._next_expiry = now + min(max(self.config.netflow.series_expiry / 10, 1.0), 10.0)
+            with self.lock:
+                self.refresh()  # expire on what the kernel holds now, not on an old read
+                self._expire(time.monotonic_ns())
+        if now < self._next_netlink:
             return
         self._next_netlink = now + self.config.common.flush_netlink_interval
         addresses = {raw for raw, _family in sockdiag.host_addresses()}
@@ -187,135 +249,19 @@ class NetflowCollector(Collector):
                 seeds.delete(ctypes.c_uint64(cookie))
             self._seed_cookies &= alive
 
-    # -------------------------------------------------------------- reading
-
-    def _read_flows(self) -> list[tuple[FlowKey, FlowStats]]:
-        """All flows, minus those idle for longer than the expiry (deleted from the kernel).
-        Open connections not yet seen by the kernel are added to `active`."""
+    def _expire(self, now_ns: int) -> None:
+        """Deletes flows with no open connection and nothing new for Netflow.SeriesExpiry, with their
+        failures, from the kernel and from the rows."""
         assert self.obj is not None
-        if "flush_sockets" not in self.without:
-            self.obj.map_iterator("flush_sockets", "sock_states").run()  # bytes still held per socket
-        flows = self.obj.map("flows")
-        now = time.monotonic_ns()
-        unclaimed = self._unclaimed_seeds()
-        live: list[tuple[FlowKey, FlowStats]] = []
-        for key, stats in flows.items(FlowKey, FlowStats):
-            stats.active += unclaimed.get(bytes(key), 0)
-            if stats.active <= 0 and now - stats.last_seen_ns > self.expiry_ns:
-                flows.delete(key)
-                self._attrs.pop(bytes(key), None)
-                self._unnamed.discard(bytes(key))
-                self._last_records.pop(bytes(key), None)
-            else:
-                live.append((key, stats))
-        return live
-
-    def _attributes(self, key: FlowKey, comm: bytes) -> Attributes:
-        """A flow's attributes, computed once; destination.domain is added the first time the
-        destination's name is known (DNS answers seen by the dns collector), then kept."""
-        raw = bytes(key)
-        attrs = self._attrs.get(raw)
-        if attrs is not None and raw not in self._unnamed:
-            return attrs
-        if attrs is None:
-            attrs = flow_attributes(key, comm)
-        if self.domains is not None and key.family in (AF_INET, AF_INET6):
-            name = self.domains.name(format_address(bytes(key.remote_addr), key.family))
-            if name is None:
-                self._unnamed.add(raw)
-            else:
-                attrs += (("destination.domain", name),)
-                self._unnamed.discard(raw)
-        self._attrs[raw] = attrs
-        return attrs
-
-    def snapshot(self) -> Snapshot:
-        flows = self._read_flows()
-        snap: Snapshot = {name: {} for name in (
-            "netflow.bytes", "netflow.packets", "netflow.tcp.retransmits", "netflow.tcp.established",
-            "netflow.tcp.closed", "netflow.tcp.active", "netflow.tcp.rtt", "netflow.tcp.srtt",
-            "netflow.tcp.rttvar", "netflow.tcp.failed")}
-        live_keys = set()
-        for key, s in flows:
-            attrs = self._attributes(key, s.comm)
-            live_keys.add(bytes(key))
-            snap["netflow.bytes"][attrs + TRANSMIT] = s.bytes_sent
-            snap["netflow.bytes"][attrs + RECEIVE] = s.bytes_received
-            snap["netflow.packets"][attrs + TRANSMIT] = s.packets_sent
-            snap["netflow.packets"][attrs + RECEIVE] = s.packets_received
-            if key.protocol != 6:
-                continue
-            snap["netflow.tcp.retransmits"][attrs] = s.retransmits
-            snap["netflow.tcp.established"][attrs] = s.established
-            snap["netflow.tcp.closed"][attrs] = s.closed
-            snap["netflow.tcp.active"][attrs] = max(s.active, 0)
-            if s.rtt_count:
-                snap["netflow.tcp.rtt"][attrs] = HistogramValue(
-                    tuple(s.rtt_buckets), s.rtt_sum_us / 1e6, s.rtt_count)
-                snap["netflow.tcp.srtt"][attrs] = s.srtt_us / 1e6
-                snap["netflow.tcp.rttvar"][attrs] = s.rttvar_us / 1e6
-        self._read_failed(snap, live_keys)
-        return snap
-
-    def _read_failed(self, snap: Snapshot, live_keys: set[bytes]) -> None:
-        assert self.obj is not None
-        failed = self.obj.map("failed")
-        for fkey, count in failed.items(FailedKey, ctypes.c_uint64):
-            raw = bytes(fkey.flow)
-            if raw not in live_keys:  # its flow expired
-                failed.delete(fkey)
-                continue
-            attrs = self._attrs[raw] + (("error.type", error_name(fkey.error)),)
-            snap["netflow.tcp.failed"][attrs] = count.value
-
-    def lost(self) -> Mapping[str, int]:
-        if self.obj is None:
-            return {}
-        return {LOST_REASONS[k.value]: v.value
-                for k, v in self.obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
-
-    # -------------------------------------------------------------- records
-
-    def records(self) -> list[dict[str, Any]]:
-        """iLogtail `statistics` records: what each flow did since the previous call."""
-        if self.obj is None:
-            return []
-        out = []
-        now = str(int(time.time()))
-        for key, s in self._read_flows():
-            raw = bytes(key)
-            totals = (s.bytes_sent, s.bytes_received, s.packets_sent, s.packets_received)
-            before = self._last_records.get(raw, (0, 0, 0, 0))
-            self._last_records[raw] = totals
-            if totals == before:
-                continue
-            d = [a - b for a, b in zip(totals, before, strict=True)]
-            command = self._processes.cmdline(key.pid, s.comm.decode(errors="replace"))
-            out.append(ilogtail_statistics(key, command, d, now))
-        return out
-
-
-def ilogtail_statistics(key: FlowKey, comm: str, deltas: list[int], now: str) -> dict[str, Any]:
-    family = key.family
-    inet = family in (AF_INET, AF_INET6)
-    remote = format_address(bytes(key.remote_addr), family) if inet else ""
-    port = str(key.remote_port) if key.remote_port else "*"
-    role = ROLE.get(key.direction, "unknown")
-    return {
-        "type": "statistics",
-        "_process_pid_": str(key.pid),
-        "_process_cmd_": comm,
-        "_running_mode_": "host",
-        # iLogtail's form: compact JSON with a trailing newline
-        "remote_info": json.dumps({"remote_ip": remote, "remote_port": port, "remote_type": ROLE_PEER[role]},
-                                  separators=(",", ":")) + "\n",
-        "socket_type": "inet_socket" if inet else ("unix_socket" if family == AF_UNIX else "unknown_socket"),
-        "role": role,
-        "send_bytes": str(deltas[0]),
-        "recv_bytes": str(deltas[1]),
-        "send_packets": str(deltas[2]),
-        "recv_packets": str(deltas[3]),
-        "send_total_latency": "0",
-        "recv_total_latency": "0",
-        "__time__": now,
-    }
+        idle = [k for k, f in self._flows.items() if f.active <= 0 and now_ns - f.last_seen_ns > self.expiry_ns]
+        if not idle:
+            return
+        flows, failed = self.obj.map("flows"), self.obj.map("failed")
+        gone = set(idle)
+        for raw_key in idle:
+            flows.delete(NetflowKey.from_buffer_copy(raw_key))
+            del self._flows[raw_key]
+        for raw_key in [k for k in self._failed if FAILED_KEY.unpack(k)[0] in gone]:
+            failed.delete(NetflowFailedKey.from_buffer_copy(raw_key))
+            del self._failed[raw_key]
+        self._rows = [f.row for f in self._flows.values()] + [row for _, row in self._failed.values()]

@@ -1,17 +1,18 @@
-"""ctypes mirrors of bpf/netflow.h. The collector checks their sizes against the object's BTF."""
+"""Mirrors of bpf/netflow.h: ctypes structures, whose sizes the collector checks against the object's
+BTF, and struct layouts of the same bytes for the maps read in bulk."""
 
 from __future__ import annotations
 
 import ctypes
+import struct
 
 RTT_BOUNDS = 18
 COMM_LEN = 16
 
-DIRECTION_UNKNOWN, DIRECTION_INCOMING, DIRECTION_OUTGOING = 0, 1, 2
 LOST_REASONS = ("flow_table_full", "failed_table_full", "no_socket_state")
 
 
-class FlowKey(ctypes.Structure):
+class NetflowKey(ctypes.Structure):
     _fields_ = (
         ("local_addr", ctypes.c_uint8 * 16),
         ("remote_addr", ctypes.c_uint8 * 16),
@@ -24,7 +25,7 @@ class FlowKey(ctypes.Structure):
     )
 
 
-class FlowStats(ctypes.Structure):
+class NetflowStats(ctypes.Structure):
     _fields_ = (
         ("bytes_sent", ctypes.c_uint64),
         ("bytes_received", ctypes.c_uint64),
@@ -44,12 +45,12 @@ class FlowStats(ctypes.Structure):
     )
 
 
-class FailedKey(ctypes.Structure):
-    _fields_ = (("flow", FlowKey), ("error", ctypes.c_uint32))
+class NetflowFailedKey(ctypes.Structure):
+    _fields_ = (("flow", NetflowKey), ("error", ctypes.c_uint32))
 
 
 class Seed(ctypes.Structure):
-    _fields_ = (("flow", FlowKey), ("comm", ctypes.c_char * COMM_LEN))
+    _fields_ = (("flow", NetflowKey), ("comm", ctypes.c_char * COMM_LEN))
 
 
 class Addr16(ctypes.Structure):
@@ -57,8 +58,16 @@ class Addr16(ctypes.Structure):
 
 
 MIRRORS: dict[str, type[ctypes.Structure]] = {
-    "netflow_key": FlowKey,
-    "netflow_stats": FlowStats,
-    "netflow_failed_key": FailedKey,
+    "netflow_key": NetflowKey,
+    "netflow_stats": NetflowStats,
+    "netflow_failed_key": NetflowFailedKey,
     "netflow_seed": Seed,
 }
+
+# The same layouts for struct: local_addr, remote_addr, pid, local_port, remote_port, family, protocol, direction
+KEY = struct.Struct("<16s16sIHHHBB")
+# bytes_sent ... closed, active, rtt_buckets[19], rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm
+STATS = struct.Struct(f"<7Qq{RTT_BOUNDS + 1}QQQIIQ{COMM_LEN}s")
+FAILED_KEY = struct.Struct(f"<{KEY.size}sI")  # the flow's key bytes, errno
+assert KEY.size == ctypes.sizeof(NetflowKey) and STATS.size == ctypes.sizeof(NetflowStats)
+assert FAILED_KEY.size == ctypes.sizeof(NetflowFailedKey)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.diag import DiagSocket
 
-from exporter.collectors.netflow_maps import DIRECTION_INCOMING, DIRECTION_OUTGOING, FlowKey
-from exporter.enrich.addresses import pack_address
+from exporter.collectors.netflow_maps import NetflowKey
+from exporter.series.addresses import pack_address
+from exporter.series.flows import DIRECTION_INCOMING, DIRECTION_OUTGOING
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ class Connection:
     pid: int
     comm: str
 
-    def flow_key(self, ephemeral_low: int, ephemeral_high: int) -> FlowKey:
+    def flow_key(self, ephemeral_low: int, ephemeral_high: int) -> NetflowKey:
         """The same key the kernel would have built (bpf/netflow.c key_from_endpoints)."""
         local, family = pack_address(self.local)
         remote, _ = pack_address(self.remote)
-        key = FlowKey(family=family, protocol=IPPROTO_TCP, pid=self.pid,
+        key = NetflowKey(family=family, protocol=IPPROTO_TCP, pid=self.pid,
                       direction=DIRECTION_INCOMING if self.incoming else DIRECTION_OUTGOING,
                       local_port=self.local_port, remote_port=self.remote_port)
         key.local_addr[:] = local

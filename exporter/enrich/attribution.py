@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.enrich import cgroups
 from exporter.enrich.docker import ContainerMeta, DockerSource
@@ -21,7 +21,8 @@ from exporter.enrich.errors import SourceErrors
 from exporter.enrich.filters import ContainerFacts, Filters
 from exporter.enrich.kubernetes_pods import Pod, PodContainer, PodIndex
 from exporter.enrich.process import ProcessFacts, read_process, start_and_comm
-from exporter.telemetry.attributes import POD_LABEL_PREFIX
+from exporter.series.attributes import POD_LABEL_PREFIX
+from exporter.series.rows import Process
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class Workload:
     watched: bool = True  # every filter parameter
     exited_at: float | None = None  # monotonic time the process was found gone
     records: dict[str, str] = field(default_factory=dict)  # iLogtail record fields
+    process: Process = field(default_factory=lambda: Process({}))  # what series carry of it; see _shared
+
+    def __post_init__(self) -> None:
+        if not self.process.attributes and self.attributes:
+            object.__setattr__(self, "process", Process(self.attributes, self.records, self.cmdline))
 
 
 def image_name(ref: str) -> str:
@@ -66,6 +72,7 @@ class Attribution:
         self.pod_labels = tuple(pod_labels)
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[Workload, float, int]] = {}  # pid -> (answer, expires, pods version)
+        self._unknown: dict[tuple[int, str], Workload] = {}  # processes gone before they were ever seen
 
     # ------------------------------------------------------------------ lookups
 
@@ -86,7 +93,7 @@ class Attribution:
             facts = read_process(self.proc, pid)
         except (OSError, IndexError):
             return self._gone(pid, comm, cached, now)
-        workload = self._build(facts)
+        workload = _shared(self._build(facts), cached[0] if cached is not None else None)
         with self._lock:
             self._cache[pid] = (workload, now + self.ttl, version)
         return workload
@@ -99,9 +106,16 @@ class Attribution:
                 with self._lock:
                     self._cache[pid] = (workload, cached[1], cached[2])
             return workload
-        attributes: AttributeMap = {"process.pid": pid, "process.executable.name": comm}
-        watched = self.filters.container_watched(None) and self.filters.process_watched(pid, comm)
-        return Workload(pid, "", comm, attributes, watched=watched and not self.filters.includes, exited_at=now)
+        with self._lock:
+            unknown = self._unknown.get((pid, comm))
+        if unknown is None:  # one answer per (pid, comm), so the stages that compare by identity see no change
+            attributes: AttributeMap = {"process.pid": pid, "process.executable.name": comm}
+            watched = self.filters.container_watched(None) and self.filters.process_watched(pid, comm)
+            unknown = Workload(pid, "", comm, attributes, watched=watched and not self.filters.includes,
+                               exited_at=now)
+            with self._lock:
+                self._unknown[pid, comm] = unknown
+        return unknown
 
     def live_pids(self) -> set[int]:
         return {int(name) for name in os.listdir(self.proc) if name.isdigit()}
@@ -125,6 +139,9 @@ class Attribution:
                     self._cache[pid] = (_exited(workload, now), *self._cache[pid][1:])
                 elif workload.exited_at is not None and now - workload.exited_at > EXITED_GRACE:
                     del self._cache[pid]
+            for key, workload in list(self._unknown.items()):
+                if workload.exited_at is not None and now - workload.exited_at > EXITED_GRACE:
+                    del self._unknown[key]
             containers = {w.container_id for w, _, _ in self._cache.values() if w.container_id}
         if self.docker is not None:
             self.docker.forget(containers)
@@ -191,7 +208,19 @@ class Attribution:
 
 def _exited(workload: Workload, now: float) -> Workload:
     return Workload(workload.pid, workload.start, workload.cmdline, workload.attributes, workload.cgroup_id,
-                    workload.container_id, workload.container_watched, workload.watched, now, workload.records)
+                    workload.container_id, workload.container_watched, workload.watched, now, workload.records,
+                    workload.process)
+
+
+def _shared(workload: Workload, before: Workload | None) -> Workload:
+    """A rebuilt answer keeps the Process of the one before when nothing in it changed, so the series
+    stages, which compare processes by identity, see no change."""
+    if before is None or before.start != workload.start:
+        return workload
+    old = before.process
+    if old.attributes == workload.attributes and old.records == workload.records and old.cmdline == workload.cmdline:
+        return replace(workload, process=old)
+    return workload
 
 
 def _pod_attributes(pod: Pod, label_keys: tuple[str, ...]) -> AttributeMap:

@@ -1,5 +1,11 @@
-"""The attribution stage, assembled from the configuration: sources, the per-pid lookup, the series
-decoration, the records' fields, and the scanner that keeps the kernel's filter verdicts current."""
+"""The attribution stage, assembled from the configuration: sources, the per-pid lookup, the rows'
+processes and peers' names, and the scanner that keeps the kernel's filter verdicts current.
+
+`attribute()` takes a collector's rows and gives each the Process it belongs to and the DNS name of
+its peer, leaving out the rows of processes the filters do not watch. A row is bound to the process
+it was first seen with: if its pid is later reused by another process, it keeps the first one. A
+row's peer keeps the first name found for it. A row, process and name that did not change give the
+same AttributedRow object as before, so the series table sees at once that nothing changed."""
 
 from __future__ import annotations
 
@@ -8,24 +14,23 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from exporter.collectors.base import Collector
-from exporter.collectors.watchlist import KernelFilter
 from exporter.config import Config
 from exporter.enrich import cgroups
-from exporter.enrich.attribution import Attribution
+from exporter.enrich.attribution import Attribution, Workload
 from exporter.enrich.docker import DockerSource
+from exporter.enrich.domains import DomainCache
 from exporter.enrich.errors import SourceErrors
 from exporter.enrich.filters import Filters
 from exporter.enrich.http_client import SourceError
 from exporter.enrich.kubernetes import PodWatcher
 from exporter.enrich.kubernetes_api import ApiServer, from_kubeconfig, in_cluster
 from exporter.enrich.kubernetes_pods import PodIndex
-from exporter.enrich.series import SeriesAttribution
 from exporter.enrich.verdicts import kernel_verdicts, mode
-from exporter.telemetry.points import Snapshot
+from exporter.series.rows import AttributedRow, Row
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +51,27 @@ def _api_server(config: Config) -> ApiServer | None:
     return in_cluster(os.environ)
 
 
+Publish = Callable[[dict[int, bool], dict[int, bool]], None]  # (cgroup verdicts, pid verdicts) for the kernel
+
+
+@dataclass(slots=True)
+class _Bound:
+    """What attribution decided for one row (key and owner) of a collector."""
+
+    workload: Workload
+    domain: str | None
+    domains_version: int  # DomainCache.version when a nameless peer was last looked up
+    attributed: AttributedRow | None  # None: its process is not watched
+    generation: int
+
+
 class Enrichment:
-    def __init__(self, config: Config, proc: str = "/proc") -> None:
+    def __init__(self, config: Config, proc: str = "/proc", domains: DomainCache | None = None) -> None:
         self.errors = SourceErrors()
         self.filters = Filters(config.common, config.ebpf)
-        self.kernel_filter = KernelFilter(mode(self.filters))
+        self.filter_mode = mode(self.filters)
+        self.publish: Publish = lambda cgroups, pids: None  # the kernel's filter maps (exporter/app.py)
+        self.domains = domains
         ttl = config.common.flush_meta_interval
         docker_socket = config.containers.docker_socket
         docker = DockerSource(docker_socket, ttl, self.errors) if docker_socket else None
@@ -71,7 +92,8 @@ class Enrichment:
             self.errors.count("cgroup", f"cannot read mountinfo: {err.strerror}")
         self.attribution = Attribution(self.filters, ttl, self.errors, proc=proc, docker=docker, pods=self.pods,
                                        cgroup_mount=mount, pod_labels=config.kubernetes.pod_labels)
-        self.series = SeriesAttribution(self.attribution, config.attributes.process, config.attributes.instruments)
+        self._bound: dict[str, dict[tuple[object, object], _Bound]] = {}  # collector -> row -> what it got
+        self._generation = 0
         self._meta_interval = ttl
         self._stop = threading.Event()
         self._scanner = threading.Thread(target=self._scan_loop, name="attribution-scan", daemon=True)
@@ -95,7 +117,7 @@ class Enrichment:
 
     def scan(self) -> None:
         cgroup_verdicts, pid_verdicts = kernel_verdicts(self.filters, self.attribution.scan().values())
-        self.kernel_filter.publish(cgroup_verdicts, pid_verdicts)
+        self.publish(cgroup_verdicts, pid_verdicts)
 
     def _scan_loop(self) -> None:
         interval = SCAN_INTERVAL if self.filters.active else self._meta_interval
@@ -112,30 +134,52 @@ class Enrichment:
 
     # ------------------------------------------------------------------ outputs
 
-    def bind(self, collector: Collector) -> None:
-        """Before it starts: the collector's objects get the filter maps, bash its records' attributes."""
-        from exporter.collectors.bash import BashCollector
-
-        collector.kernel_filter = self.kernel_filter
-        if isinstance(collector, BashCollector):
-            collector.attribute = self.log_attributes
-
-    def decorate(self, collector: str, snapshot: Snapshot) -> Snapshot:
-        return self.series.decorate(collector, snapshot)
-
-    def records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """iLogtail records with their process's container and pod fields; those of unwatched processes
-        are dropped."""
+    def attribute(self, collector: str, rows: Sequence[Row]) -> list[AttributedRow]:
+        """The rows of watched processes, each with its process and its peer's name."""
+        self._generation += 1
+        generation = self._generation
+        bound = self._bound.setdefault(collector, {})
+        processes: dict[int, Workload] = {}  # one /proc look per pid and call
         out = []
-        for record in records:
-            pid = record.get("_process_pid_")
-            if pid is None or not str(pid).isdigit():
-                out.append(record)
+        for row in rows:
+            part = (row.key, row.owner)
+            before = bound.get(part)
+            pid = row.owner.pid
+            current = processes.get(pid)
+            if current is None:
+                current = processes[pid] = self.attribution.process(pid, row.owner.comm)
+            workload = current
+            if before is not None and before.workload.start and before.workload.start != current.start:
+                workload = before.workload  # the pid was reused: the row keeps its first process
+            if not workload.watched:
+                bound[part] = _Bound(workload, None, 0, None, generation)
                 continue
-            workload = self.attribution.process(int(pid), str(record.get("_process_cmd_", "")))
-            if workload.watched:
-                out.append({**record, **workload.records})
+            domain, checked = self._domain(row, before)
+            attributed = before.attributed if before is not None else None
+            if attributed is None or attributed.row is not row or attributed.process is not workload.process \
+                    or attributed.domain != domain:
+                attributed = AttributedRow(row, workload.process, domain)
+            if before is None:
+                bound[part] = _Bound(workload, domain, checked, attributed, generation)
+            else:
+                before.workload, before.domain, before.domains_version = workload, domain, checked
+                before.attributed, before.generation = attributed, generation
+            out.append(attributed)
+        if len(bound) > len(rows):
+            self._bound[collector] = {k: b for k, b in bound.items() if b.generation == generation}
         return out
+
+    def _domain(self, row: Row, before: _Bound | None) -> tuple[str | None, int]:
+        """The name of the row's peer (kept once found), and the cache version it was looked up at."""
+        if before is not None and before.domain is not None:
+            return before.domain, before.domains_version
+        if self.domains is None:
+            return None, 0
+        version = self.domains.version
+        if before is not None and before.domains_version == version:
+            return None, version
+        peer = row.key.peer
+        return (self.domains.name(peer) if peer is not None else None), version
 
     def log_attributes(self, pid: int, comm: str) -> dict[str, str | int] | None:
         """Attributes for a log record of a process (every one known but its command line, which a bash

@@ -6,9 +6,10 @@ import ipaddress
 import socket
 from functools import lru_cache
 
-AF_UNIX, AF_INET, AF_INET6 = socket.AF_UNIX, socket.AF_INET, socket.AF_INET6
+# plain ints: comparing an int with the socket module's enum members is several times slower
+AF_UNIX, AF_INET, AF_INET6 = int(socket.AF_UNIX), int(socket.AF_INET), int(socket.AF_INET6)
 
-NETWORK_TYPE = {AF_INET: "ipv4", AF_INET6: "ipv6"}
+NETWORK_TYPE: dict[int, str] = {AF_INET: "ipv4", AF_INET6: "ipv6"}
 
 
 @lru_cache(maxsize=65536)

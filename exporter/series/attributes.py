@@ -1,10 +1,12 @@
 """The attributes that say which process, container and pod a series belongs to.
 
-Collectors put `process.pid` and `process.executable.name` on their series; the attribution stage
-(exporter/enrich/attribution.py) replaces them with the attributes below, keeping on each instrument
-those that `Attributes.Process` / `Attributes.Instruments` select (defaults in default.yaml)."""
+Collectors say which pid and comm a row belongs to; the attribution stage (exporter/enrich/) finds the
+process's attributes below, and each instrument keeps those that `Attributes.Process` /
+`Attributes.Instruments` select (defaults in default.yaml)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 POD_LABEL_PREFIX = "k8s.pod.label."  # + a label key chosen by Kubernetes.PodLabels
 
@@ -31,11 +33,6 @@ NAMES: tuple[str, ...] = (
     "k8s.cronjob.name",
 )
 
-# where the collectors' series say which process they are
-PID = "process.pid"
-COMM = "process.executable.name"
-
-
 def known(name: str) -> bool:
     """A name Attributes.* may select: one of NAMES, k8s.pod.label.<key>, or k8s.pod.label.* for all."""
     return name in NAMES or (name.startswith(POD_LABEL_PREFIX) and len(name) > len(POD_LABEL_PREFIX))
@@ -45,3 +42,11 @@ def selected(name: str, selection: frozenset[str]) -> bool:
     if name in selection:
         return True
     return name.startswith(POD_LABEL_PREFIX) and POD_LABEL_PREFIX + "*" in selection
+
+
+def selected_by(instrument: str, default: frozenset[str],
+                per_instrument: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The selection of an instrument: the longest name or dotted prefix of it in `per_instrument`, else
+    `default` (Attributes.Instruments, Attributes.Process)."""
+    keys = [k for k in per_instrument if instrument == k or instrument.startswith(k + ".")]
+    return per_instrument[max(keys, key=len)] if keys else default

@@ -1,4 +1,5 @@
-"""The single table of instruments: name, kind, unit and description of every metric.
+"""The single table of instruments: name, kind, unit and description of every metric, the
+exporter's own included.
 
 Names follow OpenTelemetry semantic conventions where one exists; in Prometheus the
 exporter adds the unit and `_total` suffixes (netflow.bytes -> netflow_bytes_total,
@@ -6,17 +7,10 @@ netflow.tcp.rtt -> netflow_tcp_rtt_seconds_bucket). docs/metrics.md mirrors this
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Kind = Literal["counter", "updowncounter", "gauge", "histogram"]
-
-# Seconds; suited to round-trip times from 10 µs to several seconds. The kernel buckets RTT
-# samples in microseconds with exactly these bounds (see NetflowCollector.configure).
-RTT_BOUNDS_S: tuple[float, ...] = (
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-)
 
 # Seconds; DNS lookups from 100 µs (a cache on the node) to 10 s (retries against a dead server).
 DNS_BOUNDS_S: tuple[float, ...] = (
@@ -47,7 +41,7 @@ class Instrument:
     kind: Kind
     unit: str
     description: str
-    bounds: tuple[float, ...] = ()
+    bounds: tuple[float, ...] = ()  # histograms; netflow.tcp.rtt's come from Netflow.RttBuckets (with_bounds)
 
 
 def _table(*instruments: Instrument) -> dict[str, Instrument]:
@@ -70,8 +64,7 @@ NETFLOW = _table(
     Instrument("netflow.tcp.active", "updowncounter", "{connection}",
                "TCP connections of the flow currently open."),
     Instrument("netflow.tcp.rtt", "histogram", "s",
-               "Smoothed TCP round-trip time, sampled at most once per RttSampleInterval per connection.",
-               RTT_BOUNDS_S),
+               "Smoothed TCP round-trip time, sampled at most once per RttSampleInterval per connection."),
     Instrument("netflow.tcp.srtt", "gauge", "s",
                "Smoothed round-trip time (tcpi_rtt) of the flow's connection with the latest activity."),
     Instrument("netflow.tcp.rttvar", "gauge", "s",
@@ -119,4 +112,44 @@ DB = _table(
                "writing the end of its response.", DB_DURATION_BOUNDS_S),
 )
 
-ALL: dict[str, Instrument] = {**NETFLOW, **DNS, **HTTP, **DB}
+# The exporter's own health (scope netobs.exporter); few series, made anew at every collection.
+SELF = _table(
+    Instrument("netobs.program.attached", "gauge", "{state}", "Whether a BPF program is attached (1) or not (0)."),
+    Instrument("netobs.collector.duration", "gauge", "s",
+               "How long the last read of a collector's kernel tables took."),
+    Instrument("netobs.collector.success", "gauge", "{state}",
+               "Whether the last collection of a collector succeeded (1) or not (0)."),
+    Instrument("netobs.events.lost", "counter", "{event}",
+               "Events not turned into data (kernel table or ring buffer full, malformed message...), "
+               "by collector and reason."),
+    Instrument("netobs.series", "gauge", "{series}", "Series exported per instrument at the last collection."),
+    Instrument("netobs.series.dropped", "counter", "{series}",
+               "Series not exported because an instrument reached its series limit, summed over collections."),
+    Instrument("netobs.series.limit", "gauge", "{series}",
+               "Most series an instrument exports (Telemetry.MaxSeriesPerInstrument)."),
+    Instrument("netobs.bash.commands", "counter", "{command}",
+               "Commands typed in interactive bash and seen by the exporter."),
+    Instrument("netobs.dns.names.folded", "counter", "{lookup}", "DNS lookups whose name was folded into ~other."),
+    Instrument("netobs.http.routes.folded", "counter", "{request}",
+               "HTTP requests whose route was folded into ~other (L7.MaxRoutesPerProcess)."),
+    Instrument("netobs.bash.records.dropped", "counter", "{record}",
+               "Log records of bash commands not delivered, by reason."),
+    Instrument("netobs.enrich.errors", "counter", "{error}",
+               "Errors of the metadata sources (Docker, Kubernetes, cgroup and /proc reads) by source; the last "
+               "known metadata is kept."),
+    Instrument("netobs.otlp.exports", "counter", "{export}",
+               "OTLP metric pushes by outcome (success or failure); a push may be several requests."),
+)
+
+KERNEL: dict[str, Instrument] = {**NETFLOW, **DNS, **HTTP, **DB}
+ALL: dict[str, Instrument] = {**KERNEL, **SELF}
+SCOPES = {"netobs.kernel": KERNEL, "netobs.exporter": SELF}  # OTLP instrumentation scope -> its instruments
+
+
+def scope_of(name: str) -> str:
+    return "netobs.kernel" if name in KERNEL else "netobs.exporter"
+
+
+def with_bounds(instruments: dict[str, Instrument], name: str, bounds: tuple[float, ...]) -> dict[str, Instrument]:
+    """The table with one histogram's bucket bounds replaced (Netflow.RttBuckets)."""
+    return {**instruments, name: replace(instruments[name], bounds=bounds)}

@@ -1,13 +1,14 @@
-"""The HTTP endpoint: a landing page, the Prometheus metrics path and health checks."""
+"""The HTTP endpoint: a landing page, the Prometheus metrics path and health checks.
+
+The metrics path answers in OpenMetrics when the client prefers it, else in the text format 0.0.4,
+and gzip-compressed when the client accepts it (Prometheus always does)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 
@@ -48,23 +49,29 @@ def bind(listen_address: str) -> Server:
         raise ListenError(f"cannot listen on {listen_address}: {e.strerror or e}") from None
 
 
-def serve(server: Server, listen_address: str, telemetry_path: str, registry: CollectorRegistry) -> None:
+Scrape = Callable[[str, str], tuple[bytes, str, bool]]  # (Accept, Accept-Encoding) -> body, type, gzip'd
+
+
+def serve(server: Server, listen_address: str, telemetry_path: str, scrape: Scrape) -> None:
     """Answers on a bound server from now on, in a thread of its own."""
     landing = (f"<html><head><title>netobs-exporter</title></head><body><h1>netobs-exporter {__version__}</h1>"
                f'<p><a href="{telemetry_path}">Metrics</a></p></body></html>').encode()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: Prometheus reuses its connection between scrapes
+        timeout = 300  # seconds an idle kept-alive connection may wait for its next request
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == telemetry_path:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 try:
-                    body = encoder(registry)
+                    body, content_type, compressed = scrape(self.headers.get("Accept", ""),
+                                                            self.headers.get("Accept-Encoding", ""))
                 except Exception as e:  # a scrape error is an HTTP 500, never a dead server
                     log.error("scrape failed: %s", e, exc_info=True)
                     self._reply(500, b"scrape failed\n", "text/plain")
                     return
-                self._reply(200, body, content_type)
+                self._reply(200, body, content_type, "gzip" if compressed else None)
             elif path == "/":
                 self._reply(200, landing, "text/html; charset=utf-8")
             elif path in ("/-/healthy", "/-/ready"):
@@ -72,9 +79,12 @@ def serve(server: Server, listen_address: str, telemetry_path: str, registry: Co
             else:
                 self._reply(404, b"not found\n", "text/plain")
 
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        def _reply(self, status: int, body: bytes, content_type: str, encoding: str | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if encoding is not None:
+                self.send_header("Content-Encoding", encoding)
+            self.send_header("Vary", "Accept, Accept-Encoding")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -61,11 +61,12 @@ class Exporter:
             return str(response.read().decode())
 
     def samples(self, name: str, **labels: str) -> list[tuple[Labels, float]]:
-        """Samples of `name` (as exposed, e.g. netflow_bytes_total) whose labels include `labels`."""
+        """Samples of `name` (as exposed, e.g. netflow_bytes_total) whose labels include `labels` (a label
+        given as "" matches a series without it, as in PromQL)."""
         out = []
         for family in text_string_to_metric_families(self.scrape_text()):
             for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                if sample.name == name and all(sample.labels.get(k, "") == v for k, v in labels.items()):
                     out.append((dict(sample.labels), float(sample.value)))
         return out
 

@@ -1,4 +1,4 @@
-"""The per-pid lookup and the series stage, on a fake /proc: pid reuse, exits, merging, filters."""
+"""The per-pid lookup and the attribution stage, on a fake /proc: pid reuse, exits, peers' names, filters."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from pathlib import Path
 
 from exporter.config import load_config
 from exporter.enrich.attribution import Attribution, image_name
+from exporter.enrich.domains import DomainCache
 from exporter.enrich.errors import SourceErrors
 from exporter.enrich.filters import Filters
 from exporter.enrich.kubernetes_pods import PodIndex, parse_pod
-from exporter.enrich.series import SeriesAttribution
+from exporter.enrich.stage import Enrichment
 from exporter.enrich.verdicts import MODE_EXCLUDE, MODE_INCLUDE, MODE_OFF, kernel_verdicts, mode
-from exporter.telemetry.points import HistogramValue
+from exporter.series.attributes import selected_by
+from exporter.series.flows import FlowFigures, FlowKey
+from exporter.series.rows import Owner, Row
 
 CID = "ab" * 32
 UID = "0f6a3c2e-5b1d-4e8f-9a7b-6c5d4e3f2a1b"
@@ -45,21 +48,60 @@ def test_host_and_container_processes(tmp_path: Path) -> None:
     assert container.records == {"_running_mode_": "container", "_container_id_": CID}
 
 
-def test_pid_reuse_is_a_new_process_and_old_series_keep_theirs(tmp_path: Path) -> None:
+def flow_row(pid: int, comm: str, port: int, sent: int = 0, remote: bytes = bytes([10, 0, 0, 9])) -> Row:
+    key = FlowKey(2, 6, bytes([10, 0, 0, 1]) + bytes(12), 0, remote + bytes(12), port, 2)
+    return Row(key, Owner(pid, comm), FlowFigures(sent, 0, 0, 0, 0, 0, 0, 0, None, None, None))
+
+
+def enrichment(root: Path, *settings: str, domains: DomainCache | None = None) -> Enrichment:
+    return Enrichment(load_config(None, {}, settings), proc=str(root), domains=domains)
+
+
+def test_pid_reuse_is_a_new_process_and_old_rows_keep_theirs(tmp_path: Path) -> None:
     fake_proc(tmp_path, 10, "old", start=100)
-    a = attribution(tmp_path)
-    stage = SeriesAttribution(a, frozenset({"process.executable.name"}), {})
-    old_series = (("destination.port", "80"), ("process.pid", 10), ("process.executable.name", "old"))
-    first = stage.decorate("netflow", {"netflow.bytes": {old_series: 5.0}})
-    assert list(first["netflow.bytes"]) == [(("destination.port", "80"), ("process.executable.name", "old"))]
+    stage = enrichment(tmp_path)
+    old_row = flow_row(10, "old", 80, sent=5)
+    (first,) = stage.attribute("netflow", [old_row])
+    assert first.process.attributes["process.executable.name"] == "old"
     fake_proc(tmp_path, 10, "new", start=999)  # the pid now names another process
-    assert a.process(10).attributes["process.executable.name"] == "new"
-    new_series = (("destination.port", "443"), ("process.pid", 10), ("process.executable.name", "new"))
-    second = stage.decorate("netflow", {"netflow.bytes": {old_series: 6.0, new_series: 1.0}})
-    assert second["netflow.bytes"] == {
-        (("destination.port", "80"), ("process.executable.name", "old")): 6.0,
-        (("destination.port", "443"), ("process.executable.name", "new")): 1.0,
-    }
+    stage.attribution.ttl = 0  # look again at once
+    new_row = flow_row(10, "new", 443, sent=1)
+    again, second = stage.attribute("netflow", [flow_row(10, "old", 80, sent=6), new_row])
+    assert again.process is first.process  # bound to the process it was first seen with
+    assert second.process.attributes["process.executable.name"] == "new"
+
+
+def test_an_unchanged_row_gives_the_same_attributed_row(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 10, "app")
+    stage = enrichment(tmp_path)
+    row = flow_row(10, "app", 80)
+    (first,) = stage.attribute("netflow", [row])
+    (second,) = stage.attribute("netflow", [row])
+    assert second is first
+    (changed,) = stage.attribute("netflow", [flow_row(10, "app", 80, sent=1)])
+    assert changed is not first and changed.process is first.process
+
+
+def test_a_peer_gets_its_name_once_known_and_keeps_it(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 10, "curl")
+    clock = [0.0]
+    domains = DomainCache(16, 60, 60, clock=lambda: clock[0])
+    stage = enrichment(tmp_path, domains=domains)
+    row = flow_row(10, "curl", 443)
+    assert stage.attribute("netflow", [row])[0].domain is None
+    domains.learn("api.example.com", [("10.0.0.9", 30)])
+    assert stage.attribute("netflow", [row])[0].domain == "api.example.com"
+    clock[0] = 3600.0  # the answer expired: the series keeps the name it had
+    assert domains.name("10.0.0.9") is None
+    assert stage.attribute("netflow", [row])[0].domain == "api.example.com"
+
+
+def test_rows_of_processes_the_filters_leave_out_are_dropped(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 10, "sshd")
+    fake_proc(tmp_path, 11, "curl")
+    stage = enrichment(tmp_path, "Common.ExcludeCmdRegex=^sshd")
+    out = stage.attribute("netflow", [flow_row(10, "sshd", 22), flow_row(11, "curl", 80)])
+    assert [a.row.owner.pid for a in out] == [11]
 
 
 def test_exited_process_keeps_its_attributes(tmp_path: Path) -> None:
@@ -75,33 +117,13 @@ def test_exited_process_keeps_its_attributes(tmp_path: Path) -> None:
     assert unknown.attributes == {"process.pid": 13, "process.executable.name": "ghost"}
 
 
-def test_merging_sums_counters_and_histograms_and_keeps_counters_monotonic(tmp_path: Path) -> None:
-    for pid in (20, 21):
-        fake_proc(tmp_path, pid, "curl")
-    stage = SeriesAttribution(attribution(tmp_path), frozenset({"process.executable.name"}), {})
-    a = (("process.pid", 20), ("process.executable.name", "curl"))
-    b = (("process.pid", 21), ("process.executable.name", "curl"))
-    merged = (("process.executable.name", "curl"),)
-    h1, h2 = HistogramValue((1, 0), 0.5, 1), HistogramValue((0, 2), 3.0, 2)
-    out = stage.decorate("netflow", {"netflow.bytes": {a: 10.0, b: 5.0}, "netflow.tcp.srtt": {a: 0.1, b: 0.3},
-                                     "netflow.tcp.active": {a: 1.0, b: 2.0}, "netflow.tcp.rtt": {a: h1, b: h2}})
-    assert out["netflow.bytes"] == {merged: 15.0}
-    assert out["netflow.tcp.srtt"] == {merged: 0.3}  # gauges: the largest
-    assert out["netflow.tcp.active"] == {merged: 3.0}
-    assert out["netflow.tcp.rtt"] == {merged: HistogramValue((1, 2), 3.5, 3)}
-    # a's flow expired: its bytes stay in the sum while the merged series lives
-    assert stage.decorate("netflow", {"netflow.bytes": {b: 7.0}})["netflow.bytes"] == {merged: 17.0}
-    assert stage.decorate("netflow", {"netflow.bytes": {}})["netflow.bytes"] == {}
-    assert stage.decorate("netflow", {"netflow.bytes": {b: 1.0}})["netflow.bytes"] == {merged: 1.0}
-
-
-def test_selection_per_instrument_longest_prefix(tmp_path: Path) -> None:
-    stage = SeriesAttribution(attribution(tmp_path), frozenset({"a"}),
-                              {"dns": frozenset({"b"}), "dns.lookup.duration": frozenset({"c"})})
-    assert stage.selection("netflow.bytes") == frozenset({"a"})
-    assert stage.selection("dns.lookups") == frozenset({"b"})
-    assert stage.selection("dns.lookup.duration") == frozenset({"c"})
-    assert stage.selection("dns.lookup.duration.max") == frozenset({"c"})
+def test_selection_per_instrument_longest_prefix() -> None:
+    per = {"dns": frozenset({"b"}), "dns.lookup.duration": frozenset({"c"})}
+    default = frozenset({"a"})
+    assert selected_by("netflow.bytes", default, per) == frozenset({"a"})
+    assert selected_by("dns.lookups", default, per) == frozenset({"b"})
+    assert selected_by("dns.lookup.duration", default, per) == frozenset({"c"})
+    assert selected_by("dns.lookup.duration.max", default, per) == frozenset({"c"})
 
 
 def test_pods_by_container_id_and_by_pod_uid(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ def test_ebpf_pid_limits_the_audit_to_those_processes(tmp_path: Path) -> None:
     c, logs = collector("EBPF.Pid=[7]"), FakeLogs()
     for pid in (7, 42):
         fake_proc(tmp_path, pid)
-    Enrichment(c.config, proc=str(tmp_path)).bind(c)
+    c.attribute = Enrichment(c.config, proc=str(tmp_path)).log_attributes  # what exporter/app.py binds
     c._logs = logs  # type: ignore[assignment]
     c._on_event(event(b"ls", pid=42))
     c._on_event(event(b"ls", pid=7))

@@ -229,7 +229,8 @@ def test_protocols_as_comma_separated_text() -> None:
         (
             "Netflow:\n  Bogus: 1\n",
             "config: Netflow.Bogus: unknown key"
-            " (known keys in Netflow: Enabled, SeriesExpiry, MaxFlows, RttSampleInterval)",
+            " (known keys in Netflow: Enabled, SeriesExpiry, MaxFlows, RttSampleInterval, Aggregation,"
+            " RttHistogram, RttBuckets)",
         ),
         (
             "Comon:\n  Sampling: 1\n",

@@ -8,7 +8,7 @@ import socket
 from exporter.collectors.dns import decode
 from exporter.collectors.dns_lookups import Chunk
 from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, DnsEvent
-from exporter.enrich.addresses import pack_address
+from exporter.series.addresses import pack_address
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 PAYLOAD = b"\x12\x34\x01\x00\x00\x01"

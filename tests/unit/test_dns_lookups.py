@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import struct
 
 import pytest
 
-from exporter.collectors.dns_lookups import (
-    FRAMER_IDLE_NS,
-    OTHER_NAME,
-    Chunk,
-    LookupTracker,
-    RecordTotals,
-    SeriesKey,
-    series_attributes,
-)
+from exporter.collectors.dns_lookups import FRAMER_IDLE_NS, OTHER_NAME, Chunk, LookupTracker
 from exporter.enrich.domains import DomainCache
-from exporter.telemetry.points import Attributes, HistogramValue
+from exporter.series.lookups import LookupKey
+from exporter.series.rows import Attributes, HistogramValue
+from exporter.telemetry.collection import unattributed
+from exporter.telemetry.naming.lookups import LOOKUPS, lookup_attributes
+from exporter.telemetry.records import RecordDeltas
 
 A, CNAME = 1, 5
 NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
@@ -72,7 +69,26 @@ def tracker(domains: DomainCache | None = None, **overrides: float) -> LookupTra
                 "max_window": 10.0} | overrides
     return LookupTracker(timeout=settings["timeout"], max_names_per_process=int(settings["max_names_per_process"]),
                          max_pending=int(settings["max_pending"]), series_expiry=settings["series_expiry"],
-                         bounds=BOUNDS, max_window=settings["max_window"], domains=domains)
+                         bounds=BOUNDS, max_window=settings["max_window"],
+                         learn=domains.learn if domains is not None else None)
+
+
+def snapshot(t: LookupTracker, now_ns: int) -> dict[str, dict[Attributes, object]]:
+    """instrument -> attributes (the process's pid and name last) -> value, as the rows would be exported."""
+    out: dict[str, dict[Attributes, object]] = {}
+    for row in t.rows(now_ns):
+        assert isinstance(row.key, LookupKey)
+        owner = (("process.pid", row.owner.pid), ("process.executable.name", row.owner.comm))
+        attrs = (*lookup_attributes(row.key), *owner)
+        for point in LOOKUPS.points:
+            value = row.figures[point.figure]
+            if value is not None:
+                out.setdefault(point.instrument, {})[attrs] = value
+    return out
+
+
+def take_records(t: LookupTracker, deltas: RecordDeltas) -> list[dict[str, str]]:
+    return deltas.records(unattributed("dns", t.rows(0)), now="0")
 
 
 def lookup(t: LookupTracker, start_ms: float, end_ms: float, qname: str = "example.com", *, ident: int = 0x1234,
@@ -83,7 +99,7 @@ def lookup(t: LookupTracker, start_ms: float, end_ms: float, qname: str = "examp
 
 
 def durations(t: LookupTracker, now_ms: float = 0) -> dict[Attributes, HistogramValue]:
-    points = t.snapshot(int(now_ms * MS))["dns.lookup.duration"]
+    points = snapshot(t, int(now_ms * MS)).get("dns.lookup.duration", {})
     return {attrs: value for attrs, value in points.items() if isinstance(value, HistogramValue)}
 
 
@@ -94,7 +110,7 @@ def only(t: LookupTracker) -> tuple[dict[str, str | int], HistogramValue]:
 
 
 def by_name(t: LookupTracker, instrument: str, now_ms: float = 0) -> dict[str, float]:
-    points = t.snapshot(int(now_ms * MS))[instrument]
+    points = snapshot(t, int(now_ms * MS)).get(instrument, {})
     return {str(dict(attrs)["dns.question.name"]): value for attrs, value in points.items()
             if not isinstance(value, HistogramValue)}
 
@@ -127,7 +143,7 @@ def test_query_written_then_answer_read_is_one_outgoing_lookup() -> None:
         ("process.executable.name", "curl"),
     )
     assert value == HistogramValue(bucket_counts=(0, 1, 0, 0), sum=0.03, count=1)
-    assert t.snapshot(0)["dns.lookups"] == {attrs: 1}
+    assert snapshot(t, 0)["dns.lookups"] == {attrs: 1}
 
 
 def test_query_read_then_answer_written_is_an_incoming_lookup_served_locally() -> None:
@@ -324,8 +340,8 @@ def test_tcp_query_in_one_chunk_and_answer_in_two_is_one_lookup() -> None:
     t.observe(chunk(framed(reply)[2:], 25, sent=False, transport="tcp"))
     attrs, value = only(t)
     assert (attrs["network.transport"], value.count, value.sum) == ("tcp", 1, 0.025)
-    [totals] = t.take_records().values()
-    assert (totals.request_bytes, totals.response_bytes) == (len(query()), len(reply))  # without the length prefix
+    [record] = take_records(t, RecordDeltas())
+    assert (record["total_req_bytes"], record["total_resp_bytes"]) == (str(len(query())), str(len(reply)))  # no prefix
 
 
 def test_tcp_answer_cut_by_the_capture_still_pairs_and_teaches_its_complete_records() -> None:
@@ -346,8 +362,8 @@ def test_udp_answer_cut_by_the_capture_still_pairs() -> None:
     t.observe(chunk(query(), 0, sent=True))
     t.observe(chunk(reply[:-3], 20, sent=False, length=len(reply)))
     assert only(t)[1].count == 1
-    [totals] = t.take_records().values()
-    assert totals.response_bytes == len(reply)
+    [record] = take_records(t, RecordDeltas())
+    assert record["total_resp_bytes"] == str(len(reply))
 
 
 def test_tcp_desync_is_counted_then_moved_to_skipped_when_the_stream_goes_idle() -> None:
@@ -382,40 +398,43 @@ def test_nxdomain_answer_teaches_nothing() -> None:
 # Records
 
 
-def test_take_records_totals_per_series_then_resets() -> None:
+def test_records_total_per_series_then_start_again() -> None:
     t = tracker()
+    deltas = RecordDeltas()
     lookup(t, 0, 10, ident=1)
     lookup(t, 100, 130, ident=2)
     lookup(t, 200, 205, "example.org")
-    records = t.take_records()
-    series = SeriesKey(True, 100, "curl", "udp", "ipv4", *SERVER, "example.com", "A", "NOERROR")
+    records = {r["query_record"]: r for r in take_records(t, deltas)}
     q, a = len(query()), len(answer())
-    assert records[series] == RecordTotals(count=2, latency_ns=40 * MS, request_bytes=2 * q,
-                                                               response_bytes=2 * a)
-    other = series._replace(name="example.org")
-    assert records[other] == RecordTotals(count=1, latency_ns=5 * MS, request_bytes=len(query("example.org")),
-                                          response_bytes=len(answer("example.org")))
+    com = records["example.com"]
+    assert (com["total_count"], com["total_latency_ns"], com["total_req_bytes"], com["total_resp_bytes"]) == (
+        "2", str(40 * MS), str(2 * q), str(2 * a))
+    org = records["example.org"]
+    assert (org["total_count"], org["total_latency_ns"]) == ("1", str(5 * MS))
+    assert (org["role"], org["success"], org["_process_pid_"]) == ("client", "1", "100")
+    assert json.loads(org["remote_info"]) == {"remote_ip": SERVER[0], "remote_port": str(SERVER[1]),
+                                              "remote_type": "dns"}
     assert len(records) == 2
-    assert t.take_records() == {}
+    assert take_records(t, deltas) == []
 
 
 def test_timeout_record_has_the_timeout_as_latency_and_no_response() -> None:
     t = tracker(timeout=2.0)
     t.observe(chunk(query(), 0, sent=True))
     t.expire(2 * S)
-    [(key, totals)] = t.take_records().items()
-    assert key.rcode == "TIMEOUT"
-    assert totals == RecordTotals(count=1, latency_ns=2 * S, request_bytes=len(query()), response_bytes=0)
+    [record] = take_records(t, RecordDeltas())
+    assert record["success"] == "0"
+    assert (record["total_count"], record["total_latency_ns"], record["total_req_bytes"],
+            record["total_resp_bytes"]) == ("1", str(2 * S), str(len(query())), "0")
 
 
 # Attributes
 
 
 def test_series_attributes_of_an_incoming_lookup() -> None:
-    key = SeriesKey(False, 7, "dnsmasq", "tcp", "ipv6", "::1", 5353, "example.com", "AAAA", "SERVFAIL")
-    assert dict(series_attributes(key)) == {
+    key = LookupKey(False, "tcp", "ipv6", "::1", 5353, "example.com", "AAAA", "SERVFAIL")
+    assert dict(lookup_attributes(key)) == {
         "dns.question.name": "example.com", "dns.question.type": "AAAA", "dns.response_code": "SERVFAIL",
         "error.type": "SERVFAIL", "server.address": "::1", "server.port": 5353, "network.transport": "tcp",
-        "network.type": "ipv6", "dnsflow.direction": "incoming", "process.pid": 7,
-        "process.executable.name": "dnsmasq",
+        "network.type": "ipv6", "dnsflow.direction": "incoming",
     }

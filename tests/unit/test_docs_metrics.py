@@ -1,88 +1,31 @@
 """docs/metrics.md names everything we export, under the names a user actually sees.
 
-The Prometheus names are not derived by hand: a fake collector's points go through the real
-pipeline (KernelMetrics, the self-metrics, the OpenTelemetry Prometheus reader), and every name
-and label of the resulting scrape must appear in the document."""
+The Prometheus names are not derived by hand: fixed rows of every kind go through the real pipeline
+(the series table and the Prometheus renderer), and every name and label of the resulting scrape must
+appear in the document; so must every instrument's Prometheus name as the renderer makes it."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.bpf import AttachResult
-from exporter.collectors.base import Collector
-from exporter.collectors.netflow import flow_attributes, ilogtail_statistics
-from exporter.collectors.netflow_maps import DIRECTION_OUTGOING, LOST_REASONS, FlowKey
-from exporter.telemetry import self_metrics
-from exporter.telemetry.instruments import ALL
-from exporter.telemetry.kernel_metrics import KernelMetrics
-from exporter.telemetry.pipeline import build_resource
-from exporter.telemetry.points import HistogramValue, Snapshot
-from exporter.telemetry.readers import PrometheusReader
+from exporter.collectors.netflow_maps import LOST_REASONS
+from exporter.series.instruments import ALL
+from exporter.series.rows import Owner
+from exporter.telemetry.naming.flows import LEVELS, Statistics, flow_attributes
+from exporter.telemetry.naming.kinds import ilogtail_record
+from exporter.telemetry.prometheus import metric_name
+from tests.unit.series_fixture import CLIENT_FLOW, CURL, collection, renderer
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
 
 
-def tcp_flow() -> FlowKey:
-    key = FlowKey(family=socket.AF_INET, protocol=6, pid=42, direction=DIRECTION_OUTGOING,
-                  local_port=0, remote_port=443)
-    key.local_addr[:4] = bytes([10, 0, 0, 1])
-    key.remote_addr[:4] = bytes([192, 0, 2, 7])
-    return key
-
-
-class OnePointEach(Collector):
-    """One series for every instrument of the table, with the attributes netflow gives it."""
-
-    name = "netflow"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attach_results = [AttachResult("netflow_send", "tp_btf/sock_send_length", True, None)]
-
-    def snapshot(self) -> Snapshot:
-        attrs = flow_attributes(tcp_flow(), b"curl")
-        snap: Snapshot = {}
-        for name, instrument in ALL.items():
-            point_attrs = attrs
-            if name in ("netflow.bytes", "netflow.packets"):
-                point_attrs = (*attrs, ("network.io.direction", "transmit"))
-            if name == "netflow.tcp.failed":
-                point_attrs = (*attrs, ("error.type", "ECONNREFUSED"))
-            value = (HistogramValue((0,) * (len(instrument.bounds) + 1), 0.0, 0)
-                     if instrument.kind == "histogram" else 0.0)
-            snap[name] = {point_attrs: value}
-        return snap
-
-    def lost(self) -> Mapping[str, int]:
-        return dict.fromkeys(LOST_REASONS, 0)
-
-
-@pytest.fixture(scope="module")
-def scrape() -> tuple[str, set[str]]:
-    """The Prometheus text of a scrape, and the OpenTelemetry names of the self-metrics."""
-    collector = OnePointEach()
-    kernel = KernelMetrics([collector], {}, max_series=10)
-    registry = CollectorRegistry(auto_describe=False)
-    memory = InMemoryMetricReader()
-    provider = MeterProvider(resource=build_resource(),
-                             metric_readers=[PrometheusReader(kernel, registry), memory])
-    self_metrics.register(provider.get_meter("test"), [collector], kernel)
-    generate_latest(registry)  # the self-metrics describe the previous collection
-    kernel.min_interval = 0.0
-    text = generate_latest(registry).decode()
-    data = memory.get_metrics_data()
-    provider.shutdown()
-    assert data is not None
-    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-    return text, names
+def scrape() -> str:
+    c = collection()
+    with c.lock:
+        c.fresh()
+        return renderer(c).render().decode()
 
 
 def exposed(text: str) -> tuple[set[str], set[str]]:
@@ -102,28 +45,36 @@ def test_every_instrument_is_documented_under_its_opentelemetry_name() -> None:
     assert missing(set(ALL)) == []
 
 
-def test_every_self_metric_is_documented_under_its_opentelemetry_name(scrape: tuple[str, set[str]]) -> None:
-    _, names = scrape
-    assert {"netobs.series", "netobs.events.lost"} <= names
+def test_every_instrument_is_documented_under_its_prometheus_name() -> None:
+    suffix = {"counter": "_total", "histogram": "_bucket"}
+    names = {metric_name(i) + suffix.get(i.kind, "") for i in ALL.values()}
+    assert {"netflow_bytes_total", "netflow_tcp_rtt_seconds_bucket", "netobs_series_dropped_total"} <= names
     assert missing(names) == []
 
 
-def test_every_prometheus_name_is_documented(scrape: tuple[str, set[str]]) -> None:
-    names, _ = exposed(scrape[0])
+def test_every_prometheus_name_of_a_scrape_is_documented() -> None:
+    names, _ = exposed(scrape())
     assert {"netflow_bytes_total", "netflow_tcp_rtt_seconds_bucket", "netflow_tcp_active",
             "netobs_series_dropped_total", "target_info"} <= names
     assert missing(names) == []
 
 
-def test_every_attribute_and_label_is_documented(scrape: tuple[str, set[str]]) -> None:
-    _, labels = exposed(scrape[0])
-    attributes = {k for k, _ in flow_attributes(tcp_flow(), b"curl")} | {"network.io.direction", "error.type"}
+def test_every_attribute_and_label_is_documented() -> None:
+    _, labels = exposed(scrape())
+    attributes = {k for level in LEVELS for k, _ in flow_attributes(CLIENT_FLOW, level, "example.com")}
+    attributes |= {"network.io.direction", "error.type"}
     assert {a.replace(".", "_") for a in attributes} <= labels
-    assert missing(attributes | labels) == []
+    pod_labels = {label for label in labels if label.startswith("k8s_pod_label_")}  # k8s_pod_label_<key>
+    assert pod_labels and missing(attributes | labels - pod_labels) == []
+
+
+def test_every_aggregation_level_is_documented() -> None:
+    assert missing(set(LEVELS)) == []
 
 
 def test_every_field_of_the_records_is_documented() -> None:
-    record = ilogtail_statistics(tcp_flow(), "curl", [1, 2, 3, 4], "0")
+    kind, fields = Statistics().record(CLIENT_FLOW, (1, 2, 3, 4))
+    record = ilogtail_record(kind, fields, Owner(1, "curl"), CURL, "0")
     assert missing(set(record)) == []
 
 

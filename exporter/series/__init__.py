@@ -1,0 +1,1 @@
+"""The currency between the steps: typed rows, and the tables of instrument and attribute names."""

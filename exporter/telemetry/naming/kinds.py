@@ -1,0 +1,63 @@
+"""How a kind of row is named: which instruments its figures feed, its attributes at each
+aggregation level, and its iLogtail record. Each is made once per series, never per collection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from exporter.series.rows import Attributes, Figure, Owner, Process
+
+SERIES = "series"  # the one level of kinds whose series cannot be coarsened
+
+
+@dataclass(frozen=True)
+class Point:
+    """One instrument a figure of the row feeds."""
+
+    instrument: str
+    figure: int  # index in the row's figures
+    extra: Attributes = ()  # attributes this point adds to the row's (network.io.direction)
+
+
+class RecordFormat(Protocol):
+    """An iLogtail record per row and interval, with what the row counted in that interval."""
+
+    def totals(self, figures: tuple[Figure, ...]) -> tuple[int, ...]:
+        """The cumulative numbers whose differences a record reports."""
+        ...
+
+    def wanted(self, deltas: tuple[int, ...]) -> bool:
+        """Whether an interval with these differences makes a record."""
+        ...
+
+    def record(self, key: Any, deltas: tuple[int, ...]) -> tuple[str, dict[str, str]]:
+        """The record's type and its own fields (those of its process are the writer's)."""
+        ...
+
+
+class Kind:
+    name = ""
+    points: tuple[Point, ...] = ()
+    levels: tuple[str, ...] = (SERIES,)  # the first is the default
+    record: RecordFormat | None = None
+
+    def attributes(self, key: Any, level: str, domain: str | None) -> Attributes:
+        """The key's attributes at `level`; `domain` is the DNS name of the key's peer, if known."""
+        raise NotImplementedError
+
+
+def remote_info(ip: str, port: str, peer_type: str) -> str:
+    """iLogtail's `remote_info`: a compact JSON object in a string, with a trailing newline."""
+    return json.dumps({"remote_ip": ip, "remote_port": port, "remote_type": peer_type}, separators=(",", ":")) + "\n"
+
+
+def ilogtail_record(kind: str, fields: Mapping[str, str], owner: Owner, process: Process, now: str) -> dict[str, str]:
+    """A whole iLogtail record: its type, its process, its own fields, the time, and the container and pod
+    fields of its process (iLogtail's names), when it has any."""
+    records = process.records
+    return {"type": kind, "_process_pid_": str(owner.pid), "_process_cmd_": process.cmdline or owner.comm,
+            "_running_mode_": records.get("_running_mode_", "host"), **fields, "__time__": now,
+            **{k: v for k, v in records.items() if k != "_running_mode_"}}
