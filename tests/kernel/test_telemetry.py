@@ -33,7 +33,7 @@ pytestmark = pytest.mark.kernel
 
 BYTES = "netflow_bytes_total"
 LOCAL = "Common.DropLocalConnections=false"
-RTT_BUCKETS = 19  # 18 bounds in exporter/telemetry/instruments.py, plus +Inf
+RTT_BUCKETS = 19  # the 18 bounds of Netflow.RttBuckets in exporter/default.yaml, plus +Inf
 ILOGTAIL_STATISTICS_FIELDS = {  # the `statistics` record of /work/shared/seeds/ilogtail-network-observer.md
     "type", "_process_pid_", "_process_cmd_", "_running_mode_", "remote_info", "socket_type", "role",
     "send_bytes", "recv_bytes", "send_packets", "recv_packets", "send_total_latency", "recv_total_latency",
