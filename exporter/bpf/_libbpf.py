@@ -81,6 +81,24 @@ class BpfIterAttachOpts(ctypes.Structure):
     _fields_ = [("sz", c_size_t), ("link_info", c_void_p), ("link_info_len", c_uint32)]
 
 
+class BpfProgInfo(ctypes.Structure):
+    """`struct bpf_prog_info` up to `verified_insns` (the kernel fills what it has; older kernels
+    leave the rest 0)."""
+
+    _fields_ = [("type", c_uint32), ("id", c_uint32), ("tag", ctypes.c_uint8 * 8), ("jited_prog_len", c_uint32),
+                ("xlated_prog_len", c_uint32), ("jited_prog_insns", c_uint64), ("xlated_prog_insns", c_uint64),
+                ("load_time", c_uint64), ("created_by_uid", c_uint32), ("nr_map_ids", c_uint32),
+                ("map_ids", c_uint64), ("name", ctypes.c_char * 16), ("ifindex", c_uint32),
+                ("gpl_compatible", c_uint32), ("netns_dev", c_uint64), ("netns_ino", c_uint64),
+                ("nr_jited_ksyms", c_uint32), ("nr_jited_func_lens", c_uint32), ("jited_ksyms", c_uint64),
+                ("jited_func_lens", c_uint64), ("btf_id", c_uint32), ("func_info_rec_size", c_uint32),
+                ("func_info", c_uint64), ("nr_func_info", c_uint32), ("nr_line_info", c_uint32),
+                ("line_info", c_uint64), ("jited_line_info", c_uint64), ("nr_jited_line_info", c_uint32),
+                ("line_info_rec_size", c_uint32), ("jited_line_info_rec_size", c_uint32),
+                ("nr_prog_tags", c_uint32), ("prog_tags", c_uint64), ("run_time_ns", c_uint64),
+                ("run_cnt", c_uint64), ("recursion_misses", c_uint64), ("verified_insns", c_uint32)]
+
+
 PrintFn = CFUNCTYPE(c_int, c_int, c_void_p, c_void_p)
 RingBufferSampleFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
@@ -99,6 +117,8 @@ _LIBBPF_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__autoload": (c_bool, [c_void_p]),
     "bpf_program__set_autoload": (c_int, [c_void_p, c_bool]),
     "bpf_program__attach": (c_void_p, [c_void_p]),
+    "bpf_program__fd": (c_int, [c_void_p]),
+    "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, POINTER(c_uint32)]),
     "bpf_program__attach_uprobe": (c_void_p, [c_void_p, c_bool, c_int, c_char_p, c_size_t]),
     "bpf_program__attach_iter": (c_void_p, [c_void_p, POINTER(BpfIterAttachOpts)]),
     "bpf_program__attach_cgroup": (c_void_p, [c_void_p, c_int]),

@@ -216,6 +216,24 @@ class BpfObject:
         self._ring_buffers.append(ring_buffer)
         return ring_buffer
 
+    def loaded_programs(self) -> list[str]:
+        """The programs the kernel accepted, once loaded."""
+        return [_libbpf.decode(lib().bpf_program__name(p)) for p in self._program_pointers()
+                if lib().bpf_program__fd(p) >= 0]
+
+    def verified_instructions(self, program: str) -> int:
+        """How many instructions the verifier walked to accept a loaded program (0 where the kernel
+        does not say). It refuses a program at 1,000,000; tests keep a margin below that."""
+        fd = lib().bpf_program__fd(self._program(program))
+        if fd < 0:
+            raise BpfError(f"{self.path.name}: program '{program}' is not loaded")
+        info = _libbpf.BpfProgInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        result = lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
+        if result < 0:
+            raise error_for_errno(f"{self.path.name}: info of '{program}'", -result)
+        return int(info.verified_insns)
+
     def btf_type_size(self, type_name: str) -> int | None:
         """Size in bytes of `struct <type_name>` in the object's BTF; None if it has no such struct."""
         btf = lib().bpf_object__btf(self._require_open())
