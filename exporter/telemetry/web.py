@@ -61,6 +61,12 @@ def serve(server: Server, listen_address: str, telemetry_path: str, scrape: Scra
         protocol_version = "HTTP/1.1"  # keep-alive: Prometheus reuses its connection between scrapes
         timeout = 300  # seconds an idle kept-alive connection may wait for its next request
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionError as e:  # a scraper that timed out and left: its business, not an error
+                log.debug("http: client %s went away: %s", self.client_address[0], e)
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == telemetry_path:

@@ -4,6 +4,8 @@ paths, and concurrent scrapes that collect and render once."""
 from __future__ import annotations
 
 import gzip
+import socket
+import struct
 import threading
 import urllib.error
 import urllib.request
@@ -89,3 +91,18 @@ def test_health_landing_and_unknown_paths(served: tuple[str, CountingSource]) ->
     status, _, landing = get(f"{base}/")
     assert status == 200 and b'href="/metrics"' in landing
     assert get(f"{base}/nothing")[0] == 404
+
+
+def test_a_client_that_leaves_mid_reply_is_no_error(served: tuple[str, CountingSource],
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """A scraper that times out closes its connection while the body is being written: the server
+    writes no traceback and goes on answering."""
+    base, _ = served
+    port = int(base.rsplit(":", 1)[1])
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not FIN
+    assert get(f"{base}/metrics")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
