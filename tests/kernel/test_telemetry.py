@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from exporter.bpf import BpfObject, objects_dir
 from exporter.collectors.netflow import NetflowCollector
 from tests.kernel.harness import REPO_ROOT, WITH_PID, Exporter, Peer, wait_until
 from tests.kernel.otlp_receiver import GrpcReceiver, HttpReceiver, Received, attributes
+from tests.tools import require
 
 pytestmark = pytest.mark.kernel
 
@@ -84,20 +84,11 @@ def get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def require_promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool missing in CI (scripts/setup.sh test installs Debian's prometheus)")
-        pytest.skip("promtool is not installed (scripts/setup.sh test)")
-    return path
-
-
 # ---------------------------------------------------------------------------- the scrape
 
 
 def test_scrape_passes_promtool_and_has_the_core_families(exporter: Exporter) -> None:
-    promtool = require_promtool()
+    promtool = require("promtool", "prometheus")
     _, client = tcp_transfer(up=200_000, down=5_000)
     _, udp_client = udp_exchange(size=700, count=5)
     flow = {"process_pid": client.pid, "network_io_direction": "transmit"}

@@ -49,6 +49,38 @@ class Kind:
         raise NotImplementedError
 
 
+class ProtocolRecord:
+    """iLogtail's `protocols` record: what one series counted in the interval. Its exchanges are the
+    duration histogram's count and sum; its figures also hold their request and response bytes. A
+    client's peer is its server; a server's clients are not kept (one series for all of them)."""
+
+    peer_type = "server"  # `remote_type` of a client's server
+
+    def totals(self, figures: tuple[Figure, ...]) -> tuple[int, ...]:
+        f: Any = figures
+        return f.duration.count, round(f.duration.sum * 1e9), f.request_bytes, f.response_bytes
+
+    def wanted(self, deltas: tuple[int, ...]) -> bool:
+        return deltas[0] != 0
+
+    def fields(self, key: Any) -> dict[str, str]:
+        """The protocol's own fields, before the role."""
+        raise NotImplementedError
+
+    def record(self, key: Any, deltas: tuple[int, ...]) -> tuple[str, dict[str, str]]:
+        remote = remote_info(key.server_address, str(key.server_port), self.peer_type) if key.client \
+            else remote_info("", "", "client")
+        return "protocols", {
+            **self.fields(key),
+            "role": "client" if key.client else "server",
+            "remote_info": remote,
+            "total_count": str(deltas[0]),
+            "total_latency_ns": str(deltas[1]),
+            "total_req_bytes": str(deltas[2]),
+            "total_resp_bytes": str(deltas[3]),
+        }
+
+
 def remote_info(ip: str, port: str, peer_type: str) -> str:
     """iLogtail's `remote_info`: a compact JSON object in a string, with a trailing newline."""
     return json.dumps({"remote_ip": ip, "remote_port": port, "remote_type": peer_type}, separators=(",", ":")) + "\n"

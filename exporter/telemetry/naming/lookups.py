@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from exporter.series.lookups import LookupFigures, LookupKey
-from exporter.series.rows import Attributes, Figure
-from exporter.telemetry.naming.kinds import Kind, Point, remote_info
+from exporter.series.rows import Attributes
+from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord
 
 
 def lookup_attributes(key: LookupKey) -> Attributes:
@@ -27,32 +25,14 @@ def lookup_attributes(key: LookupKey) -> Attributes:
     return tuple(attrs)
 
 
-class Protocols:
+class Protocols(ProtocolRecord):
     """iLogtail's `protocols` record of DNS: the lookups of a series in the interval."""
 
-    def totals(self, figures: tuple[Figure, ...]) -> tuple[int, ...]:
-        f: Any = figures
-        return f.lookups, round(f.duration.sum * 1e9), f.request_bytes, f.response_bytes
+    peer_type = "dns"
 
-    def wanted(self, deltas: tuple[int, ...]) -> bool:
-        return deltas[0] != 0
-
-    def record(self, key: LookupKey, deltas: tuple[int, ...]) -> tuple[str, dict[str, str]]:
-        # the peer of a client is its server; a server's clients are not kept (one series for all)
-        remote = remote_info(key.server_address, str(key.server_port), "dns") if key.client \
-            else remote_info("", "", "client")
-        return "protocols", {
-            "protocol": "dns",
-            "query_record": key.name,
-            "query_type": key.qtype,
-            "success": "1" if key.rcode == "NOERROR" else "0",
-            "role": "client" if key.client else "server",
-            "remote_info": remote,
-            "total_count": str(deltas[0]),
-            "total_latency_ns": str(deltas[1]),
-            "total_req_bytes": str(deltas[2]),
-            "total_resp_bytes": str(deltas[3]),
-        }
+    def fields(self, key: LookupKey) -> dict[str, str]:
+        return {"protocol": "dns", "query_record": key.name, "query_type": key.qtype,
+                "success": "1" if key.rcode == "NOERROR" else "0"}
 
 
 def _figure(name: str) -> int:

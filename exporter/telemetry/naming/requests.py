@@ -3,11 +3,9 @@ database conventions), and iLogtail's `protocols` records."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from exporter.series.requests import DB_ERROR, RequestFigures, RequestKey
-from exporter.series.rows import Attributes, Figure
-from exporter.telemetry.naming.kinds import Kind, Point, remote_info
+from exporter.series.rows import Attributes
+from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord
 
 NO_RESPONSE = "no_response"  # error.type of a request whose connection closed before its response
 
@@ -78,35 +76,14 @@ def db_attributes(key: RequestKey) -> Attributes:
 _RECORD_PROTOCOL = {"postgresql": "pgsql"}  # iLogtail's protocol names
 
 
-class Protocols:
-    """iLogtail's `protocols` record: the requests of a series in the interval. For databases, `method`
-    is the operation and `resp_code` the error code (or memcached's reply). A server's clients are not
-    kept (one series for all)."""
+class Protocols(ProtocolRecord):
+    """iLogtail's `protocols` record of HTTP and the databases. For databases, `method` is the operation
+    and `resp_code` the error code (or memcached's reply)."""
 
-    def totals(self, figures: tuple[Figure, ...]) -> tuple[int, ...]:
-        f: Any = figures
-        return f.duration.count, round(f.duration.sum * 1e9), f.request_bytes, f.response_bytes
-
-    def wanted(self, deltas: tuple[int, ...]) -> bool:
-        return deltas[0] != 0
-
-    def record(self, key: RequestKey, deltas: tuple[int, ...]) -> tuple[str, dict[str, str]]:
-        remote = remote_info(key.server_address, str(key.server_port), "server") if key.client \
-            else remote_info("", "", "client")
-        return "protocols", {
-            "protocol": _RECORD_PROTOCOL.get(key.protocol, key.protocol),
-            "version": key.version,
-            "host": key.authority,
-            "method": key.method,
-            "url": key.route,
-            "resp_code": str(key.status) if key.http else (db_error_type(key) or key.code or "OK"),
-            "role": "client" if key.client else "server",
-            "remote_info": remote,
-            "total_count": str(deltas[0]),
-            "total_latency_ns": str(deltas[1]),
-            "total_req_bytes": str(deltas[2]),
-            "total_resp_bytes": str(deltas[3]),
-        }
+    def fields(self, key: RequestKey) -> dict[str, str]:
+        return {"protocol": _RECORD_PROTOCOL.get(key.protocol, key.protocol), "version": key.version,
+                "host": key.authority, "method": key.method, "url": key.route,
+                "resp_code": str(key.status) if key.http else (db_error_type(key) or key.code or "OK")}
 
 
 def _figure(name: str) -> int:
