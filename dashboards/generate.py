@@ -194,8 +194,10 @@ def network() -> Json:
             description="Retransmitted TCP segments as a share of segments sent."),
         timeseries("RTT percentiles", "s", *quantiles("netflow_tcp_rtt_seconds", w),
                    description="Smoothed round-trip time of active connections, from the RTT histogram."),
-        timeseries("RTT p99 by destination", "s", *quantiles("netflow_tcp_rtt_seconds", w, "destination_address",
-                   (0.99,)), description="99th percentile of the smoothed RTT per remote address."),
+        timeseries("RTT by destination (worst connection)", "s", target(
+            f"max by (destination_address) (netflow_tcp_srtt_seconds{{{w}}})", "{{destination_address}}"),
+            description="The largest smoothed RTT among the flows to each remote address (the RTT histogram is "
+                        "per workload by default: Netflow.RttHistogram)."),
         timeseries("Retransmits by destination", "cps", target(sum_rate(
             "destination_address", "netflow_tcp_retransmits_total", w), "{{destination_address}}"),
             description="Retransmitted segments per second per remote address."),
