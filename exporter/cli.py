@@ -22,7 +22,7 @@ from exporter.config import (
     load_config,
 )
 from exporter.logging_setup import FORMATS, LEVELS, setup_logging
-from exporter.telemetry.otlp_transport import metrics_settings
+from exporter.telemetry.otlp_settings import metrics_settings
 
 PROG = "netobs-exporter"
 EXIT_USAGE = 2

@@ -24,7 +24,8 @@ from exporter.telemetry.naming import Kind, Point
 from exporter.telemetry.naming.flows import FAILED, FLOWS
 from exporter.telemetry.otlp_encode import Encoder
 from exporter.telemetry.otlp_push import MetricPusher
-from exporter.telemetry.otlp_transport import OtlpMetricsClient, metrics_settings
+from exporter.telemetry.otlp_settings import metrics_settings
+from exporter.telemetry.otlp_transport import OtlpMetricsClient
 from exporter.telemetry.table import Plan, SeriesTable
 
 log = logging.getLogger(__name__)

@@ -32,16 +32,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric, NumberData
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from exporter.telemetry import otlp_transport
-from exporter.telemetry.otlp_transport import (
-    OtlpError,
-    OtlpMetricsClient,
-    OtlpSettings,
-    backoff_delay,
-    metrics_settings,
-    partial_success,
-    retry_after,
-    retry_info_delay,
-)
+from exporter.telemetry.otlp_replies import partial_success, retry_after, retry_info_delay
+from exporter.telemetry.otlp_settings import OtlpSettings, metrics_settings
+from exporter.telemetry.otlp_transport import OtlpError, OtlpMetricsClient, backoff_delay
 from tests.kernel.otlp_receiver import GrpcReceiver, HttpReceiver
 
 SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
