@@ -115,41 +115,42 @@ class Encoder:
 
     def _chunks(self, instrument: Instrument, contributions: list[tuple[View, tuple[int, ...]]], snap: Snapshot,
                 time_field: bytes) -> Iterator[bytes]:
-        """The instrument's points, framed as data_points fields, in runs of at most max_bytes."""
+        """The instrument's points, framed as data_points fields, in runs of at most max_bytes. This is
+        the loop of a push that runs once per point: what a series' points share is encoded once."""
         histogram = instrument.kind == "histogram"
         tag = _HISTOGRAM_ATTRIBUTES if histogram else _NUMBER_ATTRIBUTES
         bounds = self._bounds(instrument) if histogram else b""
         heads: list[bytes] = []
-        size = 0
+        size, limit = 0, self.max_bytes
         for view, js in contributions:
             all_series, all_values = snap.views[id(view)]
+            slots = _prefix_slots(view)
+            slot_count = max(slots) + 1
+            points = [(j, view.points[j].extra, slots[j]) for j in js]
             for series, values in zip(all_series, all_values, strict=True):
-                series_heads, series_size = self._heads(view, js, series, values, tag, bounds)
-                if heads and size + series_size > self.max_bytes:
-                    yield time_field.join(heads) + time_field
-                    heads, size = [], 0
-                heads += series_heads
-                size += series_size
+                admitted = series.admitted
+                prefixes: list[bytes | None] = series.cache.get("otlp") or [None] * slot_count
+                series.cache["otlp"] = prefixes
+                for j, extra, slot in points:
+                    value = values[j]
+                    if value is None or not admitted >> j & 1:
+                        continue
+                    if histogram:
+                        attributes = _series_attributes(series, tag) + self._extra_attributes(extra, tag)
+                        head = histogram_head(attributes, series.start_ns, value, bounds)  # type: ignore[arg-type]
+                    else:
+                        prefix = prefixes[slot]
+                        if prefix is None:
+                            prefix = prefixes[slot] = number_prefix(
+                                _series_attributes(series, tag) + self._extra_attributes(extra, tag), series.start_ns)
+                        head = prefix + number_value(value)  # type: ignore[arg-type]
+                    if heads and size + len(head) > limit:
+                        yield time_field.join(heads) + time_field
+                        heads, size = [], 0
+                    heads.append(head)
+                    size += len(head) + 9
         if heads:
             yield time_field.join(heads) + time_field
-
-    def _heads(self, view: View, js: tuple[int, ...], series: Series, values: tuple[Figure, ...], tag: int,
-               bounds: bytes) -> tuple[list[bytes], int]:
-        """The series' points of one instrument up to their time, and their size with it. Only the
-        series' attributes are kept between pushes: the points would cost as much memory as a push."""
-        attributes = _series_attributes(series, tag)
-        heads = []
-        size = 0
-        for j in js:
-            value = values[j]
-            if value is None or not series.admitted >> j & 1:
-                continue
-            extra = attributes + self._extra_attributes(view.points[j].extra, tag)
-            head = (histogram_head(extra, series.start_ns, value, bounds) if isinstance(value, HistogramValue)
-                    else number_head(extra, series.start_ns, value))
-            heads.append(head)
-            size += len(head) + 9
-        return heads, size
 
     def _extra_attributes(self, extra: Attributes, tag: int) -> bytes:
         if not extra:
@@ -192,14 +193,32 @@ def _series_attributes(series: Series, tag: int) -> bytes:
     return encoded
 
 
-def number_head(attributes: bytes, start_ns: int, value: int | float) -> bytes:
-    """A NumberDataPoint up to its time: the data_points tag, its length (time included), attributes,
-    start time and value (as_int for integers, as_double otherwise)."""
-    if isinstance(value, int) and -(2**63) <= value < 2**63:
-        tail = struct.pack("<BQBq", 0x11, start_ns, 0x31, value)
-    else:
-        tail = struct.pack("<BQBd", 0x11, start_ns, 0x21, float(value))
-    return b"\x0a" + varint(len(attributes) + len(tail) + 9) + attributes + tail
+_INT = struct.Struct("<Bq").pack
+_DOUBLE = struct.Struct("<Bd").pack
+_NUMBER_TAIL = 9 + 9 + 9  # start time, value, time: fixed64 fields of a tag byte and 8 bytes each
+
+
+def number_prefix(attributes: bytes, start_ns: int) -> bytes:
+    """What the points of a series that share their attributes share: the data_points tag, the
+    point's length (its value and time are fixed-size), its attributes and its start time."""
+    return b"\x0a" + varint(len(attributes) + _NUMBER_TAIL) + attributes + b"\x11" + struct.pack("<Q", start_ns)
+
+
+def number_value(value: int | float) -> bytes:
+    """A NumberDataPoint's value: as_int for integers that fit in 64 bits, as_double otherwise."""
+    if value.__class__ is int:
+        try:
+            return _INT(0x31, value)
+        except struct.error:
+            pass
+    return _DOUBLE(0x21, float(value))
+
+
+def _prefix_slots(view: View) -> list[int]:
+    """For each point of a view, which of its series' number prefixes it uses: one per distinct set of
+    the point's own attributes (none, transmit, receive)."""
+    distinct: dict[Attributes, int] = {}
+    return [distinct.setdefault(point.extra, len(distinct)) for point in view.points]
 
 
 def histogram_head(attributes: bytes, start_ns: int, value: HistogramValue, bounds: bytes) -> bytes:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, NumberDataPoint
 
 from exporter.series.instruments import ALL
 from exporter.series.rows import HistogramValue
-from exporter.telemetry.otlp_encode import Encoder, snapshot, varint
+from exporter.telemetry.otlp_encode import Encoder, number_prefix, number_value, snapshot, varint
 from tests.unit.series_fixture import RESOURCE, TIME_NS, collection
 
 
@@ -109,3 +109,14 @@ def test_a_second_push_of_unchanged_series_sends_the_same_bytes() -> None:
 def test_varint() -> None:
     assert [varint(n) for n in (0, 1, 127, 128, 300, 2**63)] == [
         b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02", b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01"]
+
+
+def test_a_number_is_as_int_while_it_fits_in_64_bits_and_as_double_beyond() -> None:
+    def point(value: int | float) -> NumberDataPoint:
+        head = number_prefix(b"", 5) + number_value(value) + b"\x19" + (7).to_bytes(8, "little")
+        return NumberDataPoint.FromString(head[2:])  # after the data_points tag and length
+
+    assert [(p.start_time_unix_nano, p.time_unix_nano) for p in [point(1)]] == [(5, 7)]
+    assert [point(v).WhichOneof("value") for v in (0, 2**63 - 1, -(2**63), 2**63, 2**64 + 1, 1.5)] == [
+        "as_int", "as_int", "as_int", "as_double", "as_double", "as_double"]
+    assert point(2**63 - 1).as_int == 2**63 - 1 and point(2**63).as_double == float(2**63)
