@@ -17,11 +17,16 @@ from exporter.bpf import BpfObject
 from exporter.collectors import sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.netflow_maps import (
+    COMM,
+    COUNTS,
     FAILED_KEY,
     KEY,
+    LAST_SEEN,
+    LAST_SEEN_AT,
     LOST_REASONS,
     MIRRORS,
     RTT_BOUNDS,
+    SAMPLES,
     STATS,
     Addr16,
     NetflowFailedKey,
@@ -49,6 +54,9 @@ def decode_key(raw: bytes) -> tuple[FlowKey, int]:
     """A kernel flow key: the row's key, and the pid it holds."""
     local, remote, pid, local_port, remote_port, family, protocol, direction = KEY.unpack(raw)
     return FlowKey(family, protocol, local, local_port, remote, remote_port, direction), pid
+
+
+_RTT_SUM = 8 + RTT_BOUNDS + 1  # STATS: 8 counters, the RTT buckets, then rtt_sum_us ... comm
 
 
 def _comm(raw: bytes) -> str:
@@ -179,21 +187,45 @@ class NetflowCollector(Collector):
         self._rows = [f.row for f in flows.values()] + [row for _, row in self._failed.values()]
 
     def _decode(self, raw_key: bytes, value: bytes, unclaimed: int, before: _Flow | None) -> _Flow:
-        key, pid = (before.key, before.row.owner.pid) if before is not None else decode_key(raw_key)
-        (sent, received, packets_sent, packets_received, retransmits, established, closed, active,
-         *rest) = STATS.unpack(value)
-        buckets = rest[:RTT_BOUNDS + 1]
-        rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm = rest[RTT_BOUNDS + 1:]
+        if before is not None and value[SAMPLES] == before.value[SAMPLES] and value[COMM] == before.value[COMM]:
+            return self._counts_changed(value, unclaimed, before)
+        fields = STATS.unpack(value)
+        sent, received, packets_sent, packets_received, retransmits, established, closed, active = fields[:8]
+        rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm = fields[_RTT_SUM:]
         active += unclaimed
+        if before is not None:
+            key, owner = before.key, before.row.owner
+            if value[COMM] != before.value[COMM]:
+                owner = Owner(owner.pid, _comm(comm))
+        else:
+            key, pid = decode_key(raw_key)
+            owner = Owner(pid, _comm(comm))
         if key.protocol == IPPROTO_TCP:
             sampled = rtt_count > 0
+            rtt = HistogramValue(fields[8:8 + self.rtt_buckets], rtt_sum_us / 1e6, rtt_count) if sampled else None
             figures = FlowFigures(
                 sent, received, packets_sent, packets_received, retransmits, established, closed, max(active, 0),
-                srtt_us / 1e6 if sampled else None, rttvar_us / 1e6 if sampled else None,
-                HistogramValue(tuple(buckets[:self.rtt_buckets]), rtt_sum_us / 1e6, rtt_count) if sampled else None)
+                srtt_us / 1e6 if sampled else None, rttvar_us / 1e6 if sampled else None, rtt)
         else:
             figures = FlowFigures(sent, received, packets_sent, packets_received, *(None,) * 7)
-        return _Flow(key, value, unclaimed, Row(key, Owner(pid, _comm(comm)), figures), last_seen_ns, active)
+        return _Flow(key, value, unclaimed, Row(key, owner, figures), last_seen_ns, active)
+
+    @staticmethod
+    def _counts_changed(value: bytes, unclaimed: int, before: _Flow) -> _Flow:
+        """The usual change of a busy flow: its counters and the time of its last event, nothing else. The
+        RTT samples and the process are taken as they were, and only the counters are read."""
+        sent, received, packets_sent, packets_received, retransmits, established, closed, active = \
+            COUNTS.unpack_from(value)
+        active += unclaimed
+        row = before.row
+        if before.key.protocol == IPPROTO_TCP:
+            was: FlowFigures = row.figures  # type: ignore[assignment]  # a flow's row has FlowFigures
+            figures = FlowFigures(sent, received, packets_sent, packets_received, retransmits, established, closed,
+                                  max(active, 0), was.srtt_s, was.rttvar_s, was.rtt)
+        else:
+            figures = FlowFigures(sent, received, packets_sent, packets_received, *(None,) * 7)
+        last_seen_ns = LAST_SEEN.unpack_from(value, LAST_SEEN_AT)[0]
+        return _Flow(before.key, value, unclaimed, Row(before.key, row.owner, figures), last_seen_ns, active)
 
     def _read_failed(self) -> None:
         assert self.obj is not None

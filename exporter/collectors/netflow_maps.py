@@ -69,5 +69,13 @@ KEY = struct.Struct("<16s16sIHHHBB")
 # bytes_sent ... closed, active, rtt_buckets[19], rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm
 STATS = struct.Struct(f"<7Qq{RTT_BOUNDS + 1}QQQIIQ{COMM_LEN}s")
 FAILED_KEY = struct.Struct(f"<{KEY.size}sI")  # the flow's key bytes, errno
+# Parts of a flow's bytes, for reading only what changed: the counters (bytes_sent ... active), the RTT
+# samples (histogram, srtt, rttvar), the time of its last event, the process name.
+COUNTS = struct.Struct("<7Qq")
+SAMPLES = slice(NetflowStats.rtt_buckets.offset, NetflowStats.last_seen_ns.offset)
+LAST_SEEN = struct.Struct("<Q")
+LAST_SEEN_AT = NetflowStats.last_seen_ns.offset
+COMM = slice(NetflowStats.comm.offset, NetflowStats.comm.offset + COMM_LEN)
 assert KEY.size == ctypes.sizeof(NetflowKey) and STATS.size == ctypes.sizeof(NetflowStats)
 assert FAILED_KEY.size == ctypes.sizeof(NetflowFailedKey)
+assert COUNTS.size == NetflowStats.rtt_buckets.offset

@@ -52,8 +52,11 @@ class HistogramValue:
 Figure = int | float | HistogramValue | None  # None: the series has no such point (yet)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Row:
+    """Never changed once made (a changed series is a new Row). Not a frozen dataclass only because
+    one of those takes ~3 times as long to build, and a busy node builds one per flow per collection."""
+
     key: Key
     owner: Owner
     figures: tuple[Figure, ...]  # a NamedTuple of the key's figures type

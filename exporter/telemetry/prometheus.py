@@ -216,18 +216,19 @@ class Renderer:
         base = series.cache.get("labels")
         if base is None:
             base = series.cache["labels"] = labels(series.attributes)
+        values, admitted, sample = series.values, series.admitted, family.sample
         for j in js:
-            if not series.exported(j):
+            value = values[j]
+            if value is None or not admitted >> j & 1:
                 continue
-            value = series.values[j]
             extra = view.points[j].extra
             block = f"{base},{extra_labels(extra)}" if extra and base else extra_labels(extra) if extra else base
             if isinstance(value, HistogramValue):
                 histogram_lines(out, family, block, value)
+            elif block:
+                out.append(f"{sample}{{{block}}} {number(value)}\n")
             else:
-                assert value is not None
-                out.append(f"{family.sample}{{{block}}} {number(value)}\n" if block
-                           else f"{family.sample} {number(value)}\n")
+                out.append(f"{sample} {number(value)}\n")
 
 
 def histogram_lines(out: list[str], family: Family, block: str, value: HistogramValue) -> None:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from exporter.series.instruments import SELF, Instrument
-from exporter.series.rows import AttributedRow, Attributes, Figure, Owner
+from exporter.series.rows import AttributedRow, Attributes, Figure, HistogramValue, Owner
 from exporter.telemetry.naming import Kind, Point, kind_of
 
 BLOCK_SIZE = 128  # series per block: what one page of rendered text holds
@@ -109,6 +110,41 @@ def _max(a: Figure, b: Figure) -> Figure:
     return max(a, b)  # type: ignore[type-var]
 
 
+# How the values of the parts of a series add up, all at once: one pass over each column, since a
+# series may add up thousands of rows (every flow of a workload) and a pairwise sum of histograms
+# would build a tuple per row.
+Merge = Callable[[list[Any]], Figure]
+
+
+def _sum_all(values: list[Any]) -> Figure:
+    return sum(values) if values else None
+
+
+def _max_all(values: list[Any]) -> Figure:
+    return max(values) if values else None
+
+
+def _histograms_all(values: list[HistogramValue]) -> Figure:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return HistogramValue(tuple(map(sum, zip(*(h.bucket_counts for h in values), strict=True))),
+                          sum(h.sum for h in values), sum(h.count for h in values))
+
+
+_MERGE_ALL: dict[str, Merge] = {"counter": _sum_all, "updowncounter": _sum_all, "gauge": _max_all,
+                                "histogram": _histograms_all}
+
+
+def _picker(indexes: tuple[int, ...]) -> Callable[[tuple[Figure, ...]], tuple[Figure, ...]]:
+    """A function that takes the figures at `indexes` out of a row's figures, as a tuple."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    only = indexes[0]
+    return lambda figures: (figures[only],)
+
+
 class View:
     """The points of one kind that share a level and a selection, and their series."""
 
@@ -120,7 +156,8 @@ class View:
         self.points = tuple(points)
         self.instruments = tuple(plan.instruments[p.instrument] for p in self.points)
         self._figures = tuple(p.figure for p in self.points)
-        self._merge = tuple(_max if i.kind == "gauge" else _sum for i in self.instruments)
+        self._pick = _picker(self._figures)
+        self._merge = tuple(_MERGE_ALL[i.kind] for i in self.instruments)
         self._carried = tuple(i.kind in ("counter", "histogram") for i in self.instruments)
         self._tags = plan.tags
         self._limits = limits
@@ -217,15 +254,13 @@ class View:
     def _recompute(self, series: Series) -> None:
         parts = list(series.parts.values())
         if len(parts) == 1 and series.carry is None:
-            figures = parts[0].attributed.row.figures
-            values = tuple(figures[i] for i in self._figures)
+            values = self._pick(parts[0].attributed.row.figures)
         else:
-            merged: list[Figure] = list(series.carry) if series.carry else [None] * len(self.points)
-            for part in parts:
-                figures = part.attributed.row.figures
-                for j, i in enumerate(self._figures):
-                    merged[j] = self._merge[j](merged[j], figures[i])
-            values = tuple(merged)
+            rows = [part.attributed.row.figures for part in parts]
+            carry = series.carry or (None,) * len(self.points)
+            values = tuple(
+                merge([v for f in rows if (v := f[i]) is not None] + ([] if carried is None else [carried]))
+                for merge, i, carried in zip(self._merge, self._figures, carry, strict=True))
         before, series.values = series.values, values
         if values == before:
             return
