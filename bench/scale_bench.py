@@ -9,16 +9,17 @@ all (`netobs_series{instrument="netflow.tcp.active"}` reaches N and stops growin
 times as Prometheus 2.x scrapes (its Accept header, gzip accepted), at least 1.2 s apart since the
 exporter reuses a collection younger than 1 s. Each scrape gives:
 
-- the exporter's CPU time (utime + stime of the whole process from /proc, 10 ms resolution) read
-  just before and after the request;
+- the exporter's CPU time (every thread, those that exited included) read just before and after the
+  request, from a cgroup of its own in nanoseconds (else /proc/<pid>/stat, in 10 ms ticks);
 - the bytes on the wire and uncompressed, the lines and sample lines, the Content-Type;
 - the share of that CPU spent in the collectors (the sum of `netobs_collector_duration_seconds`:
-  reading the kernel maps and attributing the series), the rest being rendering.
+  reading and decoding the kernel maps), the rest being attribution, the series table and rendering.
 
 Then the exporter's RSS and peak RSS (VmRSS, VmHWM; MB = 10^6 bytes), and its CPU while idle (no
 scrape) over one OTLP interval. A second exporter run for the same N pushes OTLP/HTTP to a receiver
 inside this script (no scrape but the readiness check); the CPU between the ends of consecutive
-pushes, less the idle CPU of the first run over the same time, is the CPU per push.
+pushes, less the idle CPU of the first run over the same time, is the CPU per push; its peak RSS
+says what pushing holds in memory.
 
     .venv/bin/python bench/scale_bench.py [--flows 100,1000,...] [--scrapes K] [--busy] [--no-otlp]
         [--otlp-interval MS] [--json | --markdown] [--plot PATH] [--source DIR]
@@ -628,6 +629,7 @@ class Result:
     idle_window_s: float | None = None
     otlp_pushes: list[Push] = field(default_factory=list)
     otlp_cpu_s: list[float] = field(default_factory=list)
+    otlp_peak_rss_mb: float | None = None  # of the exporter that pushed (and was not scraped)
     otlp_other_requests: int = 0
     other_exporters: int = 0  # most exporter processes not started here, seen at a run's start or end
     logs: dict[str, list[str]] = field(default_factory=dict)  # log path -> error and warning lines
@@ -697,6 +699,7 @@ def otlp_run(result: Result, s: Settings) -> None:
                 patience = s.otlp_interval_ms / 1000 + s.scrape_timeout  # a push costs about a scrape
                 pushes = full_pushes(receiver, result.flows, s.otlp_pushes + 1, holder if s.busy else None,
                                      patience)
+                result.otlp_peak_rss_mb = exporter.memory_mb()[1]
         result.otlp_pushes, result.otlp_cpu_s = pushes, cpu_per_push(pushes, result.idle_cores or 0.0)
         result.otlp_other_requests = receiver.other_requests
     finally:
@@ -754,6 +757,7 @@ def figures(r: Result) -> dict[str, Any]:
         "otlp_wire_bytes": median_or_none([p.wire_bytes for p in r.otlp_pushes]),
         "otlp_bytes": median_or_none([p.bytes for p in r.otlp_pushes]),
         "otlp_requests": median_or_none([p.requests for p in r.otlp_pushes]),
+        "otlp_peak_rss_mb": r.otlp_peak_rss_mb,
         "idle_cores": r.idle_cores, "other_exporters": r.other_exporters, "error": r.error,
     }
 
@@ -834,7 +838,8 @@ def fmt_range(median: float | None, low: float | None, high: float | None) -> st
 
 
 HEAD = ("flows", "series", "lines", "lines/flow", "CPU/scrape ms (min-max)", "wire", "uncompressed", "RSS MB",
-        "peak RSS MB", "OTLP CPU/push ms (min-max)", "OTLP/push wire (uncompr.)", "req/push", "collector share")
+        "peak RSS MB", "OTLP CPU/push ms (min-max)", "OTLP/push wire (uncompr.)", "req/push", "OTLP peak RSS MB",
+        "collector share")
 
 
 def table_row(f: dict[str, Any]) -> tuple[str, ...]:
@@ -846,7 +851,7 @@ def table_row(f: dict[str, Any]) -> tuple[str, ...]:
             fmt_range(f["scrape_cpu_ms"], f["scrape_cpu_min_ms"], f["scrape_cpu_max_ms"]),
             fmt_bytes(f["wire_bytes"]), fmt_bytes(f["bytes"]), fmt(f["rss_mb"], ".1f"), fmt(f["peak_rss_mb"], ".1f"),
             fmt_range(f["otlp_cpu_ms"], f["otlp_cpu_min_ms"], f["otlp_cpu_max_ms"]), otlp_bytes,
-            fmt(f["otlp_requests"], "g"), fmt(f["collector_share"], ".1%"))
+            fmt(f["otlp_requests"], "g"), fmt(f["otlp_peak_rss_mb"], ".1f"), fmt(f["collector_share"], ".1%"))
 
 
 def header_line(report: dict[str, Any]) -> str:
@@ -926,6 +931,9 @@ def plot(report: dict[str, Any], path: str) -> None:
         cpu_ax.plot([f["flows"] for f in otlp], [f["otlp_cpu_ms"] for f in otlp], "s--", label="CPU per OTLP push")
     rss_ax.plot(flows, [f["rss_mb"] for f in rows], "o-", label="RSS after the scrapes")
     rss_ax.plot(flows, [f["peak_rss_mb"] for f in rows], "^--", label="peak RSS")
+    if otlp:
+        rss_ax.plot([f["flows"] for f in otlp], [f["otlp_peak_rss_mb"] for f in otlp], "s:",
+                    label="peak RSS of an exporter that only pushes OTLP")
     markers = {"scrape_cpu_ms": (cpu_ax, "v"), "otlp_cpu_ms": (cpu_ax, "s"), "peak_rss_mb": (rss_ax, "v")}
     for goal in GOALS:
         if goal.figure in markers and goal.flows is not None:
