@@ -135,7 +135,10 @@ def tcp_receiver_ack(a: argparse.Namespace) -> None:
         with conn:
             got = 0
             while got < a.expect:
-                got += len(conn.recv(1 << 16))
+                chunk = conn.recv(1 << 16)
+                if not chunk:  # the sender went away (its test was stopped): end, never spin on EOF
+                    raise SystemExit(f"tcp-receiver-ack: connection closed after {got} of {a.expect} bytes")
+                got += len(chunk)
             conn.sendall(b"k")
             got += read_all(conn)
         say(received=got)
