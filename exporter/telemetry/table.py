@@ -20,6 +20,7 @@ admitted as places free up, oldest first. No series is ever folded into another.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -50,8 +51,8 @@ class Plan:
 class Series:
     """One exported series of a view: the points of its view, with one set of attributes."""
 
-    __slots__ = ("admitted", "attributes", "block", "cache", "carry", "identity", "parts", "start_ns", "values",
-                 "version")
+    __slots__ = ("admitted", "attributes", "block", "cache", "carry", "changes", "identity", "parts", "start_ns",
+                 "values", "version")
 
     def __init__(self, identity: Attributes, attributes: Attributes, start_ns: int, points: int) -> None:
         self.identity = identity  # the key's and the process's attributes: what the view adds up by
@@ -59,6 +60,7 @@ class Series:
         self.start_ns = start_ns
         self.parts: dict[PartId, Part] = {}
         self.carry: list[Figure] | None = None  # last values of departed parts (monotonic points)
+        self.changes: list[tuple[tuple[Figure, ...], tuple[Figure, ...]]] | None = None  # see View._update
         self.values: tuple[Figure, ...] = (None,) * points
         self.admitted = 0  # bit j: point j counts against its instrument's limit and is exported
         self.version = next(_versions)
@@ -145,6 +147,33 @@ def _picker(indexes: tuple[int, ...]) -> Callable[[tuple[Figure, ...]], tuple[Fi
     return lambda figures: (figures[only],)
 
 
+def _shifted(values: tuple[Figure, ...], changes: list[tuple[tuple[Figure, ...], tuple[Figure, ...]]]
+             ) -> tuple[Figure, ...]:
+    """Totals with each change (a row's old and new values) applied: exact for integers; a float is
+    rounded once per change (math.fsum), as adding the rows up again would round it."""
+    totals = list(values)
+    for old, new in changes:
+        for j, (o, n) in enumerate(zip(old, new, strict=True)):
+            if o != n:
+                totals[j] = _shift(totals[j], o, n)
+    return tuple(totals)
+
+
+def _shift(total: Figure, old: Figure, new: Figure) -> Figure:
+    if old is None:
+        return _sum(total, new)
+    if isinstance(total, HistogramValue):
+        assert isinstance(old, HistogramValue) and isinstance(new, HistogramValue)
+        return HistogramValue(tuple(t - o + n for t, o, n in zip(total.bucket_counts, old.bucket_counts,
+                                                                     new.bucket_counts, strict=True)),
+                              math.fsum((total.sum, -old.sum, new.sum)), total.count - old.count + new.count)
+    assert isinstance(total, int | float) and isinstance(old, int | float)
+    n = new if new is not None else 0
+    if total.__class__ is int and old.__class__ is int and n.__class__ is int:
+        return total - old + n  # type: ignore[operator]
+    return math.fsum((total, -old, n))  # type: ignore[arg-type]
+
+
 class View:
     """The points of one kind that share a level and a selection, and their series."""
 
@@ -156,9 +185,11 @@ class View:
         self.points = tuple(points)
         self.instruments = tuple(plan.instruments[p.instrument] for p in self.points)
         self._figures = tuple(p.figure for p in self.points)
+        self._names = tuple(i.name for i in self.instruments)
         self._pick = _picker(self._figures)
         self._merge = tuple(_MERGE_ALL[i.kind] for i in self.instruments)
         self._carried = tuple(i.kind in ("counter", "histogram") for i in self.instruments)
+        self._additive = all(i.kind != "gauge" for i in self.instruments)  # a change can be added to the total
         self._tags = plan.tags
         self._limits = limits
         self.series: dict[Attributes, Series] = {}
@@ -192,30 +223,46 @@ class View:
             series = self._create(identity, now_ns)
         part = self.parts[part_id] = Part(attributed, series, generation)
         series.parts[part_id] = part
-        self._dirty.add(series)
+        self._recompute_later(series)
 
     def _update(self, part: Part, attributed: AttributedRow, generation: int) -> None:
+        """A row of the part changed. A series that adds up many rows (every flow of a workload) is
+        not added up again when few of them changed: their changes are added to its total."""
         before = part.attributed
         part.attributed, part.generation = attributed, generation
-        if before.row.figures != attributed.row.figures:
-            self._dirty.add(part.series)
+        old, new = self._pick(before.row.figures), self._pick(attributed.row.figures)
+        if old == new:  # what changed is not among this view's points
+            return
+        series = part.series
+        if series not in self._dirty:
+            self._dirty.add(series)
+            series.changes = [] if self._additive and len(series.parts) > 1 else None
+        if series.changes is not None:
+            series.changes.append((old, new))
+
+    def _recompute_later(self, series: Series) -> None:
+        self._dirty.add(series)
+        series.changes = None
 
     def finish(self, generation: int) -> None:
         """After the rows of a collection: parts not seen left; changed series get their values."""
         for part_id in [i for i, p in self.parts.items() if p.generation != generation]:
             self._leave(part_id, self.parts[part_id])
         for series in self._dirty:
-            if series.parts:
-                self._recompute(series)
-            else:
+            changes, series.changes = series.changes, None
+            if not series.parts:
                 self._remove(series)
+            elif changes is not None and len(changes) * 4 < len(series.parts):
+                self._set_values(series, _shifted(series.values, changes))
+            else:
+                self._recompute(series)
         self._dirty.clear()
 
     def _leave(self, part_id: PartId, part: Part) -> None:
         series = part.series
         del series.parts[part_id]
         del self.parts[part_id]
-        self._dirty.add(series)
+        self._recompute_later(series)
         if series.parts and any(self._carried):
             figures = part.attributed.row.figures
             carry = series.carry or [None] * len(self.points)
@@ -252,25 +299,31 @@ class View:
             self.blocks.remove(block)
 
     def _recompute(self, series: Series) -> None:
-        parts = list(series.parts.values())
+        parts = series.parts
         if len(parts) == 1 and series.carry is None:
-            values = self._pick(parts[0].attributed.row.figures)
+            (part,) = parts.values()
+            values = self._pick(part.attributed.row.figures)
         else:
-            rows = [part.attributed.row.figures for part in parts]
+            rows = [part.attributed.row.figures for part in parts.values()]
             carry = series.carry or (None,) * len(self.points)
             values = tuple(
                 merge([v for f in rows if (v := f[i]) is not None] + ([] if carried is None else [carried]))
                 for merge, i, carried in zip(self._merge, self._figures, carry, strict=True))
-        before, series.values = series.values, values
+        self._set_values(series, values)
+
+    def _set_values(self, series: Series, values: tuple[Figure, ...]) -> None:
+        before = series.values
         if values == before:
             return
+        series.values = values
         version = series.version = next(_versions)
         block = series.block
         assert block is not None
-        for j, (old, new) in enumerate(zip(before, values, strict=True)):
+        versions, admitted = block.versions, series.admitted
+        for j, (name, old, new) in enumerate(zip(self._names, before, values, strict=True)):
             if old != new:
-                block.versions[self.instruments[j].name] = version
-                if new is not None and not series.admitted >> j & 1:
+                versions[name] = version
+                if new is not None and not admitted >> j & 1:
                     self._limits.ask(self, series, j)
 
     def exported(self) -> Iterator[Series]:

@@ -162,3 +162,32 @@ def test_a_kind_seen_first_gets_its_views_in_table_order() -> None:
     collect(table, AttributedRow(flow(sent=1, srtt=0.1, rtt=HistogramValue((1, 0), 0.1, 1)), CURL, None))
     assert table.instruments()[:2] == ["netflow.bytes", "netflow.packets"]
     assert FLOWS in {v.kind for v in table.views}
+
+
+def test_a_series_of_many_rows_takes_their_changes_as_adding_them_up_again_would() -> None:
+    """At the workload level 40 flows make one series; when a few change, their changes are added to
+    its totals instead of adding up all 40 again: the totals are what adding up gives."""
+    table = SeriesTable(plan("workload", "workload"))
+
+    def rows(changed: dict[int, int]) -> list[AttributedRow]:
+        out = []
+        for i in range(40):
+            n = 1 + changed.get(i, 0)  # cumulative, as the kernel's figures are
+            out.append(AttributedRow(flow(local_port=1000 + i, sent=9 + n, active=1,
+                                          rtt=HistogramValue((n, 0), 0.0001 * n, n)), CURL, None))
+        return out
+
+    def rtt() -> HistogramValue:
+        (value,) = series(table, "netflow.tcp.rtt").values()
+        assert isinstance(value, HistogramValue)
+        return value
+
+    collect(table, *rows({}))
+    assert sent(table) == [400] and rtt().count == 40
+    for changed in ({3: 5}, {3: 7, 9: 2}, {3: 7, 9: 2, 20: 1}):
+        collect(table, *rows(changed))
+        extra = sum(changed.values())
+        assert sent(table) == [400 + extra]
+        assert rtt().bucket_counts == (40 + extra, 0) and rtt().count == 40 + extra
+        assert abs(rtt().sum - 0.0001 * (40 + extra)) < 1e-15
+    assert list(series(table, "netflow.tcp.active").values()) == [40]
