@@ -237,8 +237,12 @@ class View:
         if series not in self._dirty:
             self._dirty.add(series)
             series.changes = [] if self._additive and len(series.parts) > 1 else None
-        if series.changes is not None:
-            series.changes.append((old, new))
+        changes = series.changes
+        if changes is not None:
+            if (len(changes) + 1) * 4 < len(series.parts):
+                changes.append((old, new))
+            else:  # too many: adding up again is cheaper
+                series.changes = None
 
     def _recompute_later(self, series: Series) -> None:
         self._dirty.add(series)
@@ -252,7 +256,7 @@ class View:
             changes, series.changes = series.changes, None
             if not series.parts:
                 self._remove(series)
-            elif changes is not None and len(changes) * 4 < len(series.parts):
+            elif changes is not None:
                 self._set_values(series, _shifted(series.values, changes))
             else:
                 self._recompute(series)
