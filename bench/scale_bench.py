@@ -79,6 +79,7 @@ LISTENING_PORTS = 50
 BACKLOG = 4096
 CONNECT_BATCH = 1000
 SCRAPE_GAP_S = 1.2            # the exporter reuses a collection younger than 1 s
+SETTLE_S = 0.3               # after a busy exchange, before a scrape
 PUSH_GAP_S = 1.0              # OTLP requests closer than this belong to one push
 DEFAULT_SERIES_LIMIT = 20000  # Telemetry.MaxSeriesPerInstrument's default
 TCP_ACTIVE = "netflow.tcp.active"
@@ -460,6 +461,9 @@ def measure_scrapes(exporter: Exporter, holder: Holders | None, count: int, time
         time.sleep(SCRAPE_GAP_S)
         if holder is not None:
             holder.exchange()
+            # the kernel's delayed ACKs of the exchange (40 ms) run in softirqs, which the CPU
+            # accounting charges to whichever process is on the CPU: let them pass before the scrape
+            time.sleep(SETTLE_S)
         scrape = exporter.scrape(timeout)
         end = exporter.cpu.seconds()
         if previous_end is not None:
