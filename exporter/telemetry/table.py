@@ -230,10 +230,13 @@ class View:
         not added up again when few of them changed: their changes are added to its total."""
         before = part.attributed
         part.attributed, part.generation = attributed, generation
+        series = part.series
+        if len(series.parts) == 1:  # its values are compared with the row's when it is recomputed
+            self._dirty.add(series)
+            return
         old, new = self._pick(before.row.figures), self._pick(attributed.row.figures)
         if old == new:  # what changed is not among this view's points
             return
-        series = part.series
         if series not in self._dirty:
             self._dirty.add(series)
             series.changes = [] if self._additive and len(series.parts) > 1 else None
