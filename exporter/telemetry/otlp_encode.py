@@ -141,8 +141,9 @@ class Encoder:
             points = [(j, view.points[j].extra, slots[j]) for j in js]
             for series, values in zip(all_series, all_values, strict=True):
                 admitted = series.admitted
-                prefixes: list[bytes | None] = series.cache.get("otlp") or [None] * slot_count
-                series.cache["otlp"] = prefixes
+                prefixes: list[bytes | None] | None = series.cache.get("otlp")
+                if prefixes is None and not histogram:
+                    prefixes = series.cache["otlp"] = [None] * slot_count
                 for j, extra, slot in points:
                     value = values[j]
                     if value is None or not admitted >> j & 1:
@@ -152,10 +153,12 @@ class Encoder:
                         head = histogram_head(attributes, series.start_ns, value, bounds)  # type: ignore[arg-type]
                         tail = b""
                     else:
+                        assert prefixes is not None
                         head = prefixes[slot]  # type: ignore[assignment]
-                        if head is None:
+                        if head is None:  # the prefix holds the attributes: they are not kept apart
                             head = prefixes[slot] = number_prefix(
-                                _series_attributes(series, tag) + self._extra_attributes(extra, tag), series.start_ns)
+                                repeated(tag, key_values(series.attributes)) + self._extra_attributes(extra, tag),
+                                series.start_ns)
                         tail = number_value(value)  # type: ignore[arg-type]
                     length = len(head) + len(tail) + 9
                     if pieces and size + length > limit:
