@@ -26,6 +26,7 @@ SLOW_PORT = free_port()
 SILENT_PORT = free_port()
 SLOW_DELAY = 0.15  # seconds the slow server waits before it answers
 TIMEOUT = 2  # Dns.Timeout of the exporter under test
+COARSE_CLOCK = 5  # CLOCK_REALTIME_COARSE, the clock dig's query times are read from
 
 
 def dnsmasq(port: int, *listen: str, netns: str | None = None) -> subprocess.Popen[bytes]:
@@ -163,17 +164,25 @@ def test_dig_over_tcp_is_counted_as_tcp(exporter: Exporter) -> None:
 
 
 def test_latency_agrees_with_what_dig_measured(exporter: Exporter) -> None:
+    """Each lookup lasts at least the server's delay, and all of them at most the wall time of dig's run.
+
+    dig's own figures come from a coarse clock (BIND reads CLOCK_REALTIME_COARSE), which ticks once
+    per jiffy: it printed 147 ms for a reply the server held back 150 ms. They are compared within
+    that tick; the bounds that are known exactly are asserted exactly."""
     n = 4
+    started = time.monotonic()
     out = dig(*["slow.example", "A"] * n, port=SLOW_PORT)
+    wall_s = time.monotonic() - started
     measured = query_times_ms(out)
     assert len(measured) == n
     labels = {"process_executable_name": "dig", "dns_question_name": "slow.example"}
     assert lookups(exporter, n, **labels) == n
-    mean_s = exporter.value("dns_lookup_duration_seconds_sum", **labels) / n
-    assert abs(mean_s * 1000 - sum(measured) / n) <= 2.0, (mean_s, measured)
-    assert mean_s >= SLOW_DELAY
+    total_s = exporter.value("dns_lookup_duration_seconds_sum", **labels)
+    assert n * SLOW_DELAY <= total_s <= wall_s
+    tick_ms = time.clock_getres(COARSE_CLOCK) * 1000
+    assert abs(total_s * 1000 - sum(measured)) <= n * tick_ms, (total_s, measured)
     slowest = exporter.value("dns_lookup_duration_max_seconds", **labels)
-    assert SLOW_DELAY <= slowest <= max(measured) / 1000 + 0.005  # dig's single figures wander by a few ms
+    assert SLOW_DELAY <= slowest <= max(measured) / 1000 + tick_ms / 1000 * 2
     # 150 ms falls in the (0.1, 0.25] bucket: nothing below it, everything from it on
     assert exporter.value("dns_lookup_duration_seconds_bucket", le="0.1", **labels) == 0
     assert exporter.value("dns_lookup_duration_seconds_bucket", le="0.25", **labels) == n
