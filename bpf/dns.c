@@ -80,6 +80,15 @@ struct {
 	__type(value, struct dns_series);
 } dns_series SEC(".maps");
 
+/* Queries the full pending table could not keep (counted as pending_full, key with slot 0): their
+ * answers are not counted again as unmatched. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct dns_pending_key);
+	__type(value, __u8);
+} dropped SEC(".maps");
+
 /* name hash -> when an answer for it was last sent to user space */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -255,28 +264,11 @@ static __always_inline void count_lookup(struct dns_work *w, struct dns_series *
 	__builtin_memcpy(s->comm, p->comm, DNS_COMM_LEN);
 }
 
-struct hash_ctx {
-	struct dns_work *w;
-};
-
-static long hash_byte(__u64 i, void *data)
-{
-	struct dns_work *w = ((struct hash_ctx *)data)->w;
-
-	w->hash = (w->hash ^ w->key.name[i & (DNS_NAME_MAX - 1)]) * 0x100000001b3ULL; /* FNV-1a */
-	return 0;
-}
-
 /* Whether the answer's names should go to user space: once per learn_interval_ns per name. */
-static __always_inline bool should_learn(struct dns_work *w, __u64 now)
+static __always_inline bool should_learn(__u64 hash, __u64 now)
 {
-	struct hash_ctx h = {.w = w};
-	__u64 *last, hash;
+	__u64 *last = bpf_map_lookup_elem(&learnt, &hash);
 
-	w->hash = 0xcbf29ce484222325ULL;
-	bpf_loop(w->key.name_len, hash_byte, &h, 0);
-	hash = w->hash;
-	last = bpf_map_lookup_elem(&learnt, &hash);
 	if (last && now - *last < learn_interval_ns)
 		return false;
 	bpf_map_update_elem(&learnt, &hash, &now, BPF_ANY);
@@ -310,17 +302,105 @@ static long walk_label(__u64 i, void *data)
 
 struct copy_ctx {
 	const struct dns_event *ev;
-	__u8 *name;
+	struct dns_work *w;
 };
 
-/* Copies byte i of the name, lower-cased (label lengths are below 64, so never changed). */
+/* Copies byte i of the name to w->key.name, lower-cased (label lengths are below 64, so never
+ * changed), and adds it to w->hash (FNV-1a). */
 static long copy_lower(__u64 i, void *data)
 {
 	struct copy_ctx *c = data;
+	struct dns_work *w = c->w;
 	__u8 b = byte_at(c->ev, 12 + (__u32)i);
 
-	c->name[i & (DNS_NAME_MAX - 1)] = b >= 'A' && b <= 'Z' ? b + 32 : b;
+	b = b >= 'A' && b <= 'Z' ? b + 32 : b;
+	w->key.name[i & (DNS_NAME_MAX - 1)] = b;
+	w->hash = (w->hash ^ b) * 0x100000001b3ULL;
 	return 0;
+}
+
+/* Whether a query's peer and an answer's are the same; a peer not known matches any. */
+static __always_inline bool same_peer(const struct dns_pending *p, const struct dns_event *ev)
+{
+	if (!p->remote_port || !ev->remote_port)
+		return true;
+	__u64 a[2], b[2];
+
+	__builtin_memcpy(a, p->remote_addr, 16);
+	__builtin_memcpy(b, ev->remote_addr, 16);
+	return p->remote_port == ev->remote_port && a[0] == b[0] && a[1] == b[1];
+}
+
+/* A query: waits in `pending` under the first free slot of its (socket, id, question). The same
+ * question again to the same peer before the answer is a retry: the lookup began with the first. */
+static __always_inline void query_wait(struct dns_work *w, struct dns_pending_key *pkey, const struct dns_event *ev,
+				       bool client)
+{
+	struct dns_pending *p = &w->pending;
+
+	bool free = false;
+
+	for (__u8 slot = 0; slot < DNS_SAME_QUESTION; slot++) {
+		pkey->slot = slot;
+		struct dns_pending *q = bpf_map_lookup_elem(&pending, pkey);
+		if (!q) {
+			free = true;
+			break;
+		}
+		if (same_peer(q, ev))
+			return;
+	}
+	if (!free) {
+		dns_count_lost(DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
+		return;
+	}
+	p->ktime_ns = ev->ktime_ns;
+	p->request_bytes = ev->length;
+	__builtin_memcpy(p->remote_addr, ev->remote_addr, 16);
+	p->remote_port = ev->remote_port;
+	__builtin_memcpy(p->series.server_addr, client ? ev->remote_addr : ev->local_addr, 16);
+	p->series.server_port = client ? ev->remote_port : ev->local_port;
+	p->series.pid = ev->pid;
+	p->series.family = ev->family;
+	p->series.client = client;
+	p->series.rcode = 0;
+	__builtin_memcpy(p->series.name, w->key.name, DNS_NAME_MAX);
+	p->series.name_len = w->key.name_len;
+	p->series.qtype = w->key.qtype;
+	__builtin_memcpy(p->comm, ev->comm, DNS_COMM_LEN);
+	if (bpf_map_update_elem(&pending, pkey, p, BPF_NOEXIST) == -E2BIG) {
+		__u8 one = 1;
+
+		dns_count_lost(DNS_LOST_PENDING_FULL);
+		pkey->slot = 0;
+		bpf_map_update_elem(&dropped, pkey, &one, BPF_ANY);
+	}
+}
+
+/* The query an answer completes: the one to the answer's peer, or, when the answer's peer is not
+ * known, the oldest of its (socket, id, question). NULL if none waits; pkey->slot is its slot. */
+static __always_inline struct dns_pending *answer_query(struct dns_pending_key *pkey, const struct dns_event *ev)
+{
+	struct dns_pending *found = NULL;
+	__u8 found_slot = 0;
+
+	for (__u8 slot = 0; slot < DNS_SAME_QUESTION; slot++) {
+		pkey->slot = slot;
+		struct dns_pending *q = bpf_map_lookup_elem(&pending, pkey);
+		if (!q || !same_peer(q, ev))
+			continue;
+		if (ev->remote_port && q->remote_port) {
+			found = q;
+			found_slot = slot;
+			break;
+		}
+		if (!found || q->ktime_ns < found->ktime_ns) {
+			found = q;
+			found_slot = slot;
+		}
+	}
+	pkey->slot = found_slot;
+	return found;
 }
 
 __noinline int dns_fast(struct dns_event *ev)
@@ -331,7 +411,6 @@ __noinline int dns_fast(struct dns_event *ev)
 	struct dns_work *w;
 	__u32 zero = 0, captured, off, name_len;
 	bool response, client;
-	__u16 qtype;
 
 	if (!ev)
 		return FAST_USER;
@@ -350,40 +429,30 @@ __noinline int dns_fast(struct dns_event *ev)
 	if (!w->done || off < 12 || off + 4 >= captured || off - 12 >= DNS_NAME_MAX)
 		return FAST_USER;
 	name_len = off - 12 + 1;
-	qtype = u16_at(ev, off + 1);
 	client = ev->sent != response; /* a query written or an answer read: the process asks */
 
+	__builtin_memset(w->key.name, 0, DNS_NAME_MAX);
+	w->key.name_len = name_len;
+	w->key.qtype = u16_at(ev, off + 1);
+	w->hash = 0xcbf29ce484222325ULL;
+	struct copy_ctx copy = {.ev = ev, .w = w};
+	bpf_loop(name_len, copy_lower, &copy, 0);
+
 	pkey.sock = ev->sock;
-	__builtin_memcpy(pkey.remote_addr, ev->remote_addr, 16);
-	pkey.remote_port = ev->remote_port;
+	pkey.name_hash = w->hash;
 	pkey.id = u16_at(ev, 0);
+	pkey.qtype = w->key.qtype;
 
 	if (!response) {
-		if (bpf_map_lookup_elem(&pending, &pkey))
-			return FAST_COUNTED; /* a retry: the lookup began with the first query */
-		p = &w->pending;
-		p->ktime_ns = ev->ktime_ns;
-		p->request_bytes = ev->length;
-		__builtin_memcpy(p->series.server_addr, client ? ev->remote_addr : ev->local_addr, 16);
-		p->series.server_port = client ? ev->remote_port : ev->local_port;
-		p->series.pid = ev->pid;
-		p->series.qtype = qtype;
-		p->series.family = ev->family;
-		p->series.client = client;
-		p->series.rcode = 0;
-		p->series.name_len = name_len;
-		__builtin_memset(p->series.name, 0, DNS_NAME_MAX);
-		struct copy_ctx copy = {.ev = ev, .name = p->series.name};
-		bpf_loop(name_len, copy_lower, &copy, 0);
-		__builtin_memcpy(p->comm, ev->comm, DNS_COMM_LEN);
-		if (bpf_map_update_elem(&pending, &pkey, p, BPF_NOEXIST) == -E2BIG)
-			dns_count_lost(DNS_LOST_PENDING_FULL);
+		query_wait(w, &pkey, ev, client);
 		return FAST_COUNTED;
 	}
 
-	p = bpf_map_lookup_elem(&pending, &pkey);
-	if (!p || p->series.qtype != qtype) {
-		dns_count_lost(DNS_LOST_UNMATCHED);
+	p = answer_query(&pkey, ev);
+	if (!p) {
+		pkey.slot = 0;
+		if (bpf_map_delete_elem(&dropped, &pkey)) /* not the answer of a query the table had no room for */
+			dns_count_lost(DNS_LOST_UNMATCHED);
 		return FAST_COUNTED;
 	}
 	__builtin_memcpy(&w->key, &p->series, sizeof(w->key));
@@ -398,12 +467,12 @@ __noinline int dns_fast(struct dns_event *ev)
 	else
 		dns_count_lost(DNS_LOST_SERIES_FULL);
 	bpf_map_delete_elem(&pending, &pkey);
-	if (w->key.rcode == 0 && u16_at(ev, 6) && client && should_learn(w, ev->ktime_ns))
+	if (w->key.rcode == 0 && u16_at(ev, 6) && client && should_learn(pkey.name_hash, ev->ktime_ns))
 		return FAST_LEARN;
 	return FAST_COUNTED;
 }
 
-/* Counts one message or chunk, or sends it to user space, if a DNS port is at either end. */
+/* Counts one message or chunk, or sends it to user space. */
 static __always_inline void emit(const struct dns_call *call, struct netobs_endpoints *ep, __u8 protocol,
 				 __u64 buf, __u64 iov, __u32 iovcnt, __u32 length, __u64 ktime_ns)
 {
@@ -412,8 +481,6 @@ static __always_inline void emit(const struct dns_call *call, struct netobs_endp
 	struct dns_event *ev;
 	__u64 captured;
 
-	if (!is_dns_port(ep->local_port) && !is_dns_port(ep->remote_port))
-		return;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return;
@@ -473,8 +540,11 @@ static __always_inline void mmsg_failed(void)
 
 /* Data of a socket whose own address or peer is a DNS port. Seen where the kernel accounts socket
  * data, so other files and sockets cost a few loads; the buffer is the system call's, from its saved
- * registers; an unconnected UDP socket's peer is `peer`. */
-static __always_inline void dns_sock_io(struct sock *sk, int ret, bool sent, const struct udp_peer *peer)
+ * registers; an unconnected UDP socket's peer is `peer`, and `peers` its storage. A datagram such a
+ * socket reads without its address is looked at if the socket has sent to a DNS port: its peer is
+ * then not known (port 0), and the query it answers tells it. */
+static __always_inline void dns_sock_io(struct sock *sk, int ret, bool sent, const struct udp_peer *peer,
+					struct udp_peers *peers)
 {
 	struct netobs_syscall sc;
 	struct netobs_endpoints ep;
@@ -496,8 +566,12 @@ static __always_inline void dns_sock_io(struct sock *sk, int ret, bool sent, con
 	}
 	local = sk->__sk_common.skc_num;
 	remote = peer ? peer->port : bpf_ntohs(sk->__sk_common.skc_dport);
-	if (!is_dns_port(local) && !is_dns_port(remote))
+	if (is_dns_port(remote)) {
+		if (peers && peer && sent && !peers->asks_dns)
+			peers->asks_dns = 1;
+	} else if (!is_dns_port(local) && (remote || sent || !peers || !peers->asks_dns)) {
 		return;
+	}
 	if (!netobs_current_watched())
 		return;
 	if (!current_syscall(&sc))

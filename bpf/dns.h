@@ -18,14 +18,20 @@ enum dns_lost_reason {
 	DNS_LOST_REASONS = 4,
 };
 
-/* UDP lookups are paired and aggregated in the kernel (the fast path). A query waits here, keyed
- * by socket, peer and transaction id, until its answer comes or user space times it out. */
+/* UDP lookups are paired and aggregated in the kernel (the fast path). A query waits here until its
+ * answer comes or user space times it out. The answer echoes the id and the question, so the socket,
+ * the id and the question identify the query even when the answer's peer is not known (read with
+ * recv() or recvfrom() without an address). `slot` tells apart the same question with the same id in
+ * flight on one socket to different servers (DNS_SAME_QUESTION at most). */
+#define DNS_SAME_QUESTION 4
+
 struct dns_pending_key {
 	__u64 sock;
-	__u8 remote_addr[16];
-	__u16 remote_port;
+	__u64 name_hash; /* FNV-1a of the question name as in dns_series_key.name, over name_len bytes */
 	__u16 id;
-	__u32 pad;
+	__u16 qtype;
+	__u8 slot;
+	__u8 pad[3];
 };
 
 /* One series of lookups. The name is the question name as on the wire (length-prefixed labels and
@@ -46,6 +52,9 @@ struct dns_series_key {
 struct dns_pending {
 	__u64 ktime_ns; /* when the query was written (client) or read (server) */
 	__u64 request_bytes;
+	__u8 remote_addr[16]; /* the peer: the server the query went to (client), the client (server) */
+	__u16 remote_port;    /* 0: the peer is not known */
+	__u8 pad[6];
 	struct dns_series_key series; /* rcode still 0 */
 	char comm[DNS_COMM_LEN];
 };
@@ -74,7 +83,7 @@ struct dns_event {
 	__u32 pid;       /* thread-group id (the process) */
 	__u32 length;    /* bytes the call moved for this message or chunk */
 	__u16 local_port;  /* host order */
-	__u16 remote_port; /* host order */
+	__u16 remote_port; /* host order; 0: the peer is not known (a datagram read without its address) */
 	__u16 family;    /* AF_INET or AF_INET6 */
 	__u16 captured;  /* bytes of data[] filled: min(length, DNS_DATA_MAX) */
 	__u8 protocol;   /* IPPROTO_TCP or IPPROTO_UDP */

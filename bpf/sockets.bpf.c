@@ -55,6 +55,10 @@ struct udp_peer {
 struct udp_peers {
 	struct udp_peer sent;
 	struct udp_peer received;
+	/* The socket has sent a message to a DNS port: a datagram it reads without asking for its
+	 * address (recv, recvfrom(..., NULL, NULL)), which no hook sees the peer of, may be an answer. */
+	__u8 asks_dns;
+	__u8 pad[7];
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -84,15 +88,18 @@ static __always_inline void endpoints_set_peer(struct netobs_endpoints *ep, cons
 
 /* ---------------------------------------------------------------- the socket layer */
 
-/* The peer the cgroup hooks put for this call, if the socket is unconnected UDP; taken once. */
-static __always_inline bool udp_peer_take(struct sock *sk, bool sent, struct udp_peer *peer)
+/* The peer the cgroup hooks put for this call, if the socket is unconnected UDP; taken once.
+ * `*peers` is the socket's storage, if it has any (an unconnected UDP socket that has sent). */
+static __always_inline bool udp_peer_take(struct sock *sk, bool sent, struct udp_peer *peer, struct udp_peers **peers)
 {
+	*peers = NULL;
 	if (sk->sk_protocol != IPPROTO_UDP || sk->__sk_common.skc_dport)
 		return false;
-	struct udp_peers *peers = bpf_sk_storage_get(&udp_peers, sk, 0, 0);
-	if (!peers)
+	struct udp_peers *storage = bpf_sk_storage_get(&udp_peers, sk, 0, 0);
+	if (!storage)
 		return false;
-	struct udp_peer *p = sent ? &peers->sent : &peers->received;
+	*peers = storage;
+	struct udp_peer *p = sent ? &storage->sent : &storage->received;
 	if (p->tid != (__u32)bpf_get_current_pid_tgid())
 		return false;
 	__builtin_memcpy(peer, p, sizeof(*peer));
@@ -102,15 +109,16 @@ static __always_inline bool udp_peer_take(struct sock *sk, bool sent, struct udp
 
 static __always_inline void on_socket_call(struct sock *sk, int ret, bool sent)
 {
+	struct udp_peers *peers = NULL;
 	struct udp_peer peer;
 	bool has_peer = false;
 
 	if (netflow_enabled || dns_enabled)
-		has_peer = udp_peer_take(sk, sent, &peer);
+		has_peer = udp_peer_take(sk, sent, &peer, &peers);
 	if (netflow_enabled)
 		netflow_sock_io(sk, ret, sent, has_peer ? &peer : NULL);
 	if (dns_enabled)
-		dns_sock_io(sk, ret, sent, has_peer ? &peer : NULL);
+		dns_sock_io(sk, ret, sent, has_peer ? &peer : NULL, peers);
 	if (l7_enabled)
 		l7_sock_io(sk, ret, sent);
 }

@@ -27,6 +27,9 @@ MAX_FRAMERS = 16384  # TCP connection directions followed at once
 FRAMER_IDLE_NS = 120 * 10**9
 
 
+SAME_QUESTION = 4  # the same question and id in flight on one socket to that many servers at once
+MAX_DROPPED = 4096  # queries the pending table had no room for, remembered so their answers are not unmatched
+
 LearnNames = Callable[[str, list[tuple[str, int]]], None]  # (question, [(address, ttl)]) from an answer
 
 
@@ -148,7 +151,9 @@ class LookupTracker:
         self.skipped = Skipped()
         self.folded = 0  # lookups whose name was folded into ~other
         self.series: dict[SeriesKey, Series] = {}
-        self._pending: dict[tuple[object, ...], Pending] = {}
+        self._pending: dict[tuple[object, ...], list[Pending]] = {}  # (socket, id, question) -> oldest first
+        self._waiting = 0  # queries in _pending
+        self._dropped: OrderedDict[tuple[object, ...], None] = OrderedDict()
         self._framers: OrderedDict[tuple[int, bool], tuple[TcpFramer, int]] = OrderedDict()
         self._names: dict[int, set[str]] = {}  # pid -> names it has series for
 
@@ -178,18 +183,37 @@ class LookupTracker:
             return
         # who asks is the client: a query written, or an answer read
         client = chunk.sent != message.is_response
-        key = (chunk.sock, chunk.remote_address, chunk.remote_port, message.id, message.question_name,
-               message.question_type)
+        # the answer echoes the id and the question: with the socket, they name the query even when
+        # the answer was read without its address (remote_port 0)
+        key = (chunk.sock, message.id, message.question_name, message.question_type)
         if not message.is_response:
             self._query(chunk, message, key, client, length)
             return
-        pending = self._pending.pop(key, None)
+        pending = self._answered(key, chunk)
         if pending is None:
-            self.skipped.add("unmatched")
+            if self._dropped.pop(key, False) is False:  # not the answer of a query there was no room for
+                self.skipped.add("unmatched")
             return
         rcode = rcode_name(message.rcode)
         self._record(pending, rcode, chunk.ktime_ns - pending.ktime_ns, length)
         self._learn(message)
+
+    def _answered(self, key: tuple[object, ...], chunk: Chunk) -> Pending | None:
+        """The query an answer completes, taken out of _pending: the one sent to the answer's peer, or
+        the oldest when a peer is not known."""
+        waiting = self._pending.get(key)
+        if not waiting:
+            return None
+        for i, p in enumerate(waiting):
+            if _same_peer(p, chunk):
+                del waiting[i]
+                break
+        else:
+            return None
+        if not waiting:
+            del self._pending[key]
+        self._waiting -= 1
+        return p
 
     def learn(self, data: bytes, length: int) -> None:
         """An answer the kernel already counted, sent up for the addresses it holds."""
@@ -204,15 +228,22 @@ class LookupTracker:
                 self.learn_names(message.question_name, found)
 
     def _query(self, chunk: Chunk, message: Message, key: tuple[object, ...], client: bool, length: int) -> None:
-        if key in self._pending:  # a retry: the lookup began with the first query
+        waiting = self._pending.setdefault(key, [])
+        if any(_same_peer(p, chunk) for p in waiting):  # a retry: the lookup began with the first query
             return
-        if len(self._pending) >= self.max_pending:
+        if self._waiting >= self.max_pending or len(waiting) >= SAME_QUESTION:
             self.skipped.add("pending_full")
+            if not waiting:
+                del self._pending[key]
+            self._dropped[key] = None
+            while len(self._dropped) > MAX_DROPPED:
+                self._dropped.popitem(last=False)
             return
         server = (chunk.remote_address, chunk.remote_port) if client else (chunk.local_address, chunk.local_port)
         series = SeriesKey(client, chunk.pid, chunk.comm, chunk.transport, chunk.family, server[0], server[1],
                            message.question_name, type_name(message.question_type), "")
-        self._pending[key] = Pending(chunk.ktime_ns, series, chunk.remote_address, chunk.remote_port, length)
+        waiting.append(Pending(chunk.ktime_ns, series, chunk.remote_address, chunk.remote_port, length))
+        self._waiting += 1
 
     # ------------------------------------------------------------------ aggregation
 
@@ -270,9 +301,14 @@ class LookupTracker:
 
     def expire(self, now_ns: int) -> None:
         """Queries unanswered for `timeout` become TIMEOUT lookups; idle series and TCP streams go."""
-        overdue = [k for k, p in self._pending.items() if now_ns - p.ktime_ns >= self.timeout_ns]
+        overdue = [k for k, waiting in self._pending.items() if now_ns - waiting[0].ktime_ns >= self.timeout_ns]
         for k in overdue:
-            self._record(self._pending.pop(k), TIMEOUT, self.timeout_ns, 0)
+            waiting = self._pending[k]
+            while waiting and now_ns - waiting[0].ktime_ns >= self.timeout_ns:
+                self._record(waiting.pop(0), TIMEOUT, self.timeout_ns, 0)
+                self._waiting -= 1
+            if not waiting:
+                del self._pending[k]
         idle = [k for k, s in self.series.items() if now_ns - s.last_ns > self.expiry_ns]
         for k in idle:
             del self.series[k]
@@ -302,6 +338,13 @@ class LookupTracker:
 
     def tcp_desyncs(self) -> int:
         return sum(framer.desyncs for framer, _ in self._framers.values())
+
+
+def _same_peer(p: Pending, chunk: Chunk) -> bool:
+    """Whether a query's peer is the peer of a later message; a peer not known (port 0) matches any."""
+    if not p.remote_port or not chunk.remote_port:
+        return True
+    return p.remote_port == chunk.remote_port and p.remote_address == chunk.remote_address
 
 
 def _row(key: SeriesKey, s: Series, window: int) -> Row:

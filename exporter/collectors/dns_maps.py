@@ -35,10 +35,11 @@ class DnsEvent(ctypes.Structure):
 class PendingKey(ctypes.Structure):
     _fields_ = (
         ("sock", ctypes.c_uint64),
-        ("remote_addr", ctypes.c_uint8 * 16),
-        ("remote_port", ctypes.c_uint16),
+        ("name_hash", ctypes.c_uint64),
         ("id", ctypes.c_uint16),
-        ("pad", ctypes.c_uint32),
+        ("qtype", ctypes.c_uint16),
+        ("slot", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 3),
     )
 
 
@@ -61,6 +62,9 @@ class Pending(ctypes.Structure):
     _fields_ = (
         ("ktime_ns", ctypes.c_uint64),
         ("request_bytes", ctypes.c_uint64),
+        ("remote_addr", ctypes.c_uint8 * 16),
+        ("remote_port", ctypes.c_uint16),
+        ("pad", ctypes.c_uint8 * 6),
         ("series", SeriesKey),
         ("comm", ctypes.c_char * COMM_LEN),
     )

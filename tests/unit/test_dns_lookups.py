@@ -247,13 +247,86 @@ def test_answer_after_the_timeout_is_unmatched() -> None:
     assert only(t)[0]["dns.response_code"] == "TIMEOUT"
 
 
-def test_queries_beyond_max_pending_are_skipped() -> None:
+def test_queries_beyond_max_pending_are_skipped_and_their_answers_are_not_unmatched() -> None:
+    """A query there was no room for is one lost lookup (pending_full), not two losses."""
     t = tracker(max_pending=2)
     for ident in (1, 2, 3):
         t.observe(chunk(query(ident=ident), 0, sent=True))
     assert t.skipped.counts["pending_full"] == 1
     t.observe(chunk(answer(ident=3), 10, sent=False))
+    assert t.skipped.counts["unmatched"] == 0
+    t.observe(chunk(answer(ident=4), 10, sent=False))
     assert t.skipped.counts["unmatched"] == 1
+    t.observe(chunk(answer(ident=1), 10, sent=False))
+    t.observe(chunk(answer(ident=2), 10, sent=False))
+    assert only(t)[1].count == 2
+
+
+# Pairing: the answer echoes the id and the question
+
+UNKNOWN = ("0.0.0.0", 0)  # the peer of a datagram read without its address (recv, recvfrom(NULL))
+OTHER_SERVER = ("10.0.0.54", 53)
+
+
+def test_answer_read_without_its_address_pairs_with_its_query() -> None:
+    t = tracker()
+    t.observe(chunk(query(), 0, sent=True))
+    t.observe(chunk(answer(rcode=NXDOMAIN), 7, sent=False, remote=UNKNOWN))
+    attrs, value = only(t)
+    assert (attrs["dns.response_code"], attrs["server.address"], attrs["server.port"]) == ("NXDOMAIN", *SERVER)
+    assert (value.count, value.sum) == (1, 0.007)
+    assert t.skipped.counts["unmatched"] == 0
+
+
+def test_an_id_reused_for_another_question_is_another_lookup() -> None:
+    t = tracker()
+    t.observe(chunk(query("a.example"), 0, sent=True))
+    t.observe(chunk(query("b.example"), 1, sent=True))
+    t.observe(chunk(answer("b.example"), 3, sent=False, remote=UNKNOWN))
+    t.observe(chunk(answer("a.example"), 5, sent=False, remote=UNKNOWN))
+    sums = {dict(attrs)["dns.question.name"]: value.sum for attrs, value in durations(t).items()}
+    assert sums == {"a.example": 0.005, "b.example": 0.002}
+
+
+def test_same_id_to_two_servers_pairs_by_the_answers_peer() -> None:
+    t = tracker()
+    t.observe(chunk(query(), 0, sent=True, remote=SERVER))
+    t.observe(chunk(query(), 1, sent=True, remote=OTHER_SERVER))
+    t.observe(chunk(answer(rcode=REFUSED), 4, sent=False, remote=OTHER_SERVER))
+    t.observe(chunk(answer(), 9, sent=False, remote=SERVER))
+    got = {(dict(a)["server.address"], dict(a)["dns.response_code"]): v.sum for a, v in durations(t).items()}
+    assert got == {("10.0.0.53", "NOERROR"): 0.009, ("10.0.0.54", "REFUSED"): 0.003}
+
+
+def test_same_id_to_two_servers_read_without_addresses_pairs_oldest_first() -> None:
+    """What docs/dns.md says: nothing tells the answers apart, so they complete the queries in order."""
+    t = tracker()
+    t.observe(chunk(query(), 0, sent=True, remote=SERVER))
+    t.observe(chunk(query(), 1, sent=True, remote=OTHER_SERVER))
+    t.observe(chunk(answer(), 4, sent=False, remote=UNKNOWN))
+    t.observe(chunk(answer(), 9, sent=False, remote=UNKNOWN))
+    got = {dict(a)["server.address"]: v.sum for a, v in durations(t).items()}
+    assert got == {"10.0.0.53": 0.004, "10.0.0.54": 0.008}
+
+
+def test_a_retry_to_the_same_server_is_one_lookup_from_the_first_query() -> None:
+    t = tracker()
+    t.observe(chunk(query(), 0, sent=True))
+    t.observe(chunk(query(), 1_000, sent=True))
+    t.observe(chunk(answer(), 1_002, sent=False, remote=UNKNOWN))
+    assert (only(t)[1].count, only(t)[1].sum) == (1, 1.002)
+
+
+def test_the_same_question_to_too_many_servers_at_once_is_counted_lost() -> None:
+    t = tracker()
+    for i in range(5):
+        t.observe(chunk(query(), i, sent=True, remote=(f"10.0.1.{i}", 53)))
+    assert t.skipped.counts["pending_full"] == 1
+    t.observe(chunk(answer(), 9, sent=False, remote=("10.0.1.4", 53)))
+    assert t.skipped.counts["unmatched"] == 0
+    t.expire(10 * S)
+    got = {(dict(a)["server.address"], dict(a)["dns.response_code"]): v.count for a, v in durations(t).items()}
+    assert got == {(f"10.0.1.{i}", "TIMEOUT"): 1 for i in range(4)}
 
 
 # Names per process
