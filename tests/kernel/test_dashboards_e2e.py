@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel.dns_peers import dnsmasq
 from tests.kernel.harness import Exporter, free_port
 from tests.kernel.prometheus import Prometheus
-from tests.kernel.test_dns import dnsmasq
 from tests.ship.promql import substitute
 
 pytestmark = pytest.mark.usefixtures("bpf_ready")

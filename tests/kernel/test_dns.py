@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel.dns_peers import answer_to, dnsmasq
 from tests.kernel.harness import WITH_PID, Exporter, Peer, free_port, wait_until
 from tests.kernel.netns import veth_pair
 
@@ -29,35 +29,9 @@ TIMEOUT = 2  # Dns.Timeout of the exporter under test
 COARSE_CLOCK = 5  # CLOCK_REALTIME_COARSE, the clock dig's query times are read from
 
 
-def dnsmasq(port: int, *listen: str, netns: str | None = None) -> subprocess.Popen[bytes]:
-    argv = [
-        "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-        "--bind-interfaces", f"--listen-address={','.join(listen)}", f"--port={port}", "--user=root",
-        "--local=/test/",  # names under .test that are not defined: NXDOMAIN; other names: REFUSED
-        "--address=/wild.test/192.0.2.1", "--address=/wild.test/2001:db8::1",
-        "--host-record=app.example.test,127.0.0.77",
-        "--cname=alias.example.test,app.example.test",
-        "--log-facility=/dev/null", "--pid-file=",
-    ]
-    if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.5)
-    if proc.poll() is not None:
-        raise RuntimeError(f"dnsmasq exited: {proc.stderr.read() if proc.stderr else ''}")
-    return proc
-
-
 def answer_after(query: bytes, delay: float) -> bytes:
-    """A NOERROR answer with one A record (192.0.2.9) to `query`, a plain one-question query."""
     time.sleep(delay)
-    end = 12
-    while query[end]:
-        end += query[end] + 1
-    question = query[12:end + 5]
-    header = query[:2] + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0)
-    record = struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("192.0.2.9")
-    return header + question + record
+    return answer_to(query)
 
 
 def serve_slowly(sock: socket.socket) -> None:
