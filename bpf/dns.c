@@ -20,6 +20,7 @@
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
 #include "netobs_filter.h"
+#include "netobs_owner.h"
 #include "dns.h"
 
 #define E2BIG 7
@@ -262,6 +263,7 @@ static __always_inline void count_lookup(struct dns_work *w, struct dns_series *
 		s->max_ns = latency;
 	s->last_ns = ev->ktime_ns;
 	__builtin_memcpy(s->comm, p->comm, DNS_COMM_LEN);
+	s->cgroup_id = p->cgroup_id;
 }
 
 /* Whether the answer's names should go to user space: once per learn_interval_ns per name. */
@@ -356,6 +358,7 @@ static __always_inline void query_wait(struct dns_work *w, struct dns_pending_ke
 	}
 	p->ktime_ns = ev->ktime_ns;
 	p->request_bytes = ev->length;
+	p->series.start = netobs_current_identity(&p->cgroup_id);
 	__builtin_memcpy(p->remote_addr, ev->remote_addr, 16);
 	p->remote_port = ev->remote_port;
 	__builtin_memcpy(p->series.server_addr, client ? ev->remote_addr : ev->local_addr, 16);
@@ -510,6 +513,10 @@ static __always_inline void emit(const struct dns_call *call, struct netobs_endp
 			return;
 		ev->paired = fast == FAST_LEARN;
 	}
+	ev->start = 0;
+	ev->cgroup_id = 0;
+	if (!ev->paired) /* user space pairs it: the owner of a query */
+		ev->start = netobs_current_identity(&ev->cgroup_id);
 	if (bpf_ringbuf_output(&dns_events, ev, offsetof(struct dns_event, data) + captured, 0))
 		dns_count_lost(DNS_LOST_RINGBUF_FULL);
 }

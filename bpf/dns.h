@@ -38,6 +38,7 @@ struct dns_pending_key {
  * the final zero), lower-cased, zero-padded. */
 struct dns_series_key {
 	__u8 server_addr[16];
+	__u64 start; /* the process's start (struct netobs_owner): with pid, one process for good */
 	__u32 pid;
 	__u16 server_port;
 	__u16 qtype;
@@ -55,6 +56,7 @@ struct dns_pending {
 	__u8 remote_addr[16]; /* the peer: the server the query went to (client), the client (server) */
 	__u16 remote_port;    /* 0: the peer is not known */
 	__u8 pad[6];
+	__u64 cgroup_id;              /* the process's cgroup v2 id */
 	struct dns_series_key series; /* rcode still 0 */
 	char comm[DNS_COMM_LEN];
 };
@@ -70,6 +72,7 @@ struct dns_series {
 	__u64 last_ns;
 	__u64 request_bytes;
 	__u64 response_bytes;
+	__u64 cgroup_id;
 	char comm[DNS_COMM_LEN];
 };
 
@@ -78,6 +81,8 @@ struct dns_series {
 struct dns_event {
 	__u64 ktime_ns;  /* CLOCK_MONOTONIC: entry of a send, exit of a receive */
 	__u64 sock;      /* address of the struct sock: names the socket while it lives */
+	__u64 start;     /* the process's start and cgroup (struct netobs_owner); 0 when the kernel */
+	__u64 cgroup_id; /* paired the message (the query's are then in `pending`) */
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
 	__u32 pid;       /* thread-group id (the process) */

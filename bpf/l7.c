@@ -20,6 +20,7 @@
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
 #include "netobs_filter.h"
+#include "netobs_owner.h"
 #include "l7_db.h"
 
 #define L7_MSGS_PER_CALL 16 /* messages of one call looked at (pipelined requests, responses) */
@@ -71,6 +72,8 @@ struct l7_conn {
 	__u64 resp_bytes;
 	__u64 resp_last_ns;   /* the last response data */
 	__u64 conn_fp;        /* the fingerprint of what its series keys share (see series_fingerprint) */
+	__u64 start;          /* the owner's start and cgroup (struct netobs_owner) */
+	__u64 cgroup_id;
 	__u64 rq_like_hash;   /* the last request head read in full (see http_request_like), or the */
 	__s64 rq_like_cl;     /* last whole Redis command: its hash, its Content-Length (HTTP), and */
 	__u32 resp_header_len;
@@ -253,6 +256,7 @@ static __always_inline __u64 conn_fingerprint(const struct l7_conn *c)
 
 	h = fp_mix(h, addr[1]);
 	h = fp_mix(h, (__u64)c->pid << 32 | (__u64)c->server_port << 16 | c->family);
+	h = fp_mix(h, c->start);
 	return fp_mix(h, (__u64)c->protocol << 8 | c->client);
 }
 
@@ -292,6 +296,7 @@ static __always_inline struct l7_series *series_create(struct l7_work *w, __u64 
 
 	__builtin_memcpy(k->server_addr, c->server_addr, 16);
 	k->pid = c->pid;
+	k->start = c->start;
 	k->status = status;
 	k->server_port = c->server_port;
 	k->family = c->family;
@@ -304,6 +309,7 @@ static __always_inline struct l7_series *series_create(struct l7_work *w, __u64 
 	__builtin_memcpy(k->authority, names->authority, L7_AUTHORITY_LEN);
 	__builtin_memcpy(k->code, c->code, L7_OP_LEN);
 	__builtin_memcpy(w->zero.comm, c->comm, L7_COMM_LEN);
+	w->zero.cgroup_id = c->cgroup_id;
 	bpf_map_update_elem(&l7_series, fp, &w->zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&l7_series, fp);
 }
@@ -809,6 +815,7 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 		c->server_port = ep.local_port;
 	}
 	current_process_name(&c->comm);
+	c->start = netobs_current_identity(&c->cgroup_id);
 	c->conn_fp = conn_fingerprint(c);
 	if (__sync_fetch_and_add(&followed, 1) >= max_connections ||
 	    !bpf_sk_storage_get(&conns, sk, c, BPF_SK_STORAGE_GET_F_CREATE)) {

@@ -43,6 +43,7 @@ enum l7_lost_reason {
 /* One series of requests, as one process saw them (client or server). */
 struct l7_series_key {
 	__u8 server_addr[16]; /* IPv4 in the first 4 bytes */
+	__u64 start;          /* the process's start (struct netobs_owner): with pid, one process for good */
 	__u32 pid;
 	__u32 status;         /* HTTP status code, or enum l7_db_status; 0: no response (the connection closed first) */
 	__u16 server_port;
@@ -72,6 +73,7 @@ struct l7_series {
 	__u64 request_body_buckets[L7_SIZE_BOUNDS + 1];
 	__u64 response_body_buckets[L7_SIZE_BOUNDS + 1];
 	__u64 last_ns;
+	__u64 cgroup_id;       /* the process's cgroup v2 id */
 	char comm[L7_COMM_LEN];
 	struct l7_series_key key;
 };

@@ -21,6 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
 #include "netobs_filter.h"
+#include "netobs_owner.h"
 #include "netflow.h"
 
 #define EEXIST 17
@@ -89,7 +90,9 @@ enum {
 };
 
 struct netflow_sock_state {
-	struct netflow_key key;
+	struct netflow_key key; /* pid and start: the owner, taken once (TCP: who connects or first uses an
+				 * accepted socket; UDP: who first uses it) */
+	__u64 cgroup_id;
 	char comm[NETFLOW_COMM_LEN];
 	__u64 pending_sent;     /* bytes not yet added to the flow */
 	__u64 pending_received;
@@ -129,8 +132,9 @@ static __always_inline bool port_is_ephemeral(__u16 port)
 /* The client side's ephemeral port becomes '*', so a busy client makes one series, not one
  * per connection. A listening port is never folded. */
 static __always_inline void key_from_endpoints(struct netflow_key *k, const struct netobs_endpoints *ep,
-					       __u8 protocol, __u8 direction, __u32 pid)
+					       __u8 protocol, __u8 direction, __u32 pid, __u64 start)
 {
+	k->start = start;
 	__builtin_memcpy(k->local_addr, ep->local_addr, 16);
 	__builtin_memcpy(k->remote_addr, ep->remote_addr, 16);
 	k->local_port = ep->local_port;
@@ -154,7 +158,8 @@ static __always_inline bool flow_dropped(const struct netflow_key *k)
 	return false;
 }
 
-static __always_inline struct netflow_stats *flow_stats_get(const struct netflow_key *key, const char *comm)
+static __always_inline struct netflow_stats *flow_stats_get(const struct netflow_key *key, const char *comm,
+							     __u64 cgroup_id)
 {
 	struct netflow_stats *stats = bpf_map_lookup_elem(&flows, key);
 	__u32 zero = 0;
@@ -165,6 +170,7 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 	if (!tmpl)
 		return NULL;
 	__builtin_memcpy(tmpl->comm, comm, NETFLOW_COMM_LEN);
+	tmpl->cgroup_id = cgroup_id;
 	long err = bpf_map_update_elem(&flows, key, tmpl, BPF_NOEXIST);
 	if (err && err != -EEXIST) {
 		netflow_count_lost(NETFLOW_LOST_FLOW_TABLE_FULL);
@@ -173,9 +179,16 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 	return bpf_map_lookup_elem(&flows, key);
 }
 
-static __always_inline __u32 current_pid(void)
+/* The socket's owner is the current process (see struct netobs_owner). */
+static __always_inline void st_take_owner(struct netflow_sock_state *st)
 {
-	return bpf_get_current_pid_tgid() >> 32;
+	struct netobs_owner o;
+
+	netobs_current_owner(&o);
+	st->key.pid = o.pid;
+	st->key.start = o.start;
+	st->cgroup_id = o.cgroup_id;
+	__builtin_memcpy(st->comm, o.comm, NETFLOW_COMM_LEN);
 }
 
 /* ---------------------------------------------------------------- TCP */
@@ -203,7 +216,7 @@ static __always_inline void tcp_build_key(struct sock *sk, struct netflow_sock_s
 	struct netobs_endpoints ep;
 
 	sock_endpoints(sk, &ep);
-	key_from_endpoints(&st->key, &ep, IPPROTO_TCP, st->key.direction, st->key.pid);
+	key_from_endpoints(&st->key, &ep, IPPROTO_TCP, st->key.direction, st->key.pid, st->key.start);
 	st->flags |= ST_KEY_READY;
 	if (flow_dropped(&st->key))
 		st->flags |= ST_DROPPED;
@@ -220,6 +233,7 @@ static __always_inline void tcp_adopt(struct sock *sk, struct netflow_sock_state
 	if (seed) { /* until claimed here, user space counts it in `active` */
 		__builtin_memcpy(&st->key, &seed->flow, sizeof(st->key));
 		__builtin_memcpy(st->comm, seed->comm, NETFLOW_COMM_LEN);
+		st->cgroup_id = seed->cgroup_id;
 		st->flags |= ST_KEY_READY;
 		if (flow_dropped(&st->key))
 			st->flags |= ST_DROPPED;
@@ -236,8 +250,7 @@ static __always_inline void tcp_adopt(struct sock *sk, struct netflow_sock_state
  * tracepoint is needed for accept(2): enabling one makes every system call of every process slower. */
 static __always_inline void tcp_claim_owner(struct netflow_sock_state *st)
 {
-	st->key.pid = current_pid();
-	current_process_name(&st->comm);
+	st_take_owner(st);
 	if (!netobs_current_watched())
 		st->flags |= ST_DROPPED;
 }
@@ -323,7 +336,7 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_sta
 		return; /* accepted but not yet owned: the owner's first call will count it */
 	if (st->flags & ST_DROPPED)
 		return;
-	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
+	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (!f)
 		return;
 	if (!(st->flags & (ST_COUNTED | ST_CLOSED))) {
@@ -367,7 +380,7 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_soc
 		netflow_count_lost(NETFLOW_LOST_FAILED_TABLE_FULL);
 	}
 	/* the flow of a failed connection still exists, so that its `failed` series has a peer */
-	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
+	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (f)
 		f->last_seen_ns = bpf_ktime_get_ns();
 }
@@ -386,8 +399,7 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 
 	if (newstate == TCP_SYN_SENT) { /* connect(2), in the connecting process */
 		st->key.direction = NETFLOW_DIR_OUTGOING;
-		st->key.pid = current_pid();
-		current_process_name(&st->comm);
+		st_take_owner(st);
 		/* the owner's filter verdict, taken in its context: later hooks may run in softirq */
 		if (!netobs_current_watched())
 			st->flags |= ST_DROPPED;
@@ -423,30 +435,34 @@ int BPF_PROG(netflow_tcp_retransmit, struct sock *sk)
 
 /* ---------------------------------------------------------------- UDP */
 
-/* One datagram (or other-socket call) of the current process, added to its flow. */
-static __always_inline void datagram_add(const struct netflow_key *key, __u64 bytes, bool sent)
+/* One datagram (or other-socket call), added to its flow; the call is the owner's, in its context. */
+static __always_inline void datagram_add(const struct netflow_key *key, const char *comm, __u64 cgroup_id,
+					 __u64 bytes, bool sent)
 {
-	char comm[NETFLOW_COMM_LEN];
+	struct netflow_stats *f = bpf_map_lookup_elem(&flows, key);
 
-	current_process_name(&comm);
-	struct netflow_stats *f = flow_stats_get(key, comm);
-	if (!f)
-		return;
+	if (!f) {
+		netobs_cgroup_seen((struct task_struct *)bpf_get_current_task(), cgroup_id);
+		f = flow_stats_get(key, comm, cgroup_id);
+		if (!f)
+			return;
+	}
 	__sync_fetch_and_add(sent ? &f->bytes_sent : &f->bytes_received, bytes);
 	__sync_fetch_and_add(sent ? &f->packets_sent : &f->packets_received, 1);
 	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
-static __always_inline void udp_add(const struct netobs_endpoints *ep, __u8 direction, __u64 bytes, bool sent)
+static __always_inline void udp_add(const struct netflow_sock_state *st, const struct netobs_endpoints *ep,
+				    __u64 bytes, bool sent)
 {
 	struct netflow_key key = {};
 
 	if (!netobs_current_watched())
 		return;
-	key_from_endpoints(&key, ep, IPPROTO_UDP, direction, current_pid());
+	key_from_endpoints(&key, ep, IPPROTO_UDP, st->key.direction, st->key.pid, st->key.start);
 	if (flow_dropped(&key))
 		return;
-	datagram_add(&key, bytes, sent);
+	datagram_add(&key, st->comm, st->cgroup_id, bytes, sent);
 }
 
 /* A datagram. An unconnected socket's peer is the one the cgroup hooks saw for this call (`peer`);
@@ -463,6 +479,7 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent,
 	if (!(st->flags & ST_INIT)) {
 		st->flags = ST_INIT;
 		st->key.direction = sent ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
+		st_take_owner(st); /* its first user owns its datagrams, as for TCP */
 	}
 	sock_endpoints(sk, &ep);
 	if (!ep.remote_port) { /* unconnected */
@@ -479,7 +496,7 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent,
 			endpoints_set_peer(&ep, &last);
 		}
 	}
-	udp_add(&ep, st->key.direction, bytes, sent);
+	udp_add(st, &ep, bytes, sent);
 }
 
 /* ---------------------------------------------------------------- bytes, every socket */
@@ -487,12 +504,15 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent,
 static __always_inline void other_account(struct sock *sk, __u16 family, __u64 bytes, bool sent)
 {
 	struct netflow_key key = {};
+	char comm[NETFLOW_COMM_LEN];
 
 	key.family = family;
-	key.pid = current_pid();
+	key.pid = bpf_get_current_pid_tgid() >> 32;
+	key.start = netobs_current_start();
 	if (!netobs_current_watched() || flow_dropped(&key))
 		return;
-	datagram_add(&key, bytes, sent);
+	current_process_name(&comm);
+	datagram_add(&key, comm, bpf_get_current_cgroup_id(), bytes, sent);
 }
 
 static __always_inline void netflow_sock_io(struct sock *sk, int ret, bool sent, const struct udp_peer *peer)
@@ -514,7 +534,7 @@ static __always_inline void netflow_sock_io(struct sock *sk, int ret, bool sent,
 				if (++st->calls < NETFLOW_CALLS_PER_FLUSH)
 					return;
 				st->calls = 0;
-				struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
+				struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 				if (f)
 					tcp_flush(sk, st, f, false);
 				return;
@@ -546,7 +566,7 @@ int flush_sockets(struct bpf_iter__bpf_sk_storage_map *ctx)
 
 	if (!st || !sk || (st->flags & (ST_FAST | ST_CLOSED)) != ST_FAST)
 		return 0;
-	struct netflow_stats *f = flow_stats_get(&st->key, st->comm);
+	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (f)
 		tcp_flush(sk, st, f, false);
 	return 0;

@@ -25,6 +25,7 @@ enum netflow_lost_reason {
 struct netflow_key {
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
+	__u64 start;   /* the process's start (struct netobs_owner): a reused pid is another flow */
 	__u32 pid;
 	__u16 local_port;
 	__u16 remote_port;
@@ -49,6 +50,7 @@ struct netflow_stats {
 	__u32 srtt_us;   /* last sampled smoothed RTT (tcpi_rtt) */
 	__u32 rttvar_us; /* last sampled RTT variance (tcpi_rttvar) */
 	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last update */
+	__u64 cgroup_id;    /* the owner's cgroup when the flow was created */
 	char comm[NETFLOW_COMM_LEN];
 };
 
@@ -62,6 +64,7 @@ struct netflow_failed_key {
  * Keyed by socket cookie; the kernel claims it the first time it sees the socket. */
 struct netflow_seed {
 	struct netflow_key flow;
+	__u64 cgroup_id;
 	char comm[NETFLOW_COMM_LEN];
 };
 

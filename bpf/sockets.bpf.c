@@ -24,6 +24,7 @@
 #include <bpf/bpf_tracing.h>
 #include "netobs_sock.h"
 #include "netobs_filter.h"
+#include "netobs_owner.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

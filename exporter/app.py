@@ -12,6 +12,7 @@ from exporter.bpf import AttachResult, BpfError, ensure_tracefs
 from exporter.collectors import dns_enabled, enabled_collectors
 from exporter.collectors.base import Collector, start_all
 from exporter.collectors.bash import BashCollector
+from exporter.collectors.owners import CgroupNames
 from exporter.collectors.watchlist import KernelFilter
 from exporter.config import Config
 from exporter.enrich.domains import DomainCache
@@ -55,6 +56,10 @@ def start_collectors(config: Config, enrichment: Enrichment | None = None, domai
         log.error("collector %s not started: %s", collector.name, error)
         failures.append((collector.name, str(error)))
     started = [c for c in collectors if c.name not in {name for name, _ in failures}]
+    if enrichment is not None:
+        names = CgroupNames(lambda: [c.obj for c in started if c.obj is not None])
+        enrichment.attribution.cgroup_path = names.path
+        enrichment.take_cgroups = names.take
     return started, failures
 
 
@@ -91,6 +96,7 @@ def run(config: Config) -> int:
             for c in collectors:
                 c.tick(now)  # takes c.lock itself, around what touches shared state only
                 c.sync_filter()
+            enrichment.take_cgroups()  # before the kernel's table of them fills
             if records is None:
                 continue
             for c in collectors:

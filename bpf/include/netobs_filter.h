@@ -3,8 +3,9 @@
  * (exporter/collectors/watchlist.py). Consulted at the entry of the hooks that run in the context of
  * the process concerned, so excluded workloads cost one or two hash lookups per event.
  *
- * A process's verdict is its pid's entry if it has one, else its cgroup's (cgroup v2 id), else the
- * default of the mode: watched when only excludes are set, not watched when something must match. */
+ * A process's verdict is its pid's entry if it has one, else its cgroup's (cgroup v2 id), else it is
+ * watched: a process or container newer than user space's last scan is reported, and user space
+ * applies the filters to what it reports (so one that lives between two scans is filtered too). */
 #ifndef NETOBS_FILTER_H
 #define NETOBS_FILTER_H
 
@@ -12,7 +13,7 @@
 
 #define NETOBS_FILTER_OFF 0     /* no filter parameter: every process */
 #define NETOBS_FILTER_EXCLUDE 1 /* only excludes: every process but those with a 0 verdict */
-#define NETOBS_FILTER_INCLUDE 2 /* something must match: only processes with a 1 verdict */
+#define NETOBS_FILTER_INCLUDE 2 /* something must match: user space gives a 0 verdict to the rest */
 
 const volatile __u8 netobs_filter_mode = NETOBS_FILTER_OFF;
 
@@ -47,7 +48,7 @@ static __always_inline bool netobs_current_watched(void)
 	verdict = bpf_map_lookup_elem(&netobs_cgroup_verdicts, &cgroup);
 	if (verdict)
 		return *verdict;
-	return netobs_filter_mode == NETOBS_FILTER_EXCLUDE;
+	return true;
 }
 
 #endif

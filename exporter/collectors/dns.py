@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from exporter.bpf import BpfObject
-from exporter.collectors import sockets
+from exporter.collectors import owners, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LearnNames, LookupTracker, SeriesKey
 from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS, PendingKey, SeriesStats
@@ -37,7 +37,7 @@ TRANSPORT = {6: "tcp", 17: "udp"}
 
 
 # struct dns_event up to data[]; the same layout as DnsEvent, read without building a ctypes object
-HEADER = struct.Struct("<QQ16s16sIIHHHHBBB5x16s")
+HEADER = struct.Struct("<QQQQ16s16sIIHHHHBBB5x16s")
 assert HEADER.size == HEADER_SIZE
 
 
@@ -45,8 +45,8 @@ def decode(raw: memoryview | bytes) -> Chunk | None:
     """The chunk of one ring-buffer record; None for a record too short to hold its header."""
     if len(raw) < HEADER_SIZE:
         return None
-    (ktime_ns, sock, local, remote, pid, length, local_port, remote_port, family, captured, protocol, sent,
-     paired, comm) = HEADER.unpack_from(raw)
+    (ktime_ns, sock, start, cgroup_id, local, remote, pid, length, local_port, remote_port, family, captured,
+     protocol, sent, paired, comm) = HEADER.unpack_from(raw)
     network_type = NETWORK_TYPE.get(family)
     transport = TRANSPORT.get(protocol)
     if network_type is None or transport is None:
@@ -58,6 +58,7 @@ def decode(raw: memoryview | bytes) -> Chunk | None:
         local_address=format_address(local, family), local_port=local_port,
         remote_address=format_address(remote, family), remote_port=remote_port,
         sent=bool(sent), length=length, data=bytes(raw[HEADER_SIZE:HEADER_SIZE + captured]), paired=bool(paired),
+        start=start, cgroup_id=cgroup_id,
     )
 
 
@@ -80,7 +81,7 @@ class DnsCollector(Collector):
     # -------------------------------------------------------------- set-up
 
     def configure(self, obj: BpfObject) -> None:
-        check_mirrors(obj, MIRRORS)
+        check_mirrors(obj, MIRRORS | owners.MIRRORS)
         ports = list(self.config.dns.ports)
         ports += [0] * (8 - len(ports))
         obj.set_rodata({
@@ -136,7 +137,7 @@ class DnsCollector(Collector):
             if seen is None or seen[0] != stats.count:
                 before = seen or (0, 0, (0,) * len(figures[2]), 0, 0)
                 self._kernel_seen[raw] = figures
-                self.tracker.add(self._series_key(key, stats.comm), Increment(
+                self.tracker.add(self._series_key(key, stats.comm, stats.cgroup_id), Increment(
                     stats.count - before[0], stats.sum_ns - before[1],
                     tuple(a - b for a, b in zip(figures[2], before[2], strict=True)),
                     stats.window, stats.max_ns, stats.previous_max_ns, stats.last_ns,
@@ -156,14 +157,15 @@ class DnsCollector(Collector):
                 continue
             pending.delete(pkey)
             end_ns = query.ktime_ns + timeout_ns
-            timed_out = self._series_key(query.series, query.comm)._replace(rcode=TIMEOUT)
+            timed_out = self._series_key(query.series, query.comm, query.cgroup_id)._replace(rcode=TIMEOUT)
             self.tracker.add(timed_out, Increment(1, timeout_ns, None, end_ns // self.tracker.window_ns, timeout_ns, 0,
                                             end_ns, query.request_bytes, 0))
 
-    def _series_key(self, key: KernelSeriesKey, comm: bytes) -> SeriesKey:
+    def _series_key(self, key: KernelSeriesKey, comm: bytes, cgroup_id: int) -> SeriesKey:
         name = name_from_wire(bytes(key.name[:key.name_len])) or "."
         return SeriesKey(
-            client=bool(key.client), pid=key.pid, comm=comm.decode(errors="replace"), transport="udp",
+            client=bool(key.client), pid=key.pid, comm=comm.decode(errors="replace"), start=key.start,
+            cgroup_id=cgroup_id, transport="udp",
             family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
             server_port=key.server_port, name=name, qtype=type_name(key.qtype), rcode=rcode_name(key.rcode))
 

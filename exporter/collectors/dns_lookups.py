@@ -70,12 +70,16 @@ class Chunk:
     length: int     # bytes the call moved; data may hold fewer (the capture is bounded)
     data: bytes
     paired: bool = False  # the kernel already counted it; only the addresses of its answer are new
+    start: int = 0  # the process's start and cgroup (Owner); 0: not known
+    cgroup_id: int = 0
 
 
 class SeriesKey(NamedTuple):
     client: bool  # the process asked (outgoing) rather than answered (incoming)
     pid: int
     comm: str
+    start: int  # with pid: the process, for good (Owner)
+    cgroup_id: int
     transport: str
     family: str
     server_address: str
@@ -240,8 +244,8 @@ class LookupTracker:
                 self._dropped.popitem(last=False)
             return
         server = (chunk.remote_address, chunk.remote_port) if client else (chunk.local_address, chunk.local_port)
-        series = SeriesKey(client, chunk.pid, chunk.comm, chunk.transport, chunk.family, server[0], server[1],
-                           message.question_name, type_name(message.question_type), "")
+        series = SeriesKey(client, chunk.pid, chunk.comm, chunk.start, chunk.cgroup_id, chunk.transport, chunk.family,
+                           server[0], server[1], message.question_name, type_name(message.question_type), "")
         waiting.append(Pending(chunk.ktime_ns, series, chunk.remote_address, chunk.remote_port, length))
         self._waiting += 1
 
@@ -356,6 +360,6 @@ def _row(key: SeriesKey, s: Series, window: int) -> Row:
         maximum = None
     return Row(LookupKey(key.client, key.transport, key.family, key.server_address, key.server_port, key.name,
                          key.qtype, key.rcode),
-               Owner(key.pid, key.comm),
+               Owner(key.pid, key.comm, key.start, key.cgroup_id),
                LookupFigures(HistogramValue(tuple(s.buckets), s.sum_s, s.count), s.count, maximum, s.request_bytes,
                              s.response_bytes))

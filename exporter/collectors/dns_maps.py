@@ -15,6 +15,8 @@ class DnsEvent(ctypes.Structure):
     _fields_ = (
         ("ktime_ns", ctypes.c_uint64),
         ("sock", ctypes.c_uint64),
+        ("start", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
         ("local_addr", ctypes.c_uint8 * 16),
         ("remote_addr", ctypes.c_uint8 * 16),
         ("pid", ctypes.c_uint32),
@@ -46,6 +48,7 @@ class PendingKey(ctypes.Structure):
 class SeriesKey(ctypes.Structure):
     _fields_ = (
         ("server_addr", ctypes.c_uint8 * 16),
+        ("start", ctypes.c_uint64),
         ("pid", ctypes.c_uint32),
         ("server_port", ctypes.c_uint16),
         ("qtype", ctypes.c_uint16),
@@ -65,6 +68,7 @@ class Pending(ctypes.Structure):
         ("remote_addr", ctypes.c_uint8 * 16),
         ("remote_port", ctypes.c_uint16),
         ("pad", ctypes.c_uint8 * 6),
+        ("cgroup_id", ctypes.c_uint64),
         ("series", SeriesKey),
         ("comm", ctypes.c_char * COMM_LEN),
     )
@@ -81,6 +85,7 @@ class SeriesStats(ctypes.Structure):
         ("last_ns", ctypes.c_uint64),
         ("request_bytes", ctypes.c_uint64),
         ("response_bytes", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
         ("comm", ctypes.c_char * COMM_LEN),
     )
 

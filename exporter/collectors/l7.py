@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.bpf import BpfObject
-from exporter.collectors import sockdiag, sockets
+from exporter.collectors import owners, sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.l7_maps import (
     DB_ERROR,
@@ -72,7 +72,7 @@ class L7Collector(Collector):
     # -------------------------------------------------------------- set-up
 
     def configure(self, obj: BpfObject) -> None:
-        check_mirrors(obj, MIRRORS)
+        check_mirrors(obj, MIRRORS | owners.MIRRORS)
         common, l7 = self.config.common, self.config.l7
         obj.set_rodata({
             "capture_bytes": l7.capture_bytes,
@@ -121,7 +121,7 @@ class L7Collector(Collector):
             if before is None or before[0] != stats.count:
                 self._seen[raw] = figures
                 delta = figures if before is None else tuple(_minus(a, b) for a, b in zip(figures, before, strict=True))
-                self.tracker.add(self._key(stats.key, stats.comm), Increment(
+                self.tracker.add(self._key(stats.key, stats.comm, stats.cgroup_id), Increment(
                     count=delta[0], sum_ns=delta[1], buckets=delta[2], request_bytes=delta[3],
                     response_bytes=delta[4], request_body_sum=delta[5], response_body_sum=delta[6],
                     request_body_buckets=delta[7], response_body_buckets=delta[8], last_ns=stats.last_ns))
@@ -130,7 +130,7 @@ class L7Collector(Collector):
                 self._seen.pop(raw, None)
 
     @staticmethod
-    def _key(key: SeriesKey, comm: bytes) -> RequestKey:
+    def _key(key: SeriesKey, comm: bytes, cgroup_id: int) -> RequestKey:
         version = f"{key.version // 10}.{key.version % 10}" if key.version else ""
         protocol = PROTOCOLS.get(key.protocol, ("", "unknown"))[1]
         route = _text(key.target) or "/" if protocol == "http" else ""
@@ -140,7 +140,7 @@ class L7Collector(Collector):
             authority=_text(key.authority), status=key.status, version=version,
             code=_code(protocol, key.status, bytes(key.code)),
             family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
-            server_port=key.server_port)
+            server_port=key.server_port, start=key.start, cgroup_id=cgroup_id)
 
     def lost(self) -> Mapping[str, int]:
         counts = dict.fromkeys(LOST_REASONS, 0)

@@ -21,6 +21,7 @@ DB_OK, DB_ERROR = 1, 2  # enum l7_db_status; 0: no response
 class SeriesKey(ctypes.Structure):
     _fields_ = (
         ("server_addr", ctypes.c_uint8 * 16),
+        ("start", ctypes.c_uint64),
         ("pid", ctypes.c_uint32),
         ("status", ctypes.c_uint32),
         ("server_port", ctypes.c_uint16),
@@ -48,6 +49,7 @@ class SeriesStats(ctypes.Structure):
         ("request_body_buckets", ctypes.c_uint64 * (SIZE_BOUNDS + 1)),
         ("response_body_buckets", ctypes.c_uint64 * (SIZE_BOUNDS + 1)),
         ("last_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
         ("comm", ctypes.c_char * COMM_LEN),
         ("key", SeriesKey),
     )

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.bpf import BpfObject
-from exporter.collectors import sockdiag, sockets
+from exporter.collectors import owners, sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.netflow_maps import (
     COMM,
@@ -50,10 +50,10 @@ def read_ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -
     return low, high
 
 
-def decode_key(raw: bytes) -> tuple[FlowKey, int]:
-    """A kernel flow key: the row's key, and the pid it holds."""
-    local, remote, pid, local_port, remote_port, family, protocol, direction = KEY.unpack(raw)
-    return FlowKey(family, protocol, local, local_port, remote, remote_port, direction), pid
+def decode_key(raw: bytes) -> tuple[FlowKey, int, int]:
+    """A kernel flow key: the row's key, and the pid and process start it holds."""
+    local, remote, start, pid, local_port, remote_port, family, protocol, direction = KEY.unpack(raw)
+    return FlowKey(family, protocol, local, local_port, remote, remote_port, direction), pid, start
 
 
 _RTT_SUM = 8 + RTT_BOUNDS + 1  # STATS: 8 counters, the RTT buckets, then rtt_sum_us ... comm
@@ -99,7 +99,7 @@ class NetflowCollector(Collector):
     # -------------------------------------------------------------- set-up
 
     def configure(self, obj: BpfObject) -> None:
-        check_mirrors(obj, MIRRORS)
+        check_mirrors(obj, MIRRORS | owners.MIRRORS)
         common = self.config.common
         low, high = read_ephemeral_range()
         bounds = [round(b * 1e6) for b in self.config.netflow.rtt_buckets]
@@ -141,11 +141,12 @@ class NetflowCollector(Collector):
             key = conn.flow_key(low, high)
             if self._dropped(key, local):
                 continue
-            seed = Seed(flow=key, comm=conn.comm.encode()[:15])
+            seed = Seed(flow=key, cgroup_id=conn.cgroup_id, comm=conn.comm.encode()[:15])
             seeds.update(ctypes.c_uint64(conn.cookie), seed)
             self._seed_cookies.add(conn.cookie)
             if flows.lookup(key, NetflowStats) is None:  # programs are not attached yet: no race
-                flows.update(key, NetflowStats(comm=seed.comm, last_seen_ns=time.monotonic_ns()))
+                flows.update(key, NetflowStats(comm=seed.comm, cgroup_id=conn.cgroup_id,
+                                               last_seen_ns=time.monotonic_ns()))
         log.info("netflow: %d connections open before start-up", len(self._seed_cookies))
 
     def _dropped(self, key: NetflowKey, local_addresses: set[bytes]) -> bool:
@@ -191,15 +192,15 @@ class NetflowCollector(Collector):
             return self._counts_changed(value, unclaimed, before)
         fields = STATS.unpack(value)
         sent, received, packets_sent, packets_received, retransmits, established, closed, active = fields[:8]
-        rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm = fields[_RTT_SUM:]
+        rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, cgroup_id, comm = fields[_RTT_SUM:]
         active += unclaimed
         if before is not None:
             key, owner = before.key, before.row.owner
             if value[COMM] != before.value[COMM]:
-                owner = Owner(owner.pid, _comm(comm))
+                owner = owner._replace(comm=_comm(comm))
         else:
-            key, pid = decode_key(raw_key)
-            owner = Owner(pid, _comm(comm))
+            key, pid, start = decode_key(raw_key)
+            owner = Owner(pid, _comm(comm), start, cgroup_id)
         if key.protocol == IPPROTO_TCP:
             sampled = rtt_count > 0
             rtt = HistogramValue(fields[8:8 + self.rtt_buckets], rtt_sum_us / 1e6, rtt_count) if sampled else None
@@ -235,10 +236,10 @@ class NetflowCollector(Collector):
             known = self._failed.get(raw_key)
             if known is None or known[0] != count:
                 flow_raw, error = FAILED_KEY.unpack(raw_key)
-                key, pid = decode_key(flow_raw)
+                key, pid, start = decode_key(flow_raw)
                 flow = self._flows.get(flow_raw)
-                comm = flow.row.owner.comm if flow is not None else ""
-                known = (count, Row(FailedKey(key, error), Owner(pid, comm), FailedFigures(count)))
+                owner = flow.row.owner if flow is not None else Owner(pid, "", start)
+                known = (count, Row(FailedKey(key, error), owner, FailedFigures(count)))
             failed[raw_key] = known
         self._failed = failed
 

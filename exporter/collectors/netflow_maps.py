@@ -16,6 +16,7 @@ class NetflowKey(ctypes.Structure):
     _fields_ = (
         ("local_addr", ctypes.c_uint8 * 16),
         ("remote_addr", ctypes.c_uint8 * 16),
+        ("start", ctypes.c_uint64),
         ("pid", ctypes.c_uint32),
         ("local_port", ctypes.c_uint16),
         ("remote_port", ctypes.c_uint16),
@@ -41,6 +42,7 @@ class NetflowStats(ctypes.Structure):
         ("srtt_us", ctypes.c_uint32),
         ("rttvar_us", ctypes.c_uint32),
         ("last_seen_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
         ("comm", ctypes.c_char * COMM_LEN),
     )
 
@@ -50,7 +52,7 @@ class NetflowFailedKey(ctypes.Structure):
 
 
 class Seed(ctypes.Structure):
-    _fields_ = (("flow", NetflowKey), ("comm", ctypes.c_char * COMM_LEN))
+    _fields_ = (("flow", NetflowKey), ("cgroup_id", ctypes.c_uint64), ("comm", ctypes.c_char * COMM_LEN))
 
 
 class Addr16(ctypes.Structure):
@@ -64,11 +66,13 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "netflow_seed": Seed,
 }
 
-# The same layouts for struct: local_addr, remote_addr, pid, local_port, remote_port, family, protocol, direction
-KEY = struct.Struct("<16s16sIHHHBB")
-# bytes_sent ... closed, active, rtt_buckets[19], rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, comm
-STATS = struct.Struct(f"<7Qq{RTT_BOUNDS + 1}QQQIIQ{COMM_LEN}s")
-FAILED_KEY = struct.Struct(f"<{KEY.size}sI")  # the flow's key bytes, errno
+# The same layouts for struct: local_addr, remote_addr, start, pid, local_port, remote_port, family, protocol,
+# direction (and the padding to 8 bytes)
+KEY = struct.Struct("<16s16sQIHHHBB4x")
+# bytes_sent ... closed, active, rtt_buckets[19], rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns,
+# cgroup_id, comm
+STATS = struct.Struct(f"<7Qq{RTT_BOUNDS + 1}QQQIIQQ{COMM_LEN}s")
+FAILED_KEY = struct.Struct(f"<{KEY.size}sI4x")  # the flow's key bytes, errno
 # Parts of a flow's bytes, for reading only what changed: the counters (bytes_sent ... active), the RTT
 # samples (histogram, srtt, rttvar), the time of its last event, the process name.
 COUNTS = struct.Struct("<7Qq")

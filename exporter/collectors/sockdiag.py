@@ -13,6 +13,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.diag import DiagSocket
 
 from exporter.collectors.netflow_maps import NetflowKey
+from exporter.enrich import cgroups
+from exporter.enrich.process import start_and_comm
 from exporter.series.addresses import pack_address
 from exporter.series.flows import DIRECTION_INCOMING, DIRECTION_OUTGOING
 
@@ -33,12 +35,14 @@ class Connection:
     incoming: bool
     pid: int
     comm: str
+    start: int = 0  # the process's start and cgroup, as the kernel records owners (bpf/include/netobs_owner.h)
+    cgroup_id: int = 0
 
     def flow_key(self, ephemeral_low: int, ephemeral_high: int) -> NetflowKey:
         """The same key the kernel would have built (bpf/netflow.c key_from_endpoints)."""
         local, family = pack_address(self.local)
         remote, _ = pack_address(self.remote)
-        key = NetflowKey(family=family, protocol=IPPROTO_TCP, pid=self.pid,
+        key = NetflowKey(family=family, protocol=IPPROTO_TCP, pid=self.pid, start=self.start,
                       direction=DIRECTION_INCOMING if self.incoming else DIRECTION_OUTGOING,
                       local_port=self.local_port, remote_port=self.remote_port)
         key.local_addr[:] = local
@@ -82,6 +86,18 @@ def _comm(pid: int, proc: str = "/proc") -> str:
         return ""
 
 
+def _identity(pid: int, mount: str | None, proc: str = "/proc") -> tuple[int, int]:
+    """(start, cgroup id) of a live process, as the kernel takes them; 0 for what cannot be read."""
+    try:
+        start = int(start_and_comm(proc, pid)[0])
+        with open(f"{proc}/{pid}/cgroup") as f:
+            unified = cgroups.parse_proc_cgroup(f.read()).unified
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+    found = cgroups.cgroup_id(mount, unified) if mount and unified else None
+    return start, found or 0
+
+
 def established_tcp() -> Iterator[Connection]:
     msgs = []
     listening: set[int] = set()
@@ -89,13 +105,23 @@ def established_tcp() -> Iterator[Connection]:
         msgs += _dump(family, 1 << TCP_ESTABLISHED)
         listening |= {m["idiag_sport"] for m in _dump(family, 1 << TCP_LISTEN)}
     owners = socket_owners() if msgs else {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mount = cgroups.unified_mount(f.read())
+    except OSError:
+        mount = None
+    identities: dict[int, tuple[int, int]] = {}
     for m in msgs:
         pid = owners.get(m["idiag_inode"], 0)
+        if pid and pid not in identities:
+            identities[pid] = _identity(pid, mount)
+        start, cgroup_id = identities.get(pid, (0, 0))
         yield Connection(
             cookie=m["idiag_cookie"], family=m["idiag_family"],
             local=m["idiag_src"], local_port=m["idiag_sport"],
             remote=m["idiag_dst"], remote_port=m["idiag_dport"],
             incoming=m["idiag_sport"] in listening, pid=pid, comm=_comm(pid) if pid else "",
+            start=start, cgroup_id=cgroup_id,
         )
 
 

@@ -1,10 +1,15 @@
-"""Who a pid is: process, container and pod attributes, and whether the filters watch it.
+"""Who a process is: process, container and pod attributes, and whether the filters watch it.
 
 One lookup per process, cached by (pid, start time): a reused pid is a new process. A cached answer
 is rebuilt after Common.FlushMetaInterval, or as soon as the pods known change. A process that has
 exited keeps its last answer for EXITED_GRACE (its series are still being read), then is forgotten.
 Sources: /proc/<pid>/{stat,cmdline,cgroup}; the cgroup v2 directory's inode (the kernel's cgroup
-id); the Docker Engine API; the pods of this node (kubernetes.py)."""
+id); the Docker Engine API; the pods of this node (kubernetes.py).
+
+The kernel names the owner of each row by pid, start and cgroup id (Owner). A process gone before
+user space ever saw it alive is attributed from those: its container from the names of its cgroup,
+which the kernel recorded (`cgroup_path`, exporter/collectors/owners.py), and its pod from the
+container id or the pod uid in them."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from exporter.enrich import cgroups
@@ -22,12 +28,14 @@ from exporter.enrich.filters import ContainerFacts, Filters
 from exporter.enrich.kubernetes_pods import Pod, PodContainer, PodIndex
 from exporter.enrich.process import ProcessFacts, read_process, start_and_comm
 from exporter.series.attributes import POD_LABEL_PREFIX
-from exporter.series.rows import Process
+from exporter.series.rows import Owner, Process
 
 log = logging.getLogger(__name__)
 
 EXITED_GRACE = 600.0  # seconds an exited process keeps its attributes
+MAX_PAST = 65536  # answers of exited or replaced processes kept at most (oldest forgotten first)
 AttributeMap = dict[str, str | int]
+CgroupPath = Callable[[int], str | None]  # cgroup id -> a path ending with its last segments, if known
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,42 @@ class Attribution:
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[Workload, float, int]] = {}  # pid -> (answer, expires, pods version)
         self._unknown: dict[tuple[int, str], Workload] = {}  # processes gone before they were ever seen
+        # (pid, start) -> the answer of a process that exited or whose pid was reused, or of one known
+        # only from the kernel's facts
+        self._past: OrderedDict[tuple[int, str], Workload] = OrderedDict()
+        self.cgroup_path: CgroupPath = lambda _cgroup_id: None
 
     # ------------------------------------------------------------------ lookups
+
+    def owner(self, owner: Owner) -> Workload:
+        """The process the kernel charged a row to: the live one while it is that process, its last
+        answer once it has gone (or its pid is another process's), and, for a process never seen alive,
+        an answer built from the kernel's facts: pid, name, and the container its cgroup names."""
+        if not owner.start:
+            return self.process(owner.pid, owner.comm)
+        workload = self.process(owner.pid, owner.comm)
+        start = str(owner.start)
+        if workload.start == start:
+            return workload
+        with self._lock:
+            past = self._past.get((owner.pid, start))
+        if past is not None:
+            return past
+        return self._from_kernel(owner, start)
+
+    def _from_kernel(self, owner: Owner, start: str) -> Workload:
+        path = self.cgroup_path(owner.cgroup_id) if owner.cgroup_id else None
+        facts = ProcessFacts(owner.pid, start, owner.comm, "", f"0::{path}\n" if path is not None else "")
+        workload = _exited(self._build(facts, owner.cgroup_id or None), time.monotonic())
+        if path is not None or not owner.cgroup_id:  # else ask again: the names may come later
+            self._remember(workload)
+        return workload
+
+    def _remember(self, workload: Workload) -> None:
+        with self._lock:
+            self._past[workload.pid, workload.start] = workload
+            while len(self._past) > MAX_PAST:
+                self._past.popitem(last=False)
 
     def process(self, pid: int, comm: str = "") -> Workload:
         """The process with this pid now; its last answer if it has exited; `comm` (the kernel's name)
@@ -93,6 +135,8 @@ class Attribution:
             facts = read_process(self.proc, pid)
         except (OSError, IndexError):
             return self._gone(pid, comm, cached, now)
+        if cached is not None and cached[0].start and cached[0].start != facts.start:
+            self._remember(_exited(cached[0], now) if cached[0].exited_at is None else cached[0])  # pid reused
         workload = _shared(self._build(facts), cached[0] if cached is not None else None)
         with self._lock:
             self._cache[pid] = (workload, now + self.ttl, version)
@@ -142,13 +186,17 @@ class Attribution:
             for key, workload in list(self._unknown.items()):
                 if workload.exited_at is not None and now - workload.exited_at > EXITED_GRACE:
                     del self._unknown[key]
+            for past_key, workload in list(self._past.items()):
+                if workload.exited_at is not None and now - workload.exited_at > EXITED_GRACE:
+                    del self._past[past_key]
             containers = {w.container_id for w, _, _ in self._cache.values() if w.container_id}
         if self.docker is not None:
             self.docker.forget(containers)
 
     # ------------------------------------------------------------------ building an answer
 
-    def _build(self, facts: ProcessFacts) -> Workload:
+    def _build(self, facts: ProcessFacts, cgroup_id: int | None = None) -> Workload:
+        """The answer for a process; `cgroup_id` when its cgroup path is only the kernel's suffix of it."""
         attributes: AttributeMap = {
             "process.pid": facts.pid,
             "process.executable.name": facts.comm,
@@ -159,8 +207,7 @@ class Attribution:
         except ValueError as err:
             self.errors.count("cgroup", f"pid {facts.pid}: {err}")
             parsed = cgroups.ProcCgroup(None, {})
-        cgroup_id = None
-        if self.cgroup_mount and parsed.unified is not None:
+        if cgroup_id is None and self.cgroup_mount and parsed.unified is not None:
             cgroup_id = cgroups.cgroup_id(self.cgroup_mount, parsed.unified)
         ref = cgroups.container_of(parsed)
         container = self._container(ref, attributes) if ref is not None else None

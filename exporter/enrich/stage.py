@@ -2,8 +2,10 @@
 processes and peers' names, and the scanner that keeps the kernel's filter verdicts current.
 
 `attribute()` takes a collector's rows and gives each the Process it belongs to and the DNS name of
-its peer, leaving out the rows of processes the filters do not watch. A row is bound to the process
-it was first seen with: if its pid is later reused by another process, it keeps the first one. A
+its peer, leaving out the rows of processes the filters do not watch. The kernel names a row's
+process by pid and start, so a reused pid is another row, attributed to its own process even when
+that process has gone (Attribution.owner); a row without a start keeps the first process its pid
+was seen with. A
 row's peer keeps the first name found for it. A row, process and name that did not change give the
 same AttributedRow object as before, so the series table sees at once that nothing changed."""
 
@@ -30,7 +32,7 @@ from exporter.enrich.kubernetes import PodWatcher
 from exporter.enrich.kubernetes_api import ApiServer, from_kubeconfig, in_cluster
 from exporter.enrich.kubernetes_pods import PodIndex
 from exporter.enrich.verdicts import kernel_verdicts, mode
-from exporter.series.rows import AttributedRow, Row
+from exporter.series.rows import AttributedRow, Owner, Row
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ class Enrichment:
             self.errors.count("cgroup", f"cannot read mountinfo: {err.strerror}")
         self.attribution = Attribution(self.filters, ttl, self.errors, proc=proc, docker=docker, pods=self.pods,
                                        cgroup_mount=mount, pod_labels=config.kubernetes.pod_labels)
+        # takes the names of cgroups the kernel recorded since the last time (exporter/app.py)
+        self.take_cgroups: Callable[[], None] = lambda: None
         self._bound: dict[str, dict[tuple[object, object], _Bound]] = {}  # collector -> row -> what it got
         self._generation = 0
         self._meta_interval = ttl
@@ -139,17 +143,18 @@ class Enrichment:
         self._generation += 1
         generation = self._generation
         bound = self._bound.setdefault(collector, {})
-        processes: dict[int, Workload] = {}  # one /proc look per pid and call
+        processes: dict[Owner, Workload] = {}  # one /proc look per process and call
         out = []
         for row in rows:
-            part = (row.key, row.owner)
+            owner = row.owner
+            part = (row.key, owner)
             before = bound.get(part)
-            pid = row.owner.pid
-            current = processes.get(pid)
+            current = processes.get(owner)
             if current is None:
-                current = processes[pid] = self.attribution.process(pid, row.owner.comm)
+                current = processes[owner] = self.attribution.owner(owner)
             workload = current
-            if before is not None and before.workload.start and before.workload.start != current.start:
+            if not owner.start and before is not None and before.workload.start \
+                    and before.workload.start != current.start:
                 workload = before.workload  # the pid was reused: the row keeps its first process
             if not workload.watched:
                 bound[part] = _Bound(workload, None, 0, None, generation)

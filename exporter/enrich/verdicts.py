@@ -18,21 +18,24 @@ def mode(filters: Filters) -> int:
 
 
 def kernel_verdicts(filters: Filters, workloads: Iterable[Workload]) -> tuple[dict[int, bool], dict[int, bool]]:
-    """(cgroup id -> watched, tgid -> watched), holding only what differs from the mode's default.
+    """(cgroup id -> watched, tgid -> watched) for the kernel's filter maps.
 
-    A container's cgroup gets the container parameters' verdict when it decides for every process in
-    it: always when the container is excluded, and when it is watched if no per-process parameter is
-    set. New processes in that container then get it at once, before user space has seen them."""
-    default = mode(filters) == MODE_EXCLUDE
+    The kernel watches what it finds in neither map: a process or a container newer than the last scan.
+    User space applies the filters to every row anyway (with the container a process's cgroup names,
+    even once it is gone), so a process that lived between two scans is filtered too; the maps spare
+    the kernel the work for what is known not to be watched, and hold the exceptions to that.
+
+    A container's cgroup gets a verdict when the container parameters exclude it: it decides for every
+    process in it, new ones too. A process gets one where it differs from its cgroup's (or from being
+    watched)."""
     workloads = list(workloads)
     cgroups: dict[int, bool] = {}
     for w in workloads:
-        decides = not w.container_watched or not filters.per_process
-        if w.container_id and w.cgroup_id is not None and decides and w.container_watched != default:
-            cgroups[w.cgroup_id] = w.container_watched
+        if w.cgroup_id is not None and not w.container_watched:
+            cgroups[w.cgroup_id] = False
     pids: dict[int, bool] = {}
     for w in workloads:
-        expected = cgroups.get(w.cgroup_id, default) if w.cgroup_id is not None else default
+        expected = cgroups.get(w.cgroup_id, True) if w.cgroup_id is not None else True
         if w.watched != expected:
             pids[w.pid] = w.watched
     return cgroups, pids

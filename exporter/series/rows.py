@@ -32,10 +32,13 @@ class Key(Hashable, Protocol):
 
 
 class Owner(NamedTuple):
-    """The process the kernel charged a row to."""
+    """The process the kernel charged a row to, as it was when the kernel first saw the row's socket,
+    query or series: enough to attribute it after the process is gone (exporter/enrich/attribution.py)."""
 
     pid: int
     comm: str  # the kernel's name of the process (its main thread), at most 15 characters
+    start: int = 0  # its start, clock ticks after boot (field 22 of /proc/<pid>/stat); 0: not known
+    cgroup_id: int = 0  # its cgroup v2 id; 0: not known
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +271,9 @@ FILTERS: list[tuple[str, object, set[str]]] = [
 ]
 
 
-def kernel_flow_pids(exporter_pid: int) -> set[int]:
-    """The pids in the kernel's flow table of this exporter (bpftool, with the object's BTF)."""
+def kernel_flow_pids(exporter_pid: int, every: bool = False) -> list[int]:
+    """The pids in the kernel's flow table of this exporter (bpftool, with the object's BTF), once
+    each, or once per flow with `every`."""
     held = set()  # the ids of the maps the exporter holds, from its file descriptors
     for info in Path(f"/proc/{exporter_pid}/fdinfo").iterdir():
         with contextlib.suppress(OSError):
@@ -280,7 +284,8 @@ def kernel_flow_pids(exporter_pid: int) -> set[int]:
     assert len(ids) == 1, ids
     dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(ids[0])], check=True,
                                      capture_output=True, text=True).stdout)
-    return {entry["formatted"]["key"]["pid"] for entry in dump}
+    pids = [entry["formatted"]["key"]["pid"] for entry in dump]
+    return pids if every else sorted(set(pids))
 
 
 @pytest.mark.parametrize(("name", "setting", "watched"), FILTERS, ids=[f[0] for f in FILTERS])
@@ -301,9 +306,170 @@ def test_filter(world: World, name: str, setting: object, watched: set[str]) -> 
         series_pids = {labels.get("process_pid") for labels, _ in e.samples(BYTES)}
         for key in set(pids) - watched:
             assert pids[key] not in series_pids, f"{key} should not have series"
-        in_kernel = kernel_flow_pids(e.proc.pid)
+        in_kernel = set(kernel_flow_pids(e.proc.pid))
         assert {int(pids[key]) for key in watched} <= in_kernel
         for key in set(pids) - watched:
             assert int(pids[key]) not in in_kernel, f"{key} should not be counted in the kernel"
+    finally:
+        assert e.stop() == 0
+
+
+# ---------------------------------------------------------------------------------------------- short lives
+
+class Sink:
+    """A TCP server on 127.0.0.1 reading every connection to its end, each in its own thread."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            while chunk := conn.recv(1 << 16):
+                with self._lock:
+                    self.received += len(chunk)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink()
+    yield s
+    s.close()
+
+
+def short_lived(cgroup: str, port: int, n: int, *, linger: float = 0, pid: int | None = None) -> int:
+    """A process that joins `cgroup`, connects to 127.0.0.1:port, sends n bytes and exits: bash with
+    /dev/tcp, a millisecond or two. With `linger`, a child keeps the connection open that long after.
+    With `pid`, the process gets that pid (ns_last_pid), or the test fails. Returns its pid."""
+    script = f'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "%{n}s" "" >&3'
+    if linger:
+        script += f" && (sleep {linger} &)"
+    argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec bash -c "$1"', cgroup, script]
+    for _ in range(50):
+        if pid is not None:
+            Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        proc = subprocess.Popen(argv)
+        proc.wait(10)
+        assert proc.returncode == 0
+        if pid is None or proc.pid == pid:
+            return proc.pid
+    raise AssertionError(f"pid {pid} could not be had")
+
+
+def remove_cgroup(path: str) -> None:
+    """As a runtime removes a finished container's cgroup: at once (its processes are gone)."""
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError(f"{path} still busy")
+
+
+RUNTIMES = {
+    "containerd": (lambda uid, cid: containerd_path(uid, cid), "containerd"),
+    "cri-o": (lambda uid, cid: crio_path(uid, cid), "cri-o"),
+    "docker": (lambda uid, cid: docker_path(cid), "docker"),
+}
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_a_process_gone_before_the_first_collection_keeps_its_container_and_pod(
+        world: World, sink: Sink, runtime: str) -> None:
+    """It connects, sends N bytes and exits within milliseconds, and its cgroup is removed at once, all
+    before the exporter collects: its bytes still go to its container (and pod), every one of them."""
+    cid, uid, n = container_id(), pod_uid(), 7777
+    path, scheme = RUNTIMES[runtime]
+    if runtime == "docker":
+        world.docker.server.containers[cid] = docker_inspect(cid, "oneshot", "busybox:1.36", {}, {})
+    else:
+        world.k8s.change("ADDED", pod(uid, f"oneshot-{runtime}", "jobs", NODE, {"app": "oneshot"}, None,
+                                      [("task", "busybox:1.36", f"{scheme}://{cid}", {})]))
+    e = world.exporter("Attributes.Process=[container.id, container.name, k8s.pod.name, netobs.running_mode]")
+    try:
+        cgroup = world.cgroups.make(path(uid, cid))
+        short_lived(cgroup, sink.port, n)
+        remove_cgroup(cgroup)
+        assert wait_bytes(e, n, destination_port=str(sink.port)) == n
+        [(labels, value)] = outgoing(e, destination_port=str(sink.port))
+        assert value == n
+        expected = {"container_id": cid, "netobs_running_mode": "container"}
+        if runtime == "docker":
+            expected["container_name"] = "oneshot"
+        else:
+            expected |= {"k8s_pod_name": f"oneshot-{runtime}", "container_name": "task"}
+        assert {k: labels.get(k) for k in expected} == expected
+    finally:
+        assert e.stop() == 0
+
+
+def test_a_reused_pid_never_joins_the_older_process_flow(world: World, sink: Sink) -> None:
+    """A connects and exits while a child of its keeps the connection open; B gets A's pid and connects
+    to the same server: the kernel keeps two flows, and each goes to its own container."""
+    first, second = container_id(), container_id()
+    e = world.exporter("Attributes.Process=[container.id, process.pid]")
+    try:
+        pid = short_lived(world.cgroups.make(docker_path(first)), sink.port, 1000, linger=20)
+        short_lived(world.cgroups.make(docker_path(second)), sink.port, 2345, pid=pid)
+        assert wait_bytes(e, 3345, destination_port=str(sink.port)) == 3345
+        by_container = {labels["container_id"]: (labels["process_pid"], value)
+                        for labels, value in outgoing(e, destination_port=str(sink.port))}
+        assert by_container == {first: (str(pid), 1000), second: (str(pid), 2345)}
+        assert sorted(kernel_flow_pids(e.proc.pid, every=True)).count(pid) >= 2
+    finally:
+        assert e.stop() == 0
+
+
+def test_an_exclude_filter_applies_to_a_process_that_lived_under_a_second(world: World, sink: Sink) -> None:
+    excluded, kept = (container_id(), pod_uid()), (container_id(), pod_uid())
+    for (cid, uid), name in ((excluded, "noisy-cron-1"), (kept, "report-cron-1")):
+        world.k8s.change("ADDED", pod(uid, name, "jobs", NODE, {"app": "cron"}, None,
+                                      [("task", "busybox:1.36", f"containerd://{cid}", {})]))
+    e = world.exporter("Attributes.Process=[container.id]", "Common.ExcludePodNameRegex=^noisy-")
+    try:
+        for (cid, uid), n in ((excluded, 500), (kept, 600)):
+            cgroup = world.cgroups.make(containerd_path(uid, cid))
+            short_lived(cgroup, sink.port, n)
+            remove_cgroup(cgroup)
+        assert wait_bytes(e, 600, destination_port=str(sink.port)) == 600
+        wait_until(lambda: 0.0, lambda v: False, timeout=2)  # the excluded one would be there by now
+        got = {labels.get("container_id"): value for labels, value in outgoing(e, destination_port=str(sink.port))}
+        assert got == {kept[0]: 600}
+    finally:
+        assert e.stop() == 0
+
+
+def test_a_burst_of_200_short_processes_is_attributed_to_the_last_byte(world: World, sink: Sink) -> None:
+    """A CronJob-like pod runs 200 commands one after another, each connecting once and exiting."""
+    cid, uid = container_id(), pod_uid()
+    world.k8s.change("ADDED", pod(uid, "burst-28934421-xyz12", "jobs", NODE, {"app": "burst"},
+                                  ("Job", "burst-28934421"), [("task", "busybox:1.36", f"containerd://{cid}", {})]))
+    e = world.exporter("Attributes.Process=[container.id, k8s.cronjob.name]")
+    try:
+        cgroup = world.cgroups.make(containerd_path(uid, cid))
+        sizes = [100 + i for i in range(200)]
+        for n in sizes:
+            short_lived(cgroup, sink.port, n)
+        remove_cgroup(cgroup)
+        total = sum(sizes)
+        assert wait_bytes(e, total, timeout=30, destination_port=str(sink.port)) == total
+        [(labels, value)] = outgoing(e, destination_port=str(sink.port))
+        assert (labels["container_id"], labels["k8s_cronjob_name"], value) == (cid, "burst", total)
+        assert sink.received == total
     finally:
         assert e.stop() == 0

@@ -71,6 +71,46 @@ def test_pid_reuse_is_a_new_process_and_old_rows_keep_theirs(tmp_path: Path) -> 
     assert second.process.attributes["process.executable.name"] == "new"
 
 
+def test_rows_name_their_process_by_pid_and_start(tmp_path: Path) -> None:
+    """The kernel's owner carries the start: rows of the old and the new process of one pid each get
+    their own, whichever order they come in."""
+    fake_proc(tmp_path, 10, "old", start=100, cgroup=DOCKER_CGROUP)
+    stage = enrichment(tmp_path)
+    old_row = Row(flow_row(10, "old", 80).key, Owner(10, "old", 100, 7), flow_row(10, "old", 80).figures)
+    (first,) = stage.attribute("netflow", [old_row])
+    assert first.process.attributes["container.id"] == CID
+    fake_proc(tmp_path, 10, "new", start=999)  # the pid now names another process, on the host
+    stage.attribution.ttl = 0
+    new_row = Row(flow_row(10, "new", 80).key, Owner(10, "new", 999, 1), flow_row(10, "new", 80).figures)
+    second, again = stage.attribute("netflow", [new_row, old_row])
+    assert second.process.attributes["netobs.running_mode"] == "host"
+    assert again.process.attributes["container.id"] == CID
+
+
+def test_a_process_never_seen_alive_is_attributed_from_the_kernel_facts(tmp_path: Path) -> None:
+    """Gone before user space looked: its container comes from the names the kernel recorded of its
+    cgroup (the last three segments), its pod from the uid in them."""
+    pods = PodIndex()
+    pods.replace([parse_pod({"metadata": {"uid": UID, "name": "job-1", "namespace": "ops"},
+                             "spec": {"nodeName": "n1"}})])
+    a = attribution(tmp_path, pods=pods)
+    a.cgroup_path = {42: f"/kubepods-pod{UID.replace('-', '_')}.slice/cri-containerd-{CID}.scope"}.get
+    gone = a.owner(Owner(77, "curl", 12345, 42))
+    assert gone.attributes | {"k8s.pod.name": "job-1", "container.id": CID, "netobs.running_mode": "container",
+                              "process.executable.name": "curl"} == gone.attributes
+    assert gone.cgroup_id == 42 and gone.exited_at is not None and gone.watched
+    assert a.owner(Owner(77, "curl", 12345, 42)) is gone  # remembered
+    host = a.owner(Owner(78, "sh", 12346, 1))  # a cgroup the kernel did not name: the host, asked again
+    assert host.attributes["netobs.running_mode"] == "host"
+
+
+def test_a_filter_applies_to_a_process_never_seen_alive(tmp_path: Path) -> None:
+    a = attribution(tmp_path, "Common.ExcludeCmdRegex=^curl")
+    a.cgroup_path = {42: f"/system.slice/docker-{CID}.scope"}.get
+    assert not a.owner(Owner(77, "curl", 12345, 42)).watched
+    assert a.owner(Owner(78, "wget", 12345, 42)).watched
+
+
 def test_an_unchanged_row_gives_the_same_attributed_row(tmp_path: Path) -> None:
     fake_proc(tmp_path, 10, "app")
     stage = enrichment(tmp_path)
@@ -171,6 +211,24 @@ def test_kernel_verdicts(tmp_path: Path) -> None:
     assert mode(Filters(load_config(None, {}, []).common, include.ebpf)) == MODE_INCLUDE
     none = load_config(None, {}, [])
     assert mode(Filters(none.common, none.ebpf)) == MODE_OFF
+
+
+def test_include_mode_names_what_is_not_watched_and_leaves_the_rest_to_the_default(tmp_path: Path) -> None:
+    """The kernel watches what its maps do not name (a container newer than the last scan), so user
+    space can filter it; in include mode the maps name every known process that is not watched."""
+    fake_proc(tmp_path, 40, "sshd")
+    fake_proc(tmp_path, 41, "nginx", cgroup=DOCKER_CGROUP)
+    (tmp_path / "system.slice" / f"docker-{CID}.scope").mkdir(parents=True)
+    config = load_config(None, {}, ["EBPF.Pid=[41]"])
+    filters = Filters(config.common, config.ebpf)
+    a = Attribution(filters, 30, SourceErrors(), proc=str(tmp_path), cgroup_mount=str(tmp_path))
+    assert kernel_verdicts(filters, a.scan().values()) == ({}, {40: False})
+    config = load_config(None, {}, ["Common.IncludeContainerNameRegex=^web$"])
+    filters = Filters(config.common, config.ebpf)
+    a = Attribution(filters, 30, SourceErrors(), proc=str(tmp_path), cgroup_mount=str(tmp_path))
+    workloads = a.scan()
+    cgroups, pids = kernel_verdicts(filters, workloads.values())
+    assert cgroups == {workloads[40].cgroup_id: False, workloads[41].cgroup_id: False} and pids == {}
 
 
 def test_an_excluded_container_is_one_cgroup_verdict(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+/* Who a flow, a lookup or a request belongs to, in terms user space can resolve after the process is
+ * gone: the pid with the process's start (a pid is reused, the pair never is), its cgroup v2 id and
+ * its name. Taken once, where a socket, a query or a series is first seen, never on every call.
+ *
+ * The cgroup's own name and its two ancestors' go into `netobs_cgroups` the first time a cgroup is
+ * seen: container runtimes name a container's cgroup after its id, and the pod's after its uid
+ * (exporter/enrich/cgroups.py), so user space finds the container of a process that lived for a
+ * millisecond even after its cgroup directory has been removed. User space takes the entries
+ * (reads and deletes them); a cgroup taken is recorded again when next first seen. */
+#ifndef NETOBS_OWNER_H
+#define NETOBS_OWNER_H
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include "netobs_sock.h"
+
+#define NETOBS_CGROUP_NAME_LEN 128
+#define NETOBS_CGROUP_LEVELS 3 /* the cgroup's directory, its parent's and its grandparent's */
+#define NETOBS_CLOCK_TICK_NS 10000000ULL /* 1 / USER_HZ: /proc/<pid>/stat counts the start in these */
+
+struct netobs_owner {
+	__u64 start;     /* the process's start, clock ticks after boot (field 22 of /proc/<pid>/stat) */
+	__u64 cgroup_id; /* its cgroup v2 id: the inode of the cgroup's directory */
+	__u32 pid;       /* thread-group id */
+	__u32 pad;
+	char comm[16];   /* the thread-group leader's name */
+};
+
+/* names[0] is the cgroup's directory name, names[1] its parent's, names[2] its grandparent's; "" above
+ * the root (whose own name is ""). */
+struct netobs_cgroup_names {
+	char names[NETOBS_CGROUP_LEVELS][NETOBS_CGROUP_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct netobs_cgroup_names);
+} netobs_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netobs_cgroup_names);
+} netobs_cgroup_scratch SEC(".maps");
+
+/* Kernels before 6.14 name kernfs_node's parent `parent`; later ones `__parent`. */
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *netobs_kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+}
+
+/* Records the names of the current task's cgroup, unless they are already waiting for user space. */
+static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 cgroup_id)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(&netobs_cgroups, &cgroup_id))
+		return;
+	struct netobs_cgroup_names *n = bpf_map_lookup_elem(&netobs_cgroup_scratch, &zero);
+	if (!n)
+		return;
+	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	for (int i = 0; i < NETOBS_CGROUP_LEVELS; i++) {
+		n->names[i][0] = 0;
+		if (!kn)
+			continue;
+		bpf_probe_read_kernel_str(n->names[i], NETOBS_CGROUP_NAME_LEN, BPF_CORE_READ(kn, name));
+		kn = netobs_kn_parent(kn);
+	}
+	bpf_map_update_elem(&netobs_cgroups, &cgroup_id, n, BPF_ANY);
+}
+
+/* The current process's start, and its cgroup in *cgroup_id, whose names it records. */
+static __always_inline __u64 netobs_current_identity(__u64 *cgroup_id)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 id = bpf_get_current_cgroup_id();
+
+	*cgroup_id = id;
+	netobs_cgroup_seen(task, id);
+	return BPF_CORE_READ(task, group_leader, start_boottime) / NETOBS_CLOCK_TICK_NS;
+}
+
+/* The current process as user space will attribute it; records its cgroup's names. */
+static __always_inline void netobs_current_owner(struct netobs_owner *o)
+{
+	__u64 cgroup_id;
+
+	o->pid = bpf_get_current_pid_tgid() >> 32;
+	o->start = netobs_current_identity(&cgroup_id);
+	o->cgroup_id = cgroup_id;
+	current_process_name(&o->comm);
+}
+
+/* The current process's start only: for what is keyed by process on every call (datagrams of other
+ * socket families), where the cgroup is taken when the flow is created. */
+static __always_inline __u64 netobs_current_start(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, group_leader, start_boottime) / NETOBS_CLOCK_TICK_NS;
+}
+
+#endif
