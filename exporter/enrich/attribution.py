@@ -8,8 +8,9 @@ id); the Docker Engine API; the pods of this node (kubernetes.py).
 
 The kernel names the owner of each row by pid, start and cgroup id (Owner). A process gone before
 user space ever saw it alive is attributed from those: its container from the names of its cgroup,
-which the kernel recorded (`cgroup_path`, exporter/collectors/owners.py), and its pod from the
-container id or the pod uid in them."""
+which the kernel recorded (`cgroup_path`, exporter/collectors/owners.py), or from the cgroup's
+directory while it exists (its inode is the id), and its pod from the container id or the pod uid
+in them."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ class Attribution:
         # only from the kernel's facts
         self._past: OrderedDict[tuple[int, str], Workload] = OrderedDict()
         self.cgroup_path: CgroupPath = lambda _cgroup_id: None
+        self._cgroups = cgroups.CgroupIndex(cgroup_mount)
 
     # ------------------------------------------------------------------ lookups
 
@@ -105,7 +107,9 @@ class Attribution:
         return self._from_kernel(owner, start)
 
     def _from_kernel(self, owner: Owner, start: str) -> Workload:
-        path = self.cgroup_path(owner.cgroup_id) if owner.cgroup_id else None
+        path = None
+        if owner.cgroup_id:  # the names the kernel recorded; else the directory, if it is still there
+            path = self.cgroup_path(owner.cgroup_id) or self._cgroups.path(owner.cgroup_id)
         facts = ProcessFacts(owner.pid, start, owner.comm, "", f"0::{path}\n" if path is not None else "")
         workload = _exited(self._build(facts, owner.cgroup_id or None), time.monotonic())
         if path is not None or not owner.cgroup_id:  # else ask again: the names may come later

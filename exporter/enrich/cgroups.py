@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 
 _ID = r"(?P<id>[0-9a-f]{64})"
@@ -129,3 +130,38 @@ def cgroup_id(mount: str, path: str) -> int | None:
         return os.stat(os.path.join(mount, path.lstrip("/"))).st_ino
     except OSError:
         return None
+
+
+class CgroupIndex:
+    """cgroup id -> path, from the cgroup v2 filesystem (the id is the directory's inode): the way back
+    from an id while its directory exists. Walked again on a miss, at most every `rewalk` seconds."""
+
+    def __init__(self, mount: str | None, rewalk: float = 5.0) -> None:
+        self.mount = mount
+        self.rewalk = rewalk
+        self._paths: dict[int, str] = {}
+        self._walked = float("-inf")
+
+    def path(self, cgroup_id: int) -> str | None:
+        found = self._paths.get(cgroup_id)
+        if found is None and self.mount and time.monotonic() - self._walked >= self.rewalk:
+            self._walked = time.monotonic()
+            self._paths = _walk(self.mount)
+            found = self._paths.get(cgroup_id)
+        return found
+
+
+def _walk(mount: str) -> dict[int, str]:
+    paths: dict[int, str] = {}
+    pending = [(mount, "/")]
+    while pending:
+        directory, relative = pending.pop()
+        try:
+            paths[os.stat(directory).st_ino] = relative
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((entry.path, relative.rstrip("/") + "/" + entry.name))
+        except OSError:
+            continue  # removed meanwhile
+    return paths

@@ -253,3 +253,15 @@ def test_a_malformed_cgroup_file_is_a_counted_error(tmp_path: Path) -> None:
     a = attribution(tmp_path)
     assert a.process(60).attributes["netobs.running_mode"] == "host"
     assert a.errors.counts() == {"cgroup": 1}
+
+
+def test_a_cgroup_the_kernel_did_not_name_is_found_by_its_directory(tmp_path: Path) -> None:
+    """The cgroup id is the directory's inode: while the directory exists, it tells the path."""
+    mount = tmp_path / "cgroup"
+    leaf = mount / "system.slice" / f"docker-{CID}.scope"
+    leaf.mkdir(parents=True)
+    config = load_config(None, {}, [])
+    a = Attribution(Filters(config.common, config.ebpf), 30, SourceErrors(), proc=str(tmp_path / "proc"),
+                    cgroup_mount=str(mount))
+    gone = a.owner(Owner(90, "job", 555, leaf.stat().st_ino))
+    assert gone.attributes["container.id"] == CID
