@@ -147,7 +147,7 @@ struct l7_stmt_key {
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 16384); /* L7.MaxStatements */
 	__type(key, struct l7_stmt_key);
 	__type(value, char[L7_OP_LEN]);
 } statements SEC(".maps");

@@ -37,7 +37,8 @@ enum l7_lost_reason {
 	L7_LOST_PIPELINE_FULL = 2, /* more than L7_PIPELINE requests waited for responses on one connection */
 	L7_LOST_UNMATCHED = 3,     /* a response with no request waiting for it */
 	L7_LOST_UNPARSED = 4,      /* data of a followed connection that is not where a message starts */
-	L7_LOST_REASONS = 5,
+	L7_LOST_STATEMENT_UNKNOWN = 5, /* a prepared statement run whose preparation is not known (see `statements`) */
+	L7_LOST_REASONS = 6,
 };
 
 /* One series of requests, as one process saw them (client or server). */

@@ -413,8 +413,10 @@ static __always_inline long pg_request(struct l7_conn *c, struct l7_work *w, __u
 			sk.stmt = p->msg.stmt;
 			known = stmt_operation(c, &sk, c->bound_op);
 		}
-		if (!known)
+		if (!known) {
 			__builtin_memset(c->bound_op, 0, L7_OP_LEN);
+			l7_count_lost(L7_LOST_STATEMENT_UNKNOWN);
+		}
 		break;
 	}
 	case 'E':
@@ -569,6 +571,7 @@ static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, 
 		if (!stmt_operation(c, &sk, p->msg.op)) {
 			*(__u64 *)p->msg.op = LIT7('E', 'X', 'E', 'C', 'U', 'T', 'E');
 			*(__u64 *)(p->msg.op + 8) = 0;
+			l7_count_lost(L7_LOST_STATEMENT_UNKNOWN);
 		}
 		break;
 	}

@@ -117,6 +117,7 @@ class L7Config:
     capture_bytes: int = field(metadata=_key("CaptureBytes", check.capture_bytes))
     max_connections: int = field(metadata=_key("MaxConnections", check.count))
     max_series: int = field(metadata=_key("MaxSeries", check.count))
+    max_statements: int = field(metadata=_key("MaxStatements", check.count))
     max_routes_per_process: int = field(metadata=_key("MaxRoutesPerProcess", check.count))
     series_expiry: float = field(metadata=_key("SeriesExpiry", check.seconds))
 

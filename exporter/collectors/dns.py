@@ -174,7 +174,8 @@ class DnsCollector(Collector):
         counts["tcp_desync"] += self.tracker.tcp_desyncs()
         if self.obj is not None:
             for k, v in self.obj.map("dns_lost").items(ctypes.c_uint32, ctypes.c_uint64):
-                counts[LOST_REASONS[k.value]] = v.value
+                reason = LOST_REASONS[k.value]  # unmatched and pending_full happen on both sides
+                counts[reason] = counts.get(reason, 0) + v.value
         return counts
 
     def counters(self) -> Mapping[str, int]:

@@ -85,6 +85,7 @@ class L7Collector(Collector):
             "max_connections": l7.max_connections,
         })
         obj.set_max_entries("l7_series", l7.max_series)
+        obj.set_max_entries("statements", l7.max_statements)
 
     def prepare(self, obj: BpfObject) -> None:
         one = ctypes.c_uint8(1)

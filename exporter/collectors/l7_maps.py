@@ -11,7 +11,7 @@ TARGET_LEN = 64
 AUTHORITY_LEN = 64
 DURATION_BOUNDS = 14
 SIZE_BOUNDS = 12
-LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched", "unparsed")
+LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched", "unparsed", "statement_unknown")
 # enum l7_protocol: kernel number -> (name in Common.IncludeProtocols, db.system.name or "http")
 PROTOCOLS = {1: ("HTTP", "http"), 2: ("REDIS", "redis"), 3: ("PGSQL", "postgresql"), 4: ("MYSQL", "mysql"),
              5: ("MEMCACHED", "memcached")}

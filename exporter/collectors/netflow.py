@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.bpf import BpfObject
+from exporter.bpf import BpfError, BpfObject
 from exporter.collectors import owners, sockdiag, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.netflow_maps import (
@@ -95,6 +95,8 @@ class NetflowCollector(Collector):
         self._next_netlink = 0.0
         self._next_expiry = 0.0
         self._seed_cookies: set[int] = set()
+        self._existing: list[sockdiag.Connection] = []  # open at start-up, until seeded
+        self._startup_lost = 0  # of those, the ones the flow table had no room for
 
     # -------------------------------------------------------------- set-up
 
@@ -115,6 +117,9 @@ class NetflowCollector(Collector):
             "flush_iterator": "flush_sockets" not in self.without,
         })
         obj.set_max_entries("flows", self.config.netflow.max_flows)
+        # the connections open now, found before load so that the seeds table is made to hold them all
+        self._existing = list(sockdiag.established_tcp())
+        obj.set_max_entries("seeds", max(len(self._existing), 1))
 
     def prepare(self, obj: BpfObject) -> None:
         if "flush_sockets" not in self.without:
@@ -133,21 +138,34 @@ class NetflowCollector(Collector):
 
     def _seed_existing_connections(self, obj: BpfObject) -> None:
         """Connections open before start-up: the kernel never saw them connect or accept.
-        Until the kernel first sees one (and counts it itself), it counts in `active` here."""
+        Until the kernel first sees one (and counts it itself), it counts in `active` here. Those whose
+        flow finds no room in the flow table are counted as flow_table_full, as the kernel counts a
+        flow it has no room for; netflow runs on, and takes them in when room frees."""
         low, high = read_ephemeral_range()
         local = {raw for raw, _family in sockdiag.host_addresses()}
         seeds, flows = obj.map("seeds"), obj.map("flows")
-        for conn in sockdiag.established_tcp():
+        unfit = 0
+        for conn in self._existing:
             key = conn.flow_key(low, high)
             if self._dropped(key, local):
                 continue
             seed = Seed(flow=key, cgroup_id=conn.cgroup_id, comm=conn.comm.encode()[:15])
+            if flows.lookup(key, NetflowStats) is None:  # programs are not attached yet: no race
+                try:
+                    flows.update(key, NetflowStats(comm=seed.comm, cgroup_id=conn.cgroup_id,
+                                                   last_seen_ns=time.monotonic_ns()))
+                except BpfError:  # full: the kernel adopts it like a connection from after start-up
+                    unfit += 1
+                    continue
             seeds.update(ctypes.c_uint64(conn.cookie), seed)
             self._seed_cookies.add(conn.cookie)
-            if flows.lookup(key, NetflowStats) is None:  # programs are not attached yet: no race
-                flows.update(key, NetflowStats(comm=seed.comm, cgroup_id=conn.cgroup_id,
-                                               last_seen_ns=time.monotonic_ns()))
-        log.info("netflow: %d connections open before start-up", len(self._seed_cookies))
+        self._existing = []
+        self._startup_lost = unfit
+        log.info("netflow: %d connections open before start-up", len(self._seed_cookies) + unfit)
+        if unfit:
+            log.warning("netflow: %d connections open before start-up found no room in the flow table "
+                        "(Netflow.MaxFlows=%d): counted as flow_table_full, and taken in as room frees",
+                        unfit, self.config.netflow.max_flows)
 
     def _dropped(self, key: NetflowKey, local_addresses: set[bytes]) -> bool:
         """The kernel's flow_dropped(), for flows built here."""
@@ -249,8 +267,10 @@ class NetflowCollector(Collector):
     def lost(self) -> Mapping[str, int]:
         if self.obj is None:
             return {}
-        return {LOST_REASONS[k.value]: v.value
-                for k, v in self.obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
+        counts = {LOST_REASONS[k.value]: v.value
+                  for k, v in self.obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
+        counts["flow_table_full"] = counts.get("flow_table_full", 0) + self._startup_lost
+        return counts
 
     # -------------------------------------------------------------- housekeeping
 

@@ -5,6 +5,8 @@ that many counted per operation, by pgbench and by the postgres backends."""
 from __future__ import annotations
 
 import re
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.db_series import Key, db_counts, wait_deltas
-from tests.kernel.harness import Exporter
+from tests.kernel.harness import Exporter, wait_until
 from tests.kernel.servers import postgres
 
 pytestmark = pytest.mark.usefixtures("bpf_ready")
@@ -127,3 +129,59 @@ def test_latency_agrees_with_pgbench(exporter: Exporter, pg: int, tmp_path: Path
                            server_port=str(pg)) - sums["sum"]
     ours_ms = total / 300 * 1000  # the six statements of one transaction
     assert avg_ms * 0.5 <= ours_ms <= avg_ms * 1.05, (ours_ms, avg_ms)
+
+
+class PgWire:
+    """The PostgreSQL protocol by hand, for what psql and pgbench do not do: running a statement whose
+    preparation was never seen."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        body = struct.pack(">I", 196608) + b"user\0postgres\0database\0postgres\0\0"
+        self.sock.sendall(struct.pack(">I", len(body) + 4) + body)
+        self.until_ready()
+
+    @staticmethod
+    def message(kind: bytes, body: bytes) -> bytes:
+        return kind + struct.pack(">I", len(body) + 4) + body
+
+    def until_ready(self) -> list[bytes]:
+        """The kinds of the messages the server sent, up to ReadyForQuery."""
+        data, kinds = b"", []
+        while True:
+            data += self.sock.recv(65536)
+            at = 0
+            while at + 5 <= len(data):
+                kind, length = data[at:at + 1], struct.unpack(">I", data[at + 1:at + 5])[0]
+                if at + 1 + length > len(data):
+                    break
+                kinds.append(kind)
+                if kind == b"Z":
+                    return kinds
+                at += 1 + length
+            data = data[at:]
+
+    def run(self, name: str) -> list[bytes]:
+        self.sock.sendall(self.message(b"B", f"\0{name}\0".encode() + struct.pack(">HHH", 0, 0, 0))
+                          + self.message(b"E", b"\0" + struct.pack(">I", 0)) + self.message(b"S", b""))
+        return self.until_ready()
+
+    def close(self) -> None:
+        self.sock.sendall(self.message(b"X", b""))
+        self.sock.close()
+
+
+def test_a_statement_run_whose_preparation_is_unknown_is_counted(exporter: Exporter, pg: int) -> None:
+    """Its operation cannot be known: each run is counted in netobs_events_lost_total{reason=
+    "statement_unknown"}, on both sides (the client's Bind and the backend's)."""
+    before = exporter.value("netobs_events_lost_total", collector="l7", reason="statement_unknown")
+    wire = PgWire(pg)
+    try:
+        n = 5
+        for _ in range(n):
+            assert b"E" in wire.run("never_prepared")  # the server says so too
+        unknown = wait_until(lambda: exporter.value("netobs_events_lost_total", collector="l7",
+                                                    reason="statement_unknown") - before, lambda v: v == 2 * n)
+        assert unknown == 2 * n
+    finally:
+        wire.close()

@@ -5,14 +5,12 @@ how long it took. The cost figures themselves are bench/scale_bench.py's (docs/b
 from __future__ import annotations
 
 import os
-import resource
-import selectors
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.kernel.connections import OpenConnections
 from tests.kernel.harness import WITH_PID, Exporter, wait_until
 from tests.kernel.prometheus import Prometheus
 
@@ -20,46 +18,6 @@ pytestmark = pytest.mark.usefixtures("bpf_ready")
 
 CONNECTIONS = 1000
 JOB = "netobs-scale"
-
-
-class OpenConnections:
-    """CONNECTIONS connections on 127.0.0.1, each to a listener of its own, held by this process: one
-    client and one server flow each (the client's ephemeral port folds, the listening port does not)."""
-
-    def __init__(self) -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < 4 * CONNECTIONS:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(hard, 4 * CONNECTIONS), 4 * CONNECTIONS), hard))
-        self.sockets: list[socket.socket] = []
-        self.ports: list[int] = []
-        selector = selectors.DefaultSelector()
-        for _ in range(CONNECTIONS):
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(1)
-            self.ports.append(listener.getsockname()[1])
-            client = socket.create_connection(("127.0.0.1", self.ports[-1]))
-            server, _ = listener.accept()
-            listener.close()
-            client.sendall(b"q")
-            server.sendall(b"a" * 10)
-            self.sockets += [client, server]
-            selector.register(client, selectors.EVENT_READ, data=client)
-        waiting = {c.fileno(): 10 for c in self.sockets[::2]}
-        while waiting:  # every client reads its 10 bytes
-            events = selector.select(timeout=10)
-            assert events, f"{len(waiting)} clients never got their answer"
-            for key, _ in events:
-                reader: socket.socket = key.data
-                waiting[reader.fileno()] -= len(reader.recv(64))
-                if not waiting[reader.fileno()]:
-                    del waiting[reader.fileno()]
-                    selector.unregister(reader)
-        selector.close()
-
-    def close(self) -> None:
-        for s in self.sockets:
-            s.close()
 
 
 @pytest.fixture
@@ -71,7 +29,7 @@ def exporter() -> Iterator[Exporter]:
 
 def test_prometheus_scrapes_two_thousand_flows_within_its_timeout(exporter: Exporter, tmp_path: Path) -> None:
     pid = str(os.getpid())
-    connections = OpenConnections()  # opened while the exporter watches, as connections usually are
+    connections = OpenConnections(CONNECTIONS)  # opened while the exporter watches, as connections usually are
     prometheus = Prometheus(f"127.0.0.1:{exporter.port}", JOB, tmp_path)
     try:
         ours = {str(p) for p in connections.ports}  # this process also talks to Prometheus and the exporter
