@@ -10,6 +10,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.collectors.bash_maps import LOST_REASONS as BASH_LOST
+from exporter.collectors.dns_lookups import Skipped
+from exporter.collectors.dns_maps import LOST_REASONS as DNS_LOST
+from exporter.collectors.l7_maps import LOST_REASONS as L7_LOST
 from exporter.collectors.netflow_maps import LOST_REASONS
 from exporter.series.instruments import ALL
 from exporter.series.rows import Owner
@@ -78,5 +82,15 @@ def test_every_field_of_the_records_is_documented() -> None:
     assert missing(set(record)) == []
 
 
+def every_lost_reason() -> set[str]:
+    return {*LOST_REASONS, *DNS_LOST, *L7_LOST, *BASH_LOST, *Skipped().counts}
+
+
 def test_every_lost_reason_is_documented() -> None:
-    assert missing(set(LOST_REASONS)) == []
+    assert missing(every_lost_reason()) == []
+
+
+def test_the_lost_events_alert_says_what_to_do_for_every_reason() -> None:
+    rules = (Path(__file__).resolve().parents[2] / "alerts" / "netobs-rules.yaml").read_text(encoding="utf-8")
+    description = rules.split("alert: NetobsEventsLost", 1)[1].split("- alert:", 1)[0]
+    assert sorted(r for r in every_lost_reason() if r not in description) == []
