@@ -7,7 +7,7 @@ BPF_OBJ := $(patsubst bpf/%.bpf.c,exporter/bpf/objects/%.bpf.o,$(BPF_SRC))
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/include -Ibpf/include/$(ARCH)
 ARGS ?=
 
-.PHONY: all setup setup-test setup-bench bpf run test test-unit test-kernel test-ship lint bench bench-scale check-config vmlinux clean ship-files
+.PHONY: all setup setup-test setup-bench bpf run test test-unit test-kernel test-ship lint bench bench-scale fuzz check-config vmlinux clean ship-files
 
 all: bpf
 
@@ -48,6 +48,10 @@ test-ship: setup-test
 lint: setup-test
 	.venv/bin/ruff check exporter tests bench scripts dashboards
 	.venv/bin/mypy
+
+# Every fuzz target for 10 minutes (the tests run each for 30 s); see tests/fuzz/run.py, docs/benchmarks.md.
+fuzz: setup-test
+	$(PY) tests/fuzz/run.py --seconds 600 $(ARGS)
 
 check-config: setup bpf
 	$(PY) -m exporter --check-config $(ARGS)

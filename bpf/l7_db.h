@@ -60,7 +60,7 @@ static long number_digit(__u64 i, void *ctx)
 		p->vbad = 1;
 		return 1;
 	}
-	p->vnum = p->vnum * 10 + (c - '0');
+	p->vnum = (__s64)((__u64)p->vnum * 10 + (c - '0')); /* 19 digits can pass 2^63: wraps, defined */
 	p->vcount++;
 	p->vpos = pos + 1;
 	return 0;
@@ -94,7 +94,7 @@ static __always_inline bool l7_number(struct l7_parse *p, __u32 pos)
 	if (!p->vcount || p->vbad)
 		return false;
 	if (p->vneg)
-		p->vnum = -p->vnum;
+		p->vnum = (__s64)(0 - (__u64)p->vnum); /* -(-2^63) wraps too */
 	return true;
 }
 
@@ -614,7 +614,7 @@ static long token_byte(__u64 i, void *ctx)
 		p->vbad = 1;
 		return 0;
 	}
-	p->vnum = p->vnum * 10 + (c - '0');
+	p->vnum = (__s64)((__u64)p->vnum * 10 + (c - '0')); /* 19 digits can pass 2^63: wraps, defined */
 	p->vcount++;
 	return 0;
 }

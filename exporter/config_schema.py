@@ -26,7 +26,11 @@ Check = Callable[[Any], Any]
 
 
 class ConfigError(Exception):
-    """A configuration mistake; str() is one line naming the key and what was expected."""
+    """A configuration mistake; str() is one line naming the key and what was expected. A line break or
+    other control character the user typed (in a key's name, say) is shown escaped, never as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 class Invalid(Exception):

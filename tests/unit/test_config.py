@@ -332,3 +332,11 @@ def test_bad_telemetry_path() -> None:
     assert (
         str(caught.value) == "config: --web.telemetry-path: expected a path starting with '/', got 'metrics'"
     )
+
+
+def test_a_line_break_in_a_name_is_shown_escaped_on_one_line() -> None:
+    """Found by tests/fuzz/py_config.py: the name a user typed came out as typed, over two lines."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {}, ["l\n  Flush.key=v"])
+    assert str(err.value) == ("config: l\\n  Flush (from --config.set): unknown section (known sections: "
+                              "Common, EBPF, Netflow, Dns, L7, Bash, Containers, Kubernetes, Attributes, Telemetry)")

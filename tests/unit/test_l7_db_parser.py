@@ -52,6 +52,8 @@ def test_struct_mirror_matches_the_c_layout(db: Db) -> None:
         (b"999999999999999999\r\n", 0, (True, 999_999_999_999_999_999, 18)),  # 18 digits: the most
         (b"-999999999999999999\r\n", 0, (True, -999_999_999_999_999_999, 19)),
         (b"1234567890123456789\r\n", 0, (True, 1234567890123456789, 19)),  # 19 digits: a 64-bit integer
+        # found by tests/fuzz (signed overflow, undefined in C): 2^63 wraps, in unsigned arithmetic
+        (b"9223372036854775808\r\n", 0, (True, -(2**63), 19)),
         (b"-1234567890123456789\r\n", 0, (True, -1234567890123456789, 20)),
         (b"12345678901234567890\r\n", 0, (False, None, None)),  # 20: too long
         (b"-12345678901234567890\r\n", 0, (False, None, None)),
