@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from exporter.config import load_config
+from exporter.enrich import attribution as attribution_module
 from exporter.enrich.attribution import Attribution, image_name
 from exporter.enrich.domains import DomainCache
 from exporter.enrich.errors import SourceErrors
@@ -265,3 +268,16 @@ def test_a_cgroup_the_kernel_did_not_name_is_found_by_its_directory(tmp_path: Pa
                     cgroup_mount=str(mount))
     gone = a.owner(Owner(90, "job", 555, leaf.stat().st_ino))
     assert gone.attributes["container.id"] == CID
+
+
+def test_the_answers_kept_for_gone_processes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_PAST answers the oldest go first; attribution goes on (a forgotten one is built again)."""
+    monkeypatch.setattr(attribution_module, "MAX_PAST", 3)
+    a = attribution(tmp_path)
+    a.cgroup_path = {42: f"/system.slice/docker-{CID}.scope"}.get
+    first = a.owner(Owner(100, "job", 1, 42))
+    for pid in range(101, 106):
+        a.owner(Owner(pid, "job", 1, 42))
+    assert len(a._past) == 3
+    again = a.owner(Owner(100, "job", 1, 42))
+    assert again is not first and again.attributes == first.attributes
