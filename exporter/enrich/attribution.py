@@ -34,7 +34,8 @@ from exporter.series.rows import Owner, Process
 log = logging.getLogger(__name__)
 
 EXITED_GRACE = 600.0  # seconds an exited process keeps its attributes
-MAX_PAST = 65536  # answers of exited or replaced processes kept at most (oldest forgotten first)
+MAX_PAST = 16384  # answers of exited or replaced processes kept at most (oldest forgotten first; one
+# forgotten while its rows live is built again from the kernel's facts)
 AttributeMap = dict[str, str | int]
 CgroupPath = Callable[[int], str | None]  # cgroup id -> a path ending with its last segments, if known
 
@@ -96,14 +97,14 @@ class Attribution:
         an answer built from the kernel's facts: pid, name, and the container its cgroup names."""
         if not owner.start:
             return self.process(owner.pid, owner.comm)
-        workload = self.process(owner.pid, owner.comm)
         start = str(owner.start)
-        if workload.start == start:
-            return workload
         with self._lock:
             past = self._past.get((owner.pid, start))
         if past is not None:
             return past
+        current = self._current(owner.pid)
+        if current is not None and current.start == start:
+            return current
         return self._from_kernel(owner, start)
 
     def _from_kernel(self, owner: Owner, start: str) -> Workload:
@@ -125,20 +126,25 @@ class Attribution:
     def process(self, pid: int, comm: str = "") -> Workload:
         """The process with this pid now; its last answer if it has exited; `comm` (the kernel's name)
         when it was never seen."""
+        current = self._current(pid)
+        return current if current is not None else self._unknown_answer(pid, comm)
+
+    def _current(self, pid: int) -> Workload | None:
+        """The process with this pid now, or its last answer if it has exited; None if never seen."""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(pid)
         try:
             start, _ = start_and_comm(self.proc, pid)
         except (OSError, IndexError):
-            return self._gone(pid, comm, cached, now)
+            return self._gone(pid, cached, now)
         version = self.pods.version if self.pods is not None else 0
         if cached is not None and cached[0].start == start and cached[1] > now and cached[2] == version:
             return cached[0]
         try:
             facts = read_process(self.proc, pid)
         except (OSError, IndexError):
-            return self._gone(pid, comm, cached, now)
+            return self._gone(pid, cached, now)
         if cached is not None and cached[0].start and cached[0].start != facts.start:
             self._remember(_exited(cached[0], now) if cached[0].exited_at is None else cached[0])  # pid reused
         workload = _shared(self._build(facts), cached[0] if cached is not None else None)
@@ -146,21 +152,25 @@ class Attribution:
             self._cache[pid] = (workload, now + self.ttl, version)
         return workload
 
-    def _gone(self, pid: int, comm: str, cached: tuple[Workload, float, int] | None, now: float) -> Workload:
-        if cached is not None:
-            workload = cached[0]
-            if workload.exited_at is None:
-                workload = _exited(workload, now)
-                with self._lock:
-                    self._cache[pid] = (workload, cached[1], cached[2])
-            return workload
+    def _gone(self, pid: int, cached: tuple[Workload, float, int] | None, now: float) -> Workload | None:
+        if cached is None:
+            return None
+        workload = cached[0]
+        if workload.exited_at is None:
+            workload = _exited(workload, now)
+            with self._lock:
+                self._cache[pid] = (workload, cached[1], cached[2])
+        return workload
+
+    def _unknown_answer(self, pid: int, comm: str) -> Workload:
+        """A pid never seen alive and without the kernel's facts: its pid and name only."""
         with self._lock:
             unknown = self._unknown.get((pid, comm))
         if unknown is None:  # one answer per (pid, comm), so the stages that compare by identity see no change
             attributes: AttributeMap = {"process.pid": pid, "process.executable.name": comm}
             watched = self.filters.container_watched(None) and self.filters.process_watched(pid, comm)
             unknown = Workload(pid, "", comm, attributes, watched=watched and not self.filters.includes,
-                               exited_at=now)
+                               exited_at=time.monotonic())
             with self._lock:
                 self._unknown[pid, comm] = unknown
         return unknown
