@@ -1,5 +1,6 @@
 """The only code that talks to libbpf: open, set constants, load, attach, maps and ring buffers."""
 
+from exporter.bpf._libbpf import held_messages
 from exporter.bpf.errors import BpfError, NotSupported
 from exporter.bpf.maps import BpfMap
 from exporter.bpf.object import AttachResult, BpfObject, objects_dir
@@ -14,5 +15,6 @@ __all__ = [
     "NotSupported",
     "RingBuffer",
     "ensure_tracefs",
+    "held_messages",
     "objects_dir",
 ]

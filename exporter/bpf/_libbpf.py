@@ -6,11 +6,13 @@ libbpf 1.x returns NULL or a negative errno on failure and also sets errno.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
 import logging
 import platform
+from collections.abc import Iterator
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -199,15 +201,37 @@ def _format_message(fmt: int, args: int) -> str:
     return buffer.value.decode(errors="replace").removeprefix("libbpf: ").rstrip("\n")
 
 
+# While set (held_messages()), libbpf's warnings are kept here instead of logged: the caller decides.
+_held: list[str] | None = None
+
+
 def _log_libbpf_message(level: int, fmt: int | None, args: int | None) -> int:
     python_level = logging.WARNING if level == LIBBPF_WARN else logging.DEBUG
-    if fmt is None or args is None or not log.isEnabledFor(python_level):
+    held = _held
+    if fmt is None or args is None or (held is None and not log.isEnabledFor(python_level)):
         return 0
     try:
-        log.log(python_level, "%s", _format_message(fmt, args))
+        text = _format_message(fmt, args)
+        if held is not None and python_level == logging.WARNING:
+            held.append(text)
+        else:
+            log.log(python_level, "%s", text)
     except Exception:  # an exception must not unwind through libbpf's C frames
         log.exception("could not format a libbpf message")
     return 0
+
+
+@contextlib.contextmanager
+def held_messages() -> Iterator[list[str]]:
+    """libbpf's warnings during the block, kept in the list yielded instead of logged (libbpf calls back
+    on the thread that called it; objects are loaded from one thread)."""
+    global _held
+    kept: list[str] = []
+    before, _held = _held, kept
+    try:
+        yield kept
+    finally:
+        _held = before
 
 
 # Module-level so the C function pointer outlives every libbpf call that may use it.

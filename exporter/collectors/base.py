@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from exporter.bpf import AttachResult, BpfError, BpfObject, objects_dir
+from exporter.bpf import AttachResult, BpfError, BpfObject, held_messages, objects_dir
 from exporter.collectors.watchlist import KernelFilter
 from exporter.series.rows import Row
 
@@ -29,8 +29,10 @@ class Collector:
     name = ""
     object_name = ""
     programs: frozenset[str] = frozenset()  # in a shared object: the programs this collector needs
-    # programs it can do without, at some cost, on a kernel that refuses them (see load_object)
+    # programs it can do without, at some cost, on a kernel that refuses them (see load_object), and
+    # what doing without them means, for the one line that says so
     optional_programs: frozenset[str] = frozenset()
+    without_optional = ""
 
     def __init__(self) -> None:
         self.obj: BpfObject | None = None
@@ -165,14 +167,26 @@ def load_object(members: Sequence[Collector], without: frozenset[str] = frozense
 def load_object_or_fewer(members: Sequence[Collector]) -> BpfObject:
     """load_object(); if the kernel refuses it and members named optional programs, once more
     without them (a kernel may lack one kind of program the others do not need)."""
-    try:
+    optional = frozenset().union(*(m.optional_programs for m in members))
+    if not optional:
         return load_object(members)
-    except BpfError as e:
-        optional = frozenset().union(*(m.optional_programs for m in members))
-        if not optional:
-            raise
-        log.warning("%s: %s; loading it without %s", members[0].object_name, e, ", ".join(sorted(optional)))
-        return load_object(members, optional)
+    refused: BpfError | None = None
+    with held_messages() as held:  # libbpf's account of a refusal the exporter expects and handles
+        try:
+            obj = load_object(members)
+        except BpfError as e:
+            refused = e
+    if refused is None:
+        for message in held:
+            log.warning("libbpf: %s", message)
+        return obj
+    for message in held:
+        log.debug("libbpf: %s", message)
+    obj = load_object(members, optional)
+    consequences = "; ".join(m.without_optional for m in members if m.optional_programs and m.without_optional)
+    log.warning("%s: this kernel refuses %s (%s)%s", members[0].object_name, ", ".join(sorted(optional)),
+                refused, f": {consequences}" if consequences else "")
+    return obj
 
 
 def start_together(members: Sequence[Collector]) -> None:

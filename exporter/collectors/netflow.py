@@ -83,6 +83,7 @@ class NetflowCollector(Collector):
     # Without the socket-storage iterator (a kernel may refuse iter/bpf_sk_storage_map), every TCP
     # call brings its flow up to date itself: as exact, ~400 ns more per call (docs/metrics.md).
     optional_programs = frozenset({"flush_sockets"})
+    without_optional = "netflow brings each TCP flow up to date at every socket call instead (docs/benchmarks.md)"
 
     def __init__(self, config: Config) -> None:
         super().__init__()

@@ -196,7 +196,7 @@ def object_programs(name: str) -> set[tuple[str, str]]:
 def refused_optional_programs(log: str) -> set[str]:
     """Programs a collector can do without and that this kernel refused: the exporter says so when it
     loads the object without them (exporter/collectors/base.py: load_object_or_fewer)."""
-    names = re.findall(r"loading it without ([\w, ]+)", log)
+    names = re.findall(r"this kernel refuses ([\w, ]+) \(", log)
     return {n.strip() for line in names for n in line.split(",")}
 
 

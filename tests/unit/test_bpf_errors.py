@@ -27,3 +27,4 @@ def test_other_errnos_stay_plain_bpf_errors(code: int) -> None:
     assert type(error) is BpfError
     assert str(error) == f"netflow.bpf.o: load failed: {errno_reason(code)}"
     assert "\n" not in str(error)
+
