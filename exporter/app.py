@@ -14,7 +14,7 @@ from exporter.collectors.base import Collector, start_all
 from exporter.collectors.bash import BashCollector
 from exporter.collectors.owners import CgroupNames
 from exporter.collectors.watchlist import KernelFilter
-from exporter.config import Config
+from exporter.config import Config, ConfigError
 from exporter.enrich.domains import DomainCache
 from exporter.enrich.stage import Enrichment
 from exporter.telemetry import pipeline, web
@@ -68,10 +68,13 @@ def run(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server = web.bind(config.web.listen_address)
+        server = web.bind(config.web.listen_address, config.web.config_file)
     except web.ListenError as e:
         log.error("%s", e)
         return 1
+    except ConfigError as e:  # the web config file changed since the command line was checked
+        log.error("%s", e)
+        return 2
     domains = domain_cache(config)
     enrichment = Enrichment(config, domains=domains)
     collectors, failures = start_collectors(config, enrichment, domains)

@@ -80,6 +80,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="Path under which metrics are served (default %(default)s).",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        default="",
+        help="File in exporter-toolkit's format that turns on TLS and/or basic authentication "
+        "on the metrics endpoint (docs/install.md); read again when it or its certificates change.",
+    )
+    parser.add_argument(
         "--check-config",
         action="store_true",
         help="Load and attach every enabled eBPF program, print a table of programs and results, "
@@ -111,7 +119,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     setup_logging(args.log_level, args.log_format)
     try:
-        web = WebConfig(listen_address=args.listen_address, telemetry_path=args.telemetry_path)
+        web = WebConfig(listen_address=args.listen_address, telemetry_path=args.telemetry_path,
+                        config_file=args.web_config_file)
         config = dataclasses.replace(load_config(args.config_file, environ, args.config_set), web=web)
     except ConfigError as err:
         print(err, file=sys.stderr)

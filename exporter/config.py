@@ -164,6 +164,7 @@ class WebConfig:
 
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     telemetry_path: str = DEFAULT_TELEMETRY_PATH
+    config_file: str = ""  # --web.config.file: TLS, basic auth, headers (exporter/telemetry/web_config.py)
 
     def __post_init__(self) -> None:
         flags = (
@@ -175,6 +176,10 @@ class WebConfig:
                 checker(value)
             except Invalid as err:
                 raise ConfigError(f"config: {flag}: {err}") from None
+        if self.config_file:
+            from exporter.telemetry.web_config import load
+
+            load(self.config_file)  # a mistake is a ConfigError now, before anything starts
 
     @property
     def host(self) -> str:

@@ -190,3 +190,21 @@ def test_privileged_and_optional_mounts(tmp_path: Path) -> None:
 def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         helm.Chart.load(str(CHART)).render(bad, name="netobs", namespace="monitoring")
+
+
+def test_a_secured_endpoint() -> None:
+    """metrics.webConfig mounts the Secret and passes --web.config.file; the ServiceMonitor scrapes over
+    HTTPS with basic auth. The probes stay TCP: they need neither."""
+    m = render("secured")
+    c = container(m)
+    assert "--web.config.file=/etc/netobs/web/web-config.yml" in c["args"]
+    assert mounts(m)["/etc/netobs/web"] == ("web-config", True)
+    (ds,) = m["DaemonSet"]
+    volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["web-config"]["secret"] == {"secretName": "netobs-web"}
+    assert "tcpSocket" in c["readinessProbe"] and "tcpSocket" in c["livenessProbe"]
+    (sm,) = m["ServiceMonitor"]
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"]["serverName"] == "netobs-exporter"
+    assert endpoint["basicAuth"]["password"] == {"name": "netobs-scrape", "key": "password"}
+    assert not any(a.startswith("--web.config.file") for a in container(render("defaults"))["args"])
