@@ -28,6 +28,27 @@ from exporter.telemetry.otlp import otlp_target
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("queue_full", "export_failed")
+REMIND_S = 600.0  # a failure that lasts is told again this often, with what it cost
+
+
+class _LastMessage(logging.Handler):
+    """The OpenTelemetry OTLP exporters log every retry and every failed batch. Their lines are kept
+    from the output (debug only) and the last one is remembered, to say why in the exporter's own
+    rate-limited line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = " ".join(record.getMessage().split())[:300]
+        log.debug("otlp exporter: %s", self.last)
+
+
+OTLP_REASON = _LastMessage()
+_otlp_logger = logging.getLogger("opentelemetry.exporter.otlp")
+_otlp_logger.addHandler(OTLP_REASON)
+_otlp_logger.propagate = False
 MAX_BATCH = 512
 # Older SDKs have no event name on a LogRecord; the record then carries it as an attribute.
 EVENT_NAME_SUPPORTED = "event_name" in inspect.signature(LogRecord.__init__).parameters
@@ -45,6 +66,9 @@ class BoundedLogProcessor(LogRecordProcessor):
         self._closed = False
         self._condition = threading.Condition()
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._failing = 0  # exports failed in a row
+        self._failed_records = 0
+        self._reminded = 0.0
         self._worker = threading.Thread(target=self._work, name="netobs-log-export", daemon=True)
         self._worker.start()
 
@@ -84,9 +108,26 @@ class BoundedLogProcessor(LogRecordProcessor):
         except Exception:  # an exporter bug must not stop delivery
             log.exception("log export failed")
             ok = False
-        if not ok:
-            with self._condition:
-                self.dropped["export_failed"] += len(batch)
+        if ok:
+            if self._failing:
+                log.info("log records: delivery works again, after %d records dropped", self._failed_records)
+            self._failing = self._failed_records = 0
+            return
+        with self._condition:
+            self.dropped["export_failed"] += len(batch)
+        self._failing += 1
+        self._failed_records += len(batch)
+        now = time.monotonic()
+        if self._failing == 1 or now - self._reminded >= REMIND_S:
+            self._reminded = now
+            reason = OTLP_REASON.last or "see --log.level=debug"
+            if self._failing == 1:
+                log.warning("log records: delivery failing (%s); records are dropped and counted in "
+                            "netobs_bash_records_dropped_total{reason=\"export_failed\"}; logged again when it "
+                            "works", reason)
+            else:
+                log.warning("log records: delivery still failing (%s): %d records dropped since it began",
+                            reason, self._failed_records)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Waits until every queued record has been handed to the exporter and its export finished."""

@@ -19,6 +19,7 @@ from exporter.telemetry.otlp_encode import Encoder, snapshot
 from exporter.telemetry.otlp_transport import OtlpError, OtlpMetricsClient
 
 log = logging.getLogger(__name__)
+REMIND_S = 600.0  # a failure that lasts is told again this often
 
 DEFAULT_INTERVAL_MS = 60_000  # the OpenTelemetry specification's defaults
 DEFAULT_TIMEOUT_MS = 30_000
@@ -45,6 +46,7 @@ class MetricPusher:
         self.timeout = _milliseconds(environ, "OTEL_METRIC_EXPORT_TIMEOUT", DEFAULT_TIMEOUT_MS)
         self.outcomes = {"success": 0, "failure": 0}
         self._failing = 0  # pushes failed in a row
+        self._reminded = 0.0  # when a lasting failure was last told
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otlp-metrics", daemon=True)
 
@@ -82,9 +84,15 @@ class MetricPusher:
     def _failed(self, reason: str) -> None:
         self.outcomes["failure"] += 1
         self._failing += 1
+        now = time.monotonic()
         if self._failing == 1:
+            self._reminded = now
             log.warning("OTLP metrics push failing: %s (trying again every %.0f s; logged again when it works)",
                         reason, self.interval)
+        elif now - self._reminded >= REMIND_S:
+            self._reminded = now
+            log.warning("OTLP metrics push still failing: %s (%d pushes failed in a row; the next that works "
+                        "sends the current values)", reason, self._failing)
         else:
             log.debug("OTLP metrics push failed again (%d in a row): %s", self._failing, reason)
 

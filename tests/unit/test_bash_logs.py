@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
+from exporter.telemetry import logs as logs_module
 from exporter.telemetry.logs import JsonLinesExporter, LogDelivery, LogSource, otlp_log_exporter
 
 RESOURCE = Resource({"service.name": "test", "host.name": "node-1"})
@@ -180,3 +182,34 @@ def test_logs_endpoint_and_protocol_from_the_environment(no_otlp_env: pytest.Mon
     no_otlp_env.setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")
     exporter = otlp_log_exporter(None, None)
     assert getattr(exporter, "_endpoint", None) == "http://logs:4317"  # a per-signal endpoint is used as is
+
+
+def test_a_failing_delivery_is_told_once_then_again_when_it_works(exporter: FakeExporter,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """An endpoint that is down: one warning however many batches fail, one line when it works again."""
+    exporter.results = [LogRecordExportResult.FAILURE] * 20
+    delivery = LogDelivery(RESOURCE, exporter, max_queue_size=100)
+    with caplog.at_level(logging.INFO, logger="exporter.telemetry.logs"):
+        for i in range(21):
+            emit(delivery, f"r{i}")
+            assert delivery.processor.force_flush(5_000)
+    lines = [r.getMessage() for r in caplog.records if r.name == "exporter.telemetry.logs"]
+    assert len([m for m in lines if "delivery failing" in m]) == 1
+    assert lines[-1] == "log records: delivery works again, after 20 records dropped"
+    assert delivery.dropped() == {"queue_full": 0, "export_failed": 20}
+    assert exporter.bodies == ["r20"]
+    delivery.shutdown()
+
+
+def test_a_lasting_failure_is_told_again_with_what_it_cost(exporter: FakeExporter, caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs_module, "REMIND_S", 0.0)
+    exporter.results = [LogRecordExportResult.FAILURE] * 3
+    delivery = LogDelivery(RESOURCE, exporter, max_queue_size=100)
+    with caplog.at_level(logging.WARNING, logger="exporter.telemetry.logs"):
+        for i in range(3):
+            emit(delivery, f"r{i}")
+            assert delivery.processor.force_flush(5_000)
+    lines = [r.getMessage() for r in caplog.records if r.name == "exporter.telemetry.logs"]
+    assert "still failing" in lines[-1] and lines[-1].endswith("3 records dropped since it began")
+    delivery.shutdown()
