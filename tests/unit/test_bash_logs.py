@@ -184,16 +184,22 @@ def test_logs_endpoint_and_protocol_from_the_environment(no_otlp_env: pytest.Mon
     assert getattr(exporter, "_endpoint", None) == "http://logs:4317"  # a per-signal endpoint is used as is
 
 
+def told(exporter: FakeExporter, failures: int, records: int, caplog: pytest.LogCaptureFixture,
+         ) -> tuple[LogDelivery, list[str]]:
+    """`records` records delivered one batch each, the first `failures` exports failing: what was logged."""
+    exporter.results = [LogRecordExportResult.FAILURE] * failures
+    delivery = LogDelivery(RESOURCE, exporter, max_queue_size=100)
+    with caplog.at_level(logging.INFO, logger="exporter.telemetry.logs"):
+        for i in range(records):
+            emit(delivery, f"r{i}")
+            assert delivery.processor.force_flush(5_000)
+    return delivery, [r.getMessage() for r in caplog.records if r.name == "exporter.telemetry.logs"]
+
+
 def test_a_failing_delivery_is_told_once_then_again_when_it_works(exporter: FakeExporter,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """An endpoint that is down: one warning however many batches fail, one line when it works again."""
-    exporter.results = [LogRecordExportResult.FAILURE] * 20
-    delivery = LogDelivery(RESOURCE, exporter, max_queue_size=100)
-    with caplog.at_level(logging.INFO, logger="exporter.telemetry.logs"):
-        for i in range(21):
-            emit(delivery, f"r{i}")
-            assert delivery.processor.force_flush(5_000)
-    lines = [r.getMessage() for r in caplog.records if r.name == "exporter.telemetry.logs"]
+    delivery, lines = told(exporter, 20, 21, caplog)
     assert len([m for m in lines if "delivery failing" in m]) == 1
     assert lines[-1] == "log records: delivery works again, after 20 records dropped"
     assert delivery.dropped() == {"queue_full": 0, "export_failed": 20}
@@ -204,12 +210,6 @@ def test_a_failing_delivery_is_told_once_then_again_when_it_works(exporter: Fake
 def test_a_lasting_failure_is_told_again_with_what_it_cost(exporter: FakeExporter, caplog: pytest.LogCaptureFixture,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logs_module, "REMIND_S", 0.0)
-    exporter.results = [LogRecordExportResult.FAILURE] * 3
-    delivery = LogDelivery(RESOURCE, exporter, max_queue_size=100)
-    with caplog.at_level(logging.WARNING, logger="exporter.telemetry.logs"):
-        for i in range(3):
-            emit(delivery, f"r{i}")
-            assert delivery.processor.force_flush(5_000)
-    lines = [r.getMessage() for r in caplog.records if r.name == "exporter.telemetry.logs"]
+    delivery, lines = told(exporter, 3, 3, caplog)
     assert "still failing" in lines[-1] and lines[-1].endswith("3 records dropped since it began")
     delivery.shutdown()
