@@ -102,9 +102,9 @@ class GrpcReceiver(_Store):
 
 
 class HttpReceiver(_Store):
-    """OTLP/HTTP with protobuf bodies: POST /v1/metrics on 127.0.0.1:<free port>."""
+    """OTLP/HTTP with protobuf bodies: POST /v1/metrics on 127.0.0.1:<port> (a free one by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         super().__init__()
         store = self
 
@@ -132,7 +132,7 @@ class HttpReceiver(_Store):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.endpoint = f"http://127.0.0.1:{self.port}"

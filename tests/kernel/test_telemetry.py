@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.bpf import BpfObject, objects_dir
 from exporter.collectors.netflow import NetflowCollector
-from tests.kernel.harness import REPO_ROOT, WITH_PID, Exporter, Peer, wait_until
+from tests.kernel.harness import REPO_ROOT, WITH_PID, Exporter, Peer, free_port, wait_until
 from tests.kernel.otlp_receiver import GrpcReceiver, HttpReceiver, Received, attributes
 from tests.tools import require
 
@@ -134,6 +134,29 @@ def test_otlp_push_carries_exact_bytes_rtt_and_resource(bpf_ready: None, no_otlp
             check_otlp_push(e, receiver)
         finally:
             assert e.stop() == 0
+
+
+def test_otlp_endpoint_down_for_a_minute(bpf_ready: None, no_otlp_env: None) -> None:
+    """Pushes every second to an endpoint that is not there (each push retries, so fewer fail than are
+    due): one log line about it, every failure counted, and once it is there, the current values arrive
+    at the next push and one line says so."""
+    port = free_port()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+           "OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_METRIC_EXPORT_TIMEOUT": "900"}
+    e = Exporter(WITH_PID, LOCAL, env=env)
+    try:
+        wait_until(lambda: 0.0, lambda v: False, timeout=60)  # a minute down (each push retries within it)
+        failures = e.value("netobs_otlp_exports_total", outcome="failure")
+        assert failures >= 5
+        otlp_lines = [line for line in e.log().splitlines() if "level=info" not in line and "OTLP" in line]
+        assert len(otlp_lines) == 1 and "OTLP metrics push failing" in otlp_lines[0], otlp_lines
+        with HttpReceiver(port) as receiver:
+            assert wait_until(lambda: len(receiver.requests), lambda n: n > 0, timeout=10) > 0
+            assert wait_until(lambda: sum("works again" in line for line in e.log().splitlines()),
+                              lambda n: n == 1) == 1
+            assert e.value("netobs_otlp_exports_total", outcome="success") >= 1
+    finally:
+        assert e.stop() == 0
 
 
 def check_otlp_push(e: Exporter, receiver: GrpcReceiver | HttpReceiver) -> None:
