@@ -61,6 +61,14 @@ def test_prometheus_gets_openmetrics_gzipped(served: tuple[str, CountingSource])
     assert text.endswith("# EOF\n") and "netflow_bytes_total{" in text and "# TYPE netflow_bytes counter" in text
 
 
+def test_the_gzipped_body_is_the_same_text(served: tuple[str, CountingSource]) -> None:
+    base, _ = served
+    plain = get(f"{base}/metrics")[2]
+    _, headers, packed = get(f"{base}/metrics", **{"Accept-Encoding": "gzip, deflate"})
+    assert headers["Content-Encoding"] == "gzip" and len(packed) < len(plain)
+    assert gzip.decompress(packed) == plain
+
+
 def test_a_plain_client_gets_plain_text(served: tuple[str, CountingSource]) -> None:
     base, _ = served
     status, headers, body = get(f"{base}/metrics")
