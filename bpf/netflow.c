@@ -1,21 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netflow: per-flow TCP/UDP counters, aggregated in the kernel.
  *
- * Bytes come from the socket layer (sock_send_length / sock_recv_length: read/write, the
- * send/recv family, sendfile and splice into a socket; splice out of a TCP socket bypasses
- * sock_recvmsg and is not seen). TCP segments,
- * retransmits and RTT are the kernel's own tcp_sock counters, added to the flow as deltas
- * against a per-socket baseline kept in socket-local storage (freed with the socket).
- * Connection events come from inet_sock_set_state; the owner of an accepted connection is the
- * first process to use it; the peer of an unconnected UDP socket's datagram is the address the
- * cgroup hooks saw (bpf/sockets.bpf.c).
+ * TCP costs nothing per socket call. Its figures are the kernel's own per-socket accounting
+ * (struct tcp_sock: bytes acknowledged and received, sequence numbers, segments, retransmissions,
+ * smoothed RTT), added to the socket's flow as deltas against baselines kept per socket:
+ * - at each TCP state change (inet_sock_set_state: connect, accept, FIN, close), so that a
+ *   connection opened and closed between two reads is exact;
+ * - when user space reads: it first runs `collect_tcp`, an iterator over every open file of every
+ *   process (iter/task_file), which brings each TCP socket's flow up to date, whatever its network
+ *   namespace, and names the owner of an accepted socket after the process holding it.
+ * On a kernel without that iterator, each TCP call brings its flow up to date instead (exact too).
  *
- * A TCP socket's bytes first gather in its own storage: one atomic add per call. They move to
- * its flow (a hash lookup, the tcp_sock counters, an RTT sample) every NETFLOW_CALLS_PER_FLUSH
- * calls, when it changes state, and whenever user space reads: it first runs `flush_sockets`, an
- * iterator over every socket's storage. User space reads
- * the `flows` and `failed` maps: its cost follows the number of flows and sockets, never the
- * traffic. */
+ * Bytes are application payload, each direction once: written (bytes acknowledged plus those not
+ * yet acknowledged) and read (bytes received less those not yet read), the SYN and FIN aside.
+ * Retransmissions are never counted twice.
+ *
+ * UDP and other sockets count per call at the socket layer (sock_send_length / sock_recv_length);
+ * the peer of an unconnected UDP socket's datagram is the address the cgroup hooks saw
+ * (bpf/sockets.bpf.c). User space reads the `flows` and `failed` maps: its cost follows the number
+ * of flows and sockets, never the traffic. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -25,9 +28,6 @@
 #include "netflow.h"
 
 #define EEXIST 17
-/* A busy socket's calls flush it every this many calls (and RTT is sampled then, at most once
- * per RttSampleInterval); reads flush every socket anyway. */
-#define NETFLOW_CALLS_PER_FLUSH 64
 
 /* Read-only constants, set by user space before load. */
 const volatile __u16 ephemeral_port_min = 32768;
@@ -35,9 +35,9 @@ const volatile __u16 ephemeral_port_max = 60999;
 const volatile bool drop_unix = true;
 const volatile bool drop_unknown = true;
 const volatile __u64 rtt_sample_interval_ns = 1000000000ULL;
-/* flush_sockets (the socket-storage iterator) is loaded: a counted socket's calls only add to its
- * pending bytes (ST_FAST). Without it, each call brings the flow up to date. */
-const volatile bool flush_iterator = true;
+/* collect_tcp (the file iterator) is loaded and run before each read: TCP calls cost nothing.
+ * Without it, each TCP call brings its socket's flow up to date. */
+const volatile bool tcp_walk = true;
 const volatile __u32 rtt_bounds_us[NETFLOW_RTT_BOUNDS] = {
 	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
 	100000, 250000, 500000, 1000000, 2500000, 5000000,
@@ -64,14 +64,6 @@ struct {
 	__type(value, __u64);
 } netflow_lost SEC(".maps");
 
-/* socket cookie -> pre-existing connection found by sock_diag (written by user space) */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct netflow_seed);
-} seeds SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -79,43 +71,94 @@ struct {
 	__type(value, struct netflow_stats);
 } stats_template SEC(".maps");
 
+/* ---------------------------------------------------------------- per-socket state */
+
 enum {
-	ST_INIT = 1,
+	ST_INIT = 1,       /* baselines taken */
 	ST_KEY_READY = 2,
-	ST_COUNTED = 4, /* included in active (and in established when seen established) */
+	ST_COUNTED = 4,    /* included in active (and in established when seen established) */
 	ST_DROPPED = 8,
-	ST_FAST = 16, /* owned, keyed, counted and watched: a call only adds to pending_* */
-	ST_CLOSED = 32, /* reached TCP_CLOSE; data read after that must not count it again */
-	ST_MIDLIFE = 64, /* first seen already established: counts in active, not in established */
+	ST_SENT_DONE = 16, /* the FIN is queued: what the socket writes is final */
+	ST_CLOSED = 32,    /* reached TCP_CLOSE: counted in closed, not in active */
+	ST_MIDLIFE = 64,   /* first seen already established: counts in active, not in established */
 };
 
-struct netflow_sock_state {
-	struct netflow_key key; /* pid and start: the owner, taken once (TCP: who connects or first uses an
-				 * accepted socket; UDP: who first uses it) */
+/* A TCP socket, from its first state change (or, for a connection from before start-up, its first
+ * walk) until it is freed (tcp_destroy_sock). Keyed by the socket's address: the walk of files sees a
+ * socket only through an untrusted pointer, with which no socket-local storage can be used. The
+ * socket cookie tells a stale entry from a new socket at the same address. */
+struct netflow_tcp_state {
+	struct netflow_key key; /* pid and start: the owner (who connects; for an accepted socket, the
+				 * process holding it at the first walk, or closing it, or its first call
+				 * without the walk) */
+	__u64 cookie;
 	__u64 cgroup_id;
 	char comm[NETFLOW_COMM_LEN];
-	__u64 pending_sent;     /* bytes not yet added to the flow */
-	__u64 pending_received;
-	__u32 calls;            /* calls since the last flush from a call */
-	__u32 pad2;
-	__u64 last_rtt_sample_ns; /* 0: none yet */
-	__u64 segs_out;      /* baselines of the tcp_sock counters (32-bit, held in 64 for cmpxchg) */
+	__u64 sent;     /* baselines: payload written and read (64-bit), */
+	__u64 received;
+	__u64 segs_out; /* and the 32-bit tcp_sock counters, held in 64 bits for cmpxchg */
 	__u64 segs_in;
 	__u64 total_retrans;
-	__u32 flags;
-	__u32 pad;
-	/* UDP: the last destination sent to, the peer of a later recv() without an address */
-	__u8 peer_addr[16];
+	__u64 last_rtt_sample_ns; /* 0: none yet */
+	__u64 flags; /* ST_*: 64 bits, for the atomic operations of every BPF target */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 262144);
+	__type(key, __u64); /* the struct sock's address */
+	__type(value, struct netflow_tcp_state);
+} tcp_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netflow_tcp_state);
+} tcp_state_template SEC(".maps");
+
+/* Listening ports per network namespace: an adopted connection on one of them is incoming. */
+struct netflow_listener {
+	__u32 netns; /* the namespace's inode number */
+	__u16 port;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct netflow_listener);
+	__type(value, __u8);
+} listeners SEC(".maps");
+
+/* 1 while user space runs the walk to record listeners only, before the walk that adopts the
+ * connections open before start-up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} walk_listeners_only SEC(".maps");
+
+/* An unconnected UDP socket, from its first datagram. */
+struct netflow_udp_state {
+	struct netflow_key key; /* direction, pid and start: its first user owns its datagrams */
+	__u64 cgroup_id;
+	char comm[NETFLOW_COMM_LEN];
+	__u32 flags; /* ST_INIT */
+	/* the last destination sent to, the peer of a later recv() without an address */
 	__u16 peer_port;
 	__u16 peer_family;
+	__u8 peer_addr[16];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct netflow_sock_state);
-} sock_states SEC(".maps");
+	__type(value, struct netflow_udp_state);
+} udp_states SEC(".maps");
 
 static __always_inline void netflow_count_lost(__u32 reason)
 {
@@ -179,83 +222,76 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 	return bpf_map_lookup_elem(&flows, key);
 }
 
-/* The socket's owner is the current process (see struct netobs_owner). */
-static __always_inline void st_take_owner(struct netflow_sock_state *st)
-{
-	struct netobs_owner o;
-
-	netobs_current_owner(&o);
-	st->key.pid = o.pid;
-	st->key.start = o.start;
-	st->cgroup_id = o.cgroup_id;
-	__builtin_memcpy(st->comm, o.comm, NETFLOW_COMM_LEN);
-}
-
 /* ---------------------------------------------------------------- TCP */
 
-static __always_inline struct netflow_sock_state *tcp_state_get(struct sock *sk)
+/* What the socket's application has written so far, as a 64-bit count: bytes acknowledged, plus
+ * those written but not yet acknowledged. The FIN takes one sequence number: past ST_SENT_DONE
+ * this is not read again. Read in this order, a race with an acknowledgement can only make it
+ * smaller than the truth, never larger: a delta then waits for the next read. */
+static __always_inline __u64 tcp_written(struct tcp_sock *tp)
 {
-	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st) {
-		netflow_count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
-		return NULL;
-	}
-	if (st->flags & ST_INIT)
-		return st;
-	/* First sight. Counters count from here on. */
+	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+	__u32 una = BPF_CORE_READ(tp, snd_una);
+	__u32 write_seq = BPF_CORE_READ(tp, write_seq);
+
+	return acked + (__u32)(write_seq - una);
+}
+
+/* What the application has read so far: bytes received, less those still unread; the peer's FIN,
+ * once read (end of file), is taken off. Same order rule as tcp_written. */
+static __always_inline __u64 tcp_read(struct tcp_sock *tp)
+{
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	__u32 rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	__u64 flags = BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_flags);
+	__u64 read = received - (__u32)(rcv_nxt - copied);
+
+	if (copied == rcv_nxt && (flags & (1UL << SOCK_DONE)) && read)
+		read--; /* the FIN: it advanced rcv_nxt, and copied_seq when read */
+	return read;
+}
+
+/* The increase of a counter since its baseline, taken once: two readers at the same time (a state
+ * change and the walk) never add the same bytes twice, nor a negative. */
+static __always_inline __u64 counter_delta64(__u64 *baseline, __u64 now)
+{
+	__u64 old = *baseline;
+	__u64 delta = now - old;
+
+	if ((__s64)delta <= 0 || __sync_val_compare_and_swap(baseline, old, now) != old)
+		return 0;
+	return delta;
+}
+
+/* The same for the tcp_sock's 32-bit counters, which wrap. */
+static __always_inline __u32 counter_delta32(__u64 *baseline, __u32 now)
+{
+	__u64 old = *baseline;
+	__u32 delta = now - (__u32)old;
+
+	if ((__s32)delta <= 0 || __sync_val_compare_and_swap(baseline, old, (__u64)now) != old)
+		return 0;
+	return delta;
+}
+
+/* Payload counts from here on. A new connection's segments and retransmissions count from its start
+ * (baselines 0: its SYN, and the SYN's retransmissions, count); an adopted one's from here too. */
+static __always_inline void tcp_baseline(struct sock *sk, struct netflow_tcp_state *st, bool counters)
+{
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	st->flags = ST_INIT;
-	st->segs_out = BPF_CORE_READ(tp, segs_out);
-	st->segs_in = BPF_CORE_READ(tp, segs_in);
-	st->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	return st;
-}
 
-static __always_inline void tcp_build_key(struct sock *sk, struct netflow_sock_state *st)
-{
-	struct netobs_endpoints ep;
-
-	sock_endpoints(sk, &ep);
-	key_from_endpoints(&st->key, &ep, IPPROTO_TCP, st->key.direction, st->key.pid, st->key.start);
-	st->flags |= ST_KEY_READY;
-	if (flow_dropped(&st->key))
-		st->flags |= ST_DROPPED;
-}
-
-/* A socket first seen in the middle of its life: a connection from before start-up that
- * user space seeded from sock_diag, or one that slipped between that dump and attach. */
-static __always_inline void tcp_adopt(struct sock *sk, struct netflow_sock_state *st)
-{
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct netflow_seed *seed = bpf_map_lookup_elem(&seeds, &cookie);
-
-	st->flags |= ST_MIDLIFE;
-	if (seed) { /* until claimed here, user space counts it in `active` */
-		__builtin_memcpy(&st->key, &seed->flow, sizeof(st->key));
-		__builtin_memcpy(st->comm, seed->comm, NETFLOW_COMM_LEN);
-		st->cgroup_id = seed->cgroup_id;
-		st->flags |= ST_KEY_READY;
-		if (flow_dropped(&st->key))
-			st->flags |= ST_DROPPED;
-		bpf_map_delete_elem(&seeds, &cookie);
-		return;
+	st->sent = tcp_written(tp);
+	st->received = tcp_read(tp);
+	if (counters) {
+		st->segs_out = BPF_CORE_READ(tp, segs_out);
+		st->segs_in = BPF_CORE_READ(tp, segs_in);
+		st->total_retrans = BPF_CORE_READ(tp, total_retrans);
 	}
-	struct netobs_endpoints ep;
-	sock_endpoints(sk, &ep);
-	st->key.direction = port_is_ephemeral(ep.local_port) ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
+	__sync_fetch_and_or(&st->flags, ST_INIT);
 }
 
-/* The owner of an accepted socket is the first process to use it: its first socket call, or its
- * close (FIN_WAIT1 and LAST_ACK are entered only from close(2) and shutdown(2)). No system call
- * tracepoint is needed for accept(2): enabling one makes every system call of every process slower. */
-static __always_inline void tcp_claim_owner(struct netflow_sock_state *st)
-{
-	st_take_owner(st);
-	if (!netobs_current_watched())
-		st->flags |= ST_DROPPED;
-}
-
-static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_sock_state *st, struct netflow_stats *f)
+static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_tcp_state *st, struct netflow_stats *f)
 {
 	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
 	__u64 now = bpf_ktime_get_ns();
@@ -279,30 +315,25 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_s
 	__sync_fetch_and_add(&f->rtt_count, 1);
 }
 
-/* The increase of a tcp_sock counter since its baseline, taken once: two flushes at the same
- * time (a socket's call and the iterator) never add the same segments twice, nor a negative. */
-static __always_inline __u32 counter_delta(__u64 *baseline, __u32 now)
-{
-	__u64 old = *baseline;
-	__u32 delta = now - (__u32)old;
-
-	if ((__s32)delta <= 0 || __sync_val_compare_and_swap(baseline, old, (__u64)now) != old)
-		return 0;
-	return delta;
-}
-
-/* Moves what the socket did since its last flush into its flow f. Safe on two CPUs at once
- * (a socket's call and the iterator): each byte and segment is taken by one of them. RTT is
- * sampled if the socket did something, or at an `event` (a state change, a retransmission). */
-static __always_inline void tcp_flush(struct sock *sk, struct netflow_sock_state *st, struct netflow_stats *f,
-				      bool event)
+/* Moves what the socket did since the last sync into its flow f. Safe on two CPUs at once: each byte
+ * and segment is taken by one of them. RTT is sampled if the socket did something, or at an `event`
+ * (a state change). */
+static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *st, struct netflow_stats *f,
+				     bool event)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u64 sent = __sync_lock_test_and_set(&st->pending_sent, 0);
-	__u64 received = __sync_lock_test_and_set(&st->pending_received, 0);
-	__u32 out = counter_delta(&st->segs_out, BPF_CORE_READ(tp, segs_out));
-	__u32 in = counter_delta(&st->segs_in, BPF_CORE_READ(tp, segs_in));
-	__u32 retrans = counter_delta(&st->total_retrans, BPF_CORE_READ(tp, total_retrans));
+	__u64 sent = 0;
+
+	if (!(st->flags & ST_SENT_DONE)) {
+		__u64 written = tcp_written(tp);
+		/* read again after write_seq: the FIN queued meanwhile set the flag first */
+		if (!(__sync_fetch_and_or(&st->flags, 0) & ST_SENT_DONE))
+			sent = counter_delta64(&st->sent, written);
+	}
+	__u64 received = counter_delta64(&st->received, tcp_read(tp));
+	__u32 out = counter_delta32(&st->segs_out, BPF_CORE_READ(tp, segs_out));
+	__u32 in = counter_delta32(&st->segs_in, BPF_CORE_READ(tp, segs_in));
+	__u32 retrans = counter_delta32(&st->total_retrans, BPF_CORE_READ(tp, total_retrans));
 
 	if (sent)
 		__sync_fetch_and_add(&f->bytes_sent, sent);
@@ -323,40 +354,136 @@ static __always_inline void tcp_flush(struct sock *sk, struct netflow_sock_state
 	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
-/* Brings the socket's flow up to date (creating it, counting the connection). `closing`: the
- * socket reached TCP_CLOSE; count it even if its owner never became known. */
-static __always_inline void tcp_account(struct sock *sk, struct netflow_sock_state *st, bool closing)
+static __always_inline void tcp_set_owner(struct netflow_tcp_state *st, const struct netobs_owner *o, bool watched)
 {
-	if (!(st->flags & ST_KEY_READY)) {
-		if (!closing && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_SYN_SENT)
-			return;
-		tcp_build_key(sk, st);
+	st->key.pid = o->pid;
+	st->key.start = o->start;
+	st->cgroup_id = o->cgroup_id;
+	__builtin_memcpy(st->comm, o->comm, NETFLOW_COMM_LEN);
+	if (!watched)
+		__sync_fetch_and_or(&st->flags, ST_DROPPED);
+}
+
+/* An owner is taken once, before the flow is counted (the flow's key holds it). */
+static __always_inline bool tcp_unowned(const struct netflow_tcp_state *st)
+{
+	return st->key.pid == 0 && !(st->flags & (ST_COUNTED | ST_CLOSED));
+}
+
+/* The socket's owner is the current process, in whose context this runs (see struct netobs_owner). */
+static __always_inline void tcp_claim_current(struct netflow_tcp_state *st)
+{
+	struct netobs_owner o;
+
+	if (!tcp_unowned(st))
+		return;
+	netobs_current_owner(&o);
+	tcp_set_owner(st, &o, netobs_current_watched());
+}
+
+static __always_inline __u32 sock_netns(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline void tcp_build_key(struct sock *sk, struct netflow_tcp_state *st)
+{
+	struct netobs_endpoints ep;
+
+	sock_endpoints(sk, &ep);
+	key_from_endpoints(&st->key, &ep, IPPROTO_TCP, st->key.direction, st->key.pid, st->key.start);
+	__sync_fetch_and_or(&st->flags, ST_KEY_READY);
+	if (flow_dropped(&st->key))
+		__sync_fetch_and_or(&st->flags, ST_DROPPED);
+}
+
+/* A new entry for the socket at `key`, zeroed, or NULL (counted) if the table is full. */
+static __always_inline struct netflow_tcp_state *tcp_state_new(__u64 key, __u64 cookie)
+{
+	__u32 zero = 0;
+	struct netflow_tcp_state *tmpl = bpf_map_lookup_elem(&tcp_state_template, &zero);
+
+	if (!tmpl)
+		return NULL;
+	__builtin_memset(tmpl, 0, sizeof(*tmpl));
+	tmpl->cookie = cookie;
+	if (bpf_map_update_elem(&tcp_socks, &key, tmpl, BPF_ANY)) {
+		netflow_count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
+		return NULL;
 	}
+	return bpf_map_lookup_elem(&tcp_socks, &key);
+}
+
+/* The socket's entry; one left by an earlier socket at the same address is dropped. A cookie of 0 is
+ * not known yet (a socket the walk adopted before anything asked for its cookie). */
+static __always_inline struct netflow_tcp_state *tcp_state_lookup(__u64 key, __u64 cookie)
+{
+	struct netflow_tcp_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+
+	if (!st)
+		return NULL;
+	if (st->cookie != cookie && st->cookie && cookie) {
+		bpf_map_delete_elem(&tcp_socks, &key);
+		return NULL;
+	}
+	if (!st->cookie)
+		st->cookie = cookie;
+	return st;
+}
+
+/* A socket first seen in the middle of its life: a connection from before start-up, or one that
+ * slipped between the walk and attach. It counts from now. Incoming if its local port listens. */
+static __always_inline struct netflow_tcp_state *tcp_adopt(struct sock *sk, __u64 key, __u64 cookie)
+{
+	struct netflow_tcp_state *st = tcp_state_new(key, cookie);
+	struct netobs_endpoints ep;
+
+	if (!st)
+		return NULL;
+	sock_endpoints(sk, &ep);
+	struct netflow_listener l = {.netns = sock_netns(sk), .port = ep.local_port};
+	if (bpf_map_lookup_elem(&listeners, &l))
+		st->key.direction = NETFLOW_DIR_INCOMING;
+	else
+		st->key.direction = port_is_ephemeral(ep.local_port) ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
+	st->flags = ST_MIDLIFE;
+	tcp_baseline(sk, st, true);
+	return st;
+}
+
+/* Brings the socket's flow up to date: creates it and counts the connection the first time.
+ * `closing`: the socket reached TCP_CLOSE; count it even if its owner never became known. `event`:
+ * a state change (an RTT sample is taken even if nothing moved). */
+static __always_inline void tcp_account(struct sock *sk, struct netflow_tcp_state *st, bool closing, bool event)
+{
+	if (!(st->flags & ST_INIT))
+		return; /* not established yet */
+	if (!(st->flags & ST_KEY_READY))
+		tcp_build_key(sk, st);
 	if (!closing && st->key.pid == 0)
-		return; /* accepted but not yet owned: the owner's first call will count it */
+		return; /* accepted but not yet owned: the walk, a call or the close names the owner */
 	if (st->flags & ST_DROPPED)
 		return;
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (!f)
 		return;
 	if (!(st->flags & (ST_COUNTED | ST_CLOSED))) {
-		st->flags |= ST_COUNTED;
+		__sync_fetch_and_or(&st->flags, ST_COUNTED);
 		if (!(st->flags & ST_MIDLIFE))
 			__sync_fetch_and_add(&f->established, 1);
 		__sync_fetch_and_add(&f->active, 1);
 	}
-	tcp_flush(sk, st, f, true);
+	tcp_sync(sk, st, f, event);
 	if (closing && !(st->flags & ST_CLOSED)) {
 		__sync_fetch_and_add(&f->closed, 1);
 		__sync_fetch_and_add(&f->active, -1);
-		st->flags = (st->flags & ~(ST_COUNTED | ST_FAST)) | ST_CLOSED;
+		__sync_fetch_and_or(&st->flags, ST_CLOSED);
+		__sync_fetch_and_and(&st->flags, ~(__u64)ST_COUNTED);
 		f->last_seen_ns = bpf_ktime_get_ns();
-	} else if ((st->flags & ST_COUNTED) && flush_iterator) {
-		st->flags |= ST_FAST; /* from now on the iterator, not each call, brings the flow up to date */
 	}
 }
 
-static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_sock_state *st)
+static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_tcp_state *st)
 {
 	struct netflow_failed_key fk = {};
 
@@ -385,51 +512,152 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_soc
 		f->last_seen_ns = bpf_ktime_get_ns();
 }
 
+/* Every TCP state change, in the kernel's order; under the socket's lock. */
 static __always_inline void netflow_state_change(struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return;
-	/* A listener is not a connection. (A passive child is cloned from its listener, so its
-	 * first transition is LISTEN -> SYN_RECV: that one matters.) */
-	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE))
+	__u64 key = (__u64)sk;
+	/* A listener is not a connection; its port makes adopted connections incoming. (A passive child
+	 * is cloned from its listener, so its first transition is LISTEN -> SYN_RECV.) */
+	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
+		struct netflow_listener l = {.netns = sock_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+		__u8 one = 1;
+		if (newstate == TCP_LISTEN)
+			bpf_map_update_elem(&listeners, &l, &one, BPF_ANY);
+		else
+			bpf_map_delete_elem(&listeners, &l);
 		return;
-	struct netflow_sock_state *st = tcp_state_get(sk);
-	if (!st)
-		return;
+	}
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct netflow_tcp_state *st;
 
 	if (newstate == TCP_SYN_SENT) { /* connect(2), in the connecting process */
+		st = tcp_state_new(key, cookie);
+		if (!st)
+			return;
 		st->key.direction = NETFLOW_DIR_OUTGOING;
-		st_take_owner(st);
 		/* the owner's filter verdict, taken in its context: later hooks may run in softirq */
-		if (!netobs_current_watched())
-			st->flags |= ST_DROPPED;
+		tcp_claim_current(st);
 		return;
 	}
-	if (newstate == TCP_SYN_RECV) { /* a passive child: its owner is known at its first use */
-		st->key.direction = NETFLOW_DIR_INCOMING;
+	if (newstate == TCP_SYN_RECV) { /* a passive child: its owner is known once accepted */
+		st = tcp_state_new(key, cookie);
+		if (st)
+			st->key.direction = NETFLOW_DIR_INCOMING;
 		return;
 	}
-	if (!st->key.direction)
-		tcp_adopt(sk, st);
+	st = tcp_state_lookup(key, cookie);
+	if (!st) {
+		st = tcp_adopt(sk, key, cookie);
+		if (!st)
+			return;
+		if (newstate == TCP_ESTABLISHED)
+			__sync_fetch_and_and(&st->flags, ~(__u64)ST_MIDLIFE); /* it connected just now: a new connection */
+	}
+	if (newstate == TCP_ESTABLISHED && !(st->flags & ST_INIT))
+		tcp_baseline(sk, st, false); /* payload counts from here: the SYN is behind */
 	if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
 		tcp_count_failed(sk, st);
 		return;
 	}
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE)
 		return; /* never established */
-	if (st->key.pid == 0 && (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK))
-		tcp_claim_owner(st);
-	tcp_account(sk, st, newstate == TCP_CLOSE);
-	return;
+	/* FIN_WAIT1 and LAST_ACK are entered only from close(2) and shutdown(2), before the FIN is queued;
+	 * inside close(2), inet_release has unhooked the socket from its struct socket. Both run in the
+	 * owner's context. */
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK || (so && BPF_CORE_READ(so, sk) != sk))
+		tcp_claim_current(st);
+	tcp_account(sk, st, newstate == TCP_CLOSE, true);
+	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK)
+		__sync_fetch_and_or(&st->flags, ST_SENT_DONE);
 }
 
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(netflow_tcp_retransmit, struct sock *sk)
+/* The socket is freed (tcp_destroy_sock): what its process read after TCP_CLOSE (data that came
+ * before the peer's FIN or reset) reaches the flow, and its entry goes. */
+static __always_inline void netflow_destroy(struct sock *sk)
 {
-	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, 0);
+	__u64 key = (__u64)sk;
+	struct netflow_tcp_state *st = tcp_state_lookup(key, bpf_get_socket_cookie(sk));
 
-	if (st && (st->flags & ST_KEY_READY))
-		tcp_account(sk, st, false);
+	if (!st)
+		return;
+	tcp_account(sk, st, true, false);
+	bpf_map_delete_elem(&tcp_socks, &key);
+}
+
+/* Without the walk only: each call brings the socket's flow up to date. */
+static __always_inline void tcp_call(struct sock *sk, int ret, bool sent)
+{
+	__u64 key = (__u64)sk;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct netflow_tcp_state *st = tcp_state_lookup(key, cookie);
+
+	if (!st) {
+		st = tcp_adopt(sk, key, cookie);
+		if (!st)
+			return;
+		/* this call's bytes are already in the kernel's counters: they count too */
+		if (sent)
+			st->sent -= ret;
+		else
+			st->received -= ret;
+	}
+	tcp_claim_current(st);
+	if ((st->flags & (ST_DROPPED | ST_KEY_READY)) == (ST_DROPPED | ST_KEY_READY))
+		return;
+	tcp_account(sk, st, false, false);
+}
+
+/* Run by user space before it reads `flows` (exporter/collectors/netflow.py): every open file of every
+ * process. Each TCP socket's flow is brought up to date; an accepted socket not yet owned is owned by
+ * the process holding it; a connection from before start-up is adopted, and counts from now. The
+ * socket is an untrusted pointer here: fields are read with BPF_CORE_READ. */
+SEC("iter/task_file")
+int collect_tcp(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	__u32 zero = 0;
+
+	if (!task || !file)
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_LISTEN) {
+		struct netflow_listener l = {.netns = sock_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+		__u8 one = 1;
+		bpf_map_update_elem(&listeners, &l, &one, BPF_ANY);
+		return 0;
+	}
+	__u32 *listeners_only = bpf_map_lookup_elem(&walk_listeners_only, &zero);
+	if (listeners_only && *listeners_only)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	struct netflow_tcp_state *st = tcp_state_lookup(key, cookie);
+	if (!st) {
+		if (state == TCP_SYN_SENT || state == TCP_CLOSE)
+			return 0; /* nothing to count yet, or any more */
+		st = tcp_adopt(sk, key, cookie);
+		if (!st)
+			return 0;
+	}
+	if (tcp_unowned(st)) {
+		struct netobs_owner o;
+		netobs_task_owner(task, &o);
+		tcp_set_owner(st, &o, netobs_watched(o.pid, o.cgroup_id));
+	}
+	tcp_account(sk, st, false, false);
 	return 0;
 }
 
@@ -452,7 +680,7 @@ static __always_inline void datagram_add(const struct netflow_key *key, const ch
 	f->last_seen_ns = bpf_ktime_get_ns();
 }
 
-static __always_inline void udp_add(const struct netflow_sock_state *st, const struct netobs_endpoints *ep,
+static __always_inline void udp_add(const struct netflow_udp_state *st, const struct netobs_endpoints *ep,
 				    __u64 bytes, bool sent)
 {
 	struct netflow_key key = {};
@@ -469,7 +697,7 @@ static __always_inline void udp_add(const struct netflow_sock_state *st, const s
  * failing that (recv(2) without an address), the peer it last sent to. */
 static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent, const struct udp_peer *peer)
 {
-	struct netflow_sock_state *st = bpf_sk_storage_get(&sock_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct netflow_udp_state *st = bpf_sk_storage_get(&udp_states, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	struct netobs_endpoints ep;
 
 	if (!st) {
@@ -479,7 +707,12 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent,
 	if (!(st->flags & ST_INIT)) {
 		st->flags = ST_INIT;
 		st->key.direction = sent ? NETFLOW_DIR_OUTGOING : NETFLOW_DIR_INCOMING;
-		st_take_owner(st); /* its first user owns its datagrams, as for TCP */
+		struct netobs_owner o; /* its first user owns its datagrams */
+		netobs_current_owner(&o);
+		st->key.pid = o.pid;
+		st->key.start = o.start;
+		st->cgroup_id = o.cgroup_id;
+		__builtin_memcpy(st->comm, o.comm, NETFLOW_COMM_LEN);
 	}
 	sock_endpoints(sk, &ep);
 	if (!ep.remote_port) { /* unconnected */
@@ -523,27 +756,8 @@ static __always_inline void netflow_sock_io(struct sock *sk, int ret, bool sent,
 	if (family == AF_INET || family == AF_INET6) {
 		__u16 protocol = sk->sk_protocol;
 		if (protocol == IPPROTO_TCP) {
-			struct netflow_sock_state *st = tcp_state_get(sk);
-			if (!st)
-				return;
-			__u32 flags = st->flags;
-			if ((flags & (ST_DROPPED | ST_KEY_READY)) == (ST_DROPPED | ST_KEY_READY) && st->key.pid)
-				return;
-			__sync_fetch_and_add(sent ? &st->pending_sent : &st->pending_received, ret);
-			if ((flags & (ST_FAST | ST_CLOSED)) == ST_FAST) {
-				if (++st->calls < NETFLOW_CALLS_PER_FLUSH)
-					return;
-				st->calls = 0;
-				struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
-				if (f)
-					tcp_flush(sk, st, f, false);
-				return;
-			}
-			if (!st->key.direction)
-				tcp_adopt(sk, st);
-			if (st->key.pid == 0)
-				tcp_claim_owner(st);
-			tcp_account(sk, st, false);
+			if (!tcp_walk)
+				tcp_call(sk, ret, sent);
 		} else if (protocol == IPPROTO_UDP) {
 			udp_account(sk, ret, sent, peer);
 		} else if (!drop_unknown) {
@@ -552,22 +766,4 @@ static __always_inline void netflow_sock_io(struct sock *sk, int ret, bool sent,
 	} else if (family == AF_UNIX ? !drop_unix : !drop_unknown) {
 		other_account(sk, family, ret, sent);
 	}
-}
-
-/* ---------------------------------------------------------------- before user space reads */
-
-/* Run by user space (MapIterator) over every socket's storage before it reads `flows`: each
- * socket's pending bytes and counters reach its flow, so a read sees every call made before it. */
-SEC("iter/bpf_sk_storage_map")
-int flush_sockets(struct bpf_iter__bpf_sk_storage_map *ctx)
-{
-	struct netflow_sock_state *st = ctx->value;
-	struct sock *sk = ctx->sk;
-
-	if (!st || !sk || (st->flags & (ST_FAST | ST_CLOSED)) != ST_FAST)
-		return 0;
-	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
-	if (f)
-		tcp_flush(sk, st, f, false);
-	return 0;
 }

@@ -60,12 +60,4 @@ struct netflow_failed_key {
 	__u32 error; /* positive errno: ECONNREFUSED, ETIMEDOUT, ... */
 };
 
-/* A TCP connection that existed before start-up, found by sock_diag in user space.
- * Keyed by socket cookie; the kernel claims it the first time it sees the socket. */
-struct netflow_seed {
-	struct netflow_key flow;
-	__u64 cgroup_id;
-	char comm[NETFLOW_COMM_LEN];
-};
-
 #endif

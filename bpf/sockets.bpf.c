@@ -150,6 +150,14 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(sock_destroy, struct sock *sk)
+{
+	if (netflow_enabled)
+		netflow_destroy(sk);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- unconnected UDP peers */
 
 /* A hook may read only the address fields of its own family: `v6` is a constant at each call. */

@@ -31,24 +31,28 @@ struct {
 	__type(value, __u8);
 } netobs_pid_verdicts SEC(".maps");
 
-/* Whether the current process (thread group) is watched. */
-static __always_inline bool netobs_current_watched(void)
+/* Whether a process (thread group `tgid`, in the cgroup `cgroup`) is watched. */
+static __always_inline bool netobs_watched(__u32 tgid, __u64 cgroup)
 {
-	__u32 tgid;
-	__u64 cgroup;
 	__u8 *verdict;
 
 	if (netobs_filter_mode == NETOBS_FILTER_OFF)
 		return true;
-	tgid = bpf_get_current_pid_tgid() >> 32;
 	verdict = bpf_map_lookup_elem(&netobs_pid_verdicts, &tgid);
 	if (verdict)
 		return *verdict;
-	cgroup = bpf_get_current_cgroup_id();
 	verdict = bpf_map_lookup_elem(&netobs_cgroup_verdicts, &cgroup);
 	if (verdict)
 		return *verdict;
 	return true;
+}
+
+/* Whether the current process is watched. */
+static __always_inline bool netobs_current_watched(void)
+{
+	if (netobs_filter_mode == NETOBS_FILTER_OFF)
+		return true;
+	return netobs_watched(bpf_get_current_pid_tgid() >> 32, bpf_get_current_cgroup_id());
 }
 
 #endif

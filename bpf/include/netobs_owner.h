@@ -101,6 +101,19 @@ static __always_inline void netobs_current_owner(struct netobs_owner *o)
 	current_process_name(&o->comm);
 }
 
+/* A task's process, as netobs_current_owner takes the current one (for iterators, which run in user
+ * space's context, not the task's). */
+static __always_inline void netobs_task_owner(struct task_struct *task, struct netobs_owner *o)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	o->pid = BPF_CORE_READ(task, tgid);
+	o->start = BPF_CORE_READ(leader, start_boottime) / NETOBS_CLOCK_TICK_NS;
+	o->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_STR_INTO(&o->comm, leader, comm);
+	netobs_cgroup_seen(task, o->cgroup_id);
+}
+
 /* The current process's start only: for what is keyed by process on every call (datagrams of other
  * socket families), where the cgroup is taken when the flow is created. */
 static __always_inline __u64 netobs_current_start(void)

@@ -78,7 +78,7 @@ class BpfMapBatchOpts(ctypes.Structure):
 
 class BpfIterAttachOpts(ctypes.Structure):
     """`struct bpf_iter_attach_opts`; link_info points to a `union bpf_iter_link_info` whose
-    first member is the map's fd (the only kind of iterator used here: over a map)."""
+    first member is the map's fd, for an iterator over a map."""
 
     _fields_ = [("sz", c_size_t), ("link_info", c_void_p), ("link_info_len", c_uint32)]
 

@@ -24,7 +24,7 @@ OBJECTS_ENV = "NETOBS_BPF_OBJECTS"
 BPF_MAP_TYPE_RINGBUF = 27
 # Sections libbpf attaches through tracefs's events/<category>/<name>/id.
 _TRACEFS_SECTIONS = ("tracepoint/", "tp/")
-# Iterators run on demand (BpfObject.map_iterator), not when attached.
+# Iterators run on demand (BpfObject.iterator), not when attached.
 _ITER_SECTION = "iter/"
 # Sections attached to the root of cgroup v2 (exporter/bpf/cgroupfs.py).
 _CGROUP_SECTION = "cgroup/"
@@ -46,8 +46,9 @@ class AttachResult:
     error: str | None  # the kernel's reason, one line, when not attached
 
 
-class MapIterator:
-    """An iterator program bound to a map: each run() calls it once per element, in the kernel."""
+class BpfIterator:
+    """An iterator program: each run() calls it once per element (of its map, or of the kernel objects
+    it walks), in the kernel."""
 
     def __init__(self, what: str, link_fd: int) -> None:
         self.what = what
@@ -58,7 +59,7 @@ class MapIterator:
         if fd < 0:
             raise error_for_errno(f"{self.what}: run", -fd)
         try:
-            while os.read(fd, 4096):  # the programs print nothing: one read walks the whole map
+            while os.read(fd, 4096):  # the programs print nothing: one read walks every element
                 pass
         except OSError as error:
             raise error_for_errno(f"{self.what}: run", error.errno or 0) from None
@@ -76,7 +77,7 @@ class BpfObject:
         self._links: list[int] = []
         self._maps: dict[str, BpfMap] = {}
         self._ring_buffers: list[RingBuffer] = []
-        self._iterators: dict[str, MapIterator] = {}
+        self._iterators: dict[str, BpfIterator] = {}
 
     @classmethod
     def open(cls, path: pathlib.Path) -> BpfObject:
@@ -159,7 +160,7 @@ class BpfObject:
 
     def attach_all(self) -> list[AttachResult]:
         """Attach every autoloaded program in object order; one failure does not stop the others.
-        An iterator is bound to its map by map_iterator() instead: reported attached if it was."""
+        An iterator is created by iterator() instead: reported attached if it was."""
         results = []
         for program, pointer in zip(self.programs(), self._program_pointers(), strict=True):
             if not lib().bpf_program__autoload(pointer):
@@ -170,23 +171,26 @@ class BpfObject:
             elif program in self._iterators:
                 results.append(AttachResult(program, section, attached=True, error=None))
             else:
-                results.append(AttachResult(program, section, attached=False, error="iterator not bound to a map"))
+                results.append(AttachResult(program, section, attached=False, error="iterator not created"))
         return results
 
-    def map_iterator(self, program: str, map_name: str) -> MapIterator:
-        """The iterator program `program` (SEC("iter/...")) bound to the map `map_name`, created
-        once; MapIterator.run() then walks every element of the map with it."""
+    def iterator(self, program: str, map_name: str | None = None) -> BpfIterator:
+        """The iterator program `program` (SEC("iter/...")), bound to the map `map_name` if it walks a
+        map, created once; BpfIterator.run() then walks every element with it."""
         if program in self._iterators:
             return self._iterators[program]
         pointer = self._program_for_attach(program)
-        info = (ctypes.c_uint32 * 2)(self.map(map_name).fd, 0)
-        opts = _libbpf.BpfIterAttachOpts(ctypes.sizeof(_libbpf.BpfIterAttachOpts), ctypes.addressof(info),
-                                          ctypes.sizeof(info))
-        link = lib().bpf_program__attach_iter(pointer, ctypes.byref(opts))
+        opts = None
+        if map_name is not None:
+            info = (ctypes.c_uint32 * 2)(self.map(map_name).fd, 0)
+            opts = ctypes.byref(_libbpf.BpfIterAttachOpts(ctypes.sizeof(_libbpf.BpfIterAttachOpts),
+                                                          ctypes.addressof(info), ctypes.sizeof(info)))
+        link = lib().bpf_program__attach_iter(pointer, opts)
         if not link:
-            raise error_for_errno(f"{self.path.name}: iterator '{program}' over '{map_name}'", _libbpf.last_errno())
+            over = f" over '{map_name}'" if map_name else ""
+            raise error_for_errno(f"{self.path.name}: iterator '{program}'{over}", _libbpf.last_errno())
         self._links.append(link)
-        iterator = self._iterators[program] = MapIterator(f"{self.path.name}: {program}", lib().bpf_link__fd(link))
+        iterator = self._iterators[program] = BpfIterator(f"{self.path.name}: {program}", lib().bpf_link__fd(link))
         return iterator
 
     def attach_uprobe(

@@ -8,6 +8,7 @@ kernel refuses does not stop the others."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
@@ -17,6 +18,9 @@ from exporter.series.rows import Row
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 200
+# Optional programs to load without, as on a kernel that refuses them (comma- or space-separated
+# names): to compare, or to avoid, what they cost (docs/metrics.md).
+WITHOUT_ENV = "NETOBS_WITHOUT_PROGRAMS"
 
 
 class Collector:
@@ -170,6 +174,10 @@ def load_object_or_fewer(members: Sequence[Collector]) -> BpfObject:
     optional = frozenset().union(*(m.optional_programs for m in members))
     if not optional:
         return load_object(members)
+    forced = optional & frozenset(os.environ.get(WITHOUT_ENV, "").replace(",", " ").split())
+    if forced:  # as a kernel that refuses them would have it
+        log.warning("%s: loaded without %s (%s)", members[0].object_name, ", ".join(sorted(forced)), WITHOUT_ENV)
+        return load_object(members, forced)
     refused: BpfError | None = None
     with held_messages() as held:  # libbpf's account of a refusal the exporter expects and handles
         try:

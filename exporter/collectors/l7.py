@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.bpf import BpfObject
-from exporter.collectors import owners, sockdiag, sockets
+from exporter.collectors import host, owners, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.l7_maps import (
     DB_ERROR,
@@ -90,7 +90,7 @@ class L7Collector(Collector):
     def prepare(self, obj: BpfObject) -> None:
         one = ctypes.c_uint8(1)
         addresses = obj.map("local_addrs")
-        for raw, _family in sockdiag.host_addresses():
+        for raw, _family in host.addresses():
             addresses.update(Addr16.from_buffer_copy(raw), one)
 
     # -------------------------------------------------------------- reading

@@ -1,9 +1,9 @@
 """netflow: the kernel's per-flow aggregates (bpf/netflow.c) as rows, one per flow and process.
 
-refresh() reads the flow table in batches and decodes only the entries whose bytes changed since
-the last read; the others keep their Row object. tick() forgets flows idle for Netflow.SeriesExpiry
-with no open connection, in the kernel and here, and keeps the host's addresses and the connections
-from before start-up in step with sock_diag."""
+refresh() first runs the kernel's walk of TCP sockets (collect_tcp), which brings every TCP flow up to
+date, then reads the flow table in batches and decodes only the entries whose bytes changed since the
+last read; the others keep their Row object. tick() forgets flows idle for Netflow.SeriesExpiry with no
+open connection, in the kernel and here, and keeps the host's addresses in step with netlink."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.bpf import BpfError, BpfObject
-from exporter.collectors import owners, sockdiag, sockets
+from exporter.bpf import BpfObject
+from exporter.bpf.object import BpfIterator
+from exporter.collectors import host, owners, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.netflow_maps import (
     COMM,
@@ -31,16 +32,14 @@ from exporter.collectors.netflow_maps import (
     Addr16,
     NetflowFailedKey,
     NetflowKey,
-    NetflowStats,
-    Seed,
 )
 from exporter.config import Config
-from exporter.series.addresses import AF_INET
 from exporter.series.flows import IPPROTO_TCP, FailedFigures, FailedKey, FlowFigures, FlowKey
 from exporter.series.rows import HistogramValue, Owner, Row
 
 log = logging.getLogger(__name__)
 
+WALK = "collect_tcp"  # the kernel's walk of TCP sockets, run before each read
 NO_BOUND_US = 0xFFFFFFFF  # pads Netflow.RttBuckets to the kernel's RTT_BOUNDS: larger samples go to +Inf
 
 
@@ -69,7 +68,6 @@ class _Flow:
 
     key: FlowKey
     value: bytes  # the entry's bytes, as last decoded
-    unclaimed: int  # connections from before start-up the kernel has not seen yet, counted in `active`
     row: Row
     last_seen_ns: int
     active: int
@@ -78,11 +76,10 @@ class _Flow:
 class NetflowCollector(Collector):
     name = "netflow"
     object_name = sockets.OBJECT
-    programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES | sockets.UDP_PEERS | frozenset(
-        {"netflow_tcp_retransmit", "flush_sockets"})
-    # Without the socket-storage iterator (a kernel may refuse iter/bpf_sk_storage_map), every TCP
-    # call brings its flow up to date itself: as exact, ~400 ns more per call (docs/metrics.md).
-    optional_programs = frozenset({"flush_sockets"})
+    programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES | sockets.UDP_PEERS | frozenset({WALK, "sock_destroy"})
+    # Without the walk of TCP sockets (a kernel may refuse iter/task_file), each TCP call brings its
+    # flow up to date itself: as exact, ~100 ns more per call (docs/benchmarks.md).
+    optional_programs = frozenset({WALK})
     without_optional = "netflow brings each TCP flow up to date at every socket call instead (docs/benchmarks.md)"
 
     def __init__(self, config: Config) -> None:
@@ -95,9 +92,6 @@ class NetflowCollector(Collector):
         self._rows: list[Row] = []
         self._next_netlink = 0.0
         self._next_expiry = 0.0
-        self._seed_cookies: set[int] = set()
-        self._existing: list[sockdiag.Connection] = []  # open at start-up, until seeded
-        self._startup_lost = 0  # of those, the ones the flow table had no room for
 
     # -------------------------------------------------------------- set-up
 
@@ -115,18 +109,16 @@ class NetflowCollector(Collector):
             "drop_local": common.drop_local_connections,
             "rtt_sample_interval_ns": int(self.config.netflow.rtt_sample_interval * 1e9),
             "rtt_bounds_us": b"".join(b.to_bytes(4, "little") for b in bounds),
-            "flush_iterator": "flush_sockets" not in self.without,
+            "tcp_walk": WALK not in self.without,
         })
         obj.set_max_entries("flows", self.config.netflow.max_flows)
-        # the connections open now, found before load so that the seeds table is made to hold them all
-        self._existing = list(sockdiag.established_tcp())
-        obj.set_max_entries("seeds", max(len(self._existing), 1))
 
     def prepare(self, obj: BpfObject) -> None:
-        if "flush_sockets" not in self.without:
-            obj.map_iterator("flush_sockets", "sock_states")  # created now: a kernel without it fails here
-        self._sync_local_addresses(obj, {raw for raw, _family in sockdiag.host_addresses()})
-        self._seed_existing_connections(obj)
+        self._sync_local_addresses(obj, {raw for raw, _family in host.addresses()})
+        if WALK in self.without:
+            return
+        walk = obj.iterator(WALK)  # created now: a kernel without it fails here
+        self._adopt_existing_connections(obj, walk)
 
     def _sync_local_addresses(self, obj: BpfObject, wanted: set[bytes]) -> None:
         addresses = obj.map("local_addrs")
@@ -137,54 +129,29 @@ class NetflowCollector(Collector):
         for raw in present - wanted:
             addresses.delete(Addr16.from_buffer_copy(raw))
 
-    def _seed_existing_connections(self, obj: BpfObject) -> None:
-        """Connections open before start-up: the kernel never saw them connect or accept.
-        Until the kernel first sees one (and counts it itself), it counts in `active` here. Those whose
-        flow finds no room in the flow table are counted as flow_table_full, as the kernel counts a
-        flow it has no room for; netflow runs on, and takes them in when room frees."""
-        low, high = read_ephemeral_range()
-        local = {raw for raw, _family in sockdiag.host_addresses()}
-        seeds, flows = obj.map("seeds"), obj.map("flows")
-        unfit = 0
-        for conn in self._existing:
-            key = conn.flow_key(low, high)
-            if self._dropped(key, local):
-                continue
-            seed = Seed(flow=key, cgroup_id=conn.cgroup_id, comm=conn.comm.encode()[:15])
-            if flows.lookup(key, NetflowStats) is None:  # programs are not attached yet: no race
-                try:
-                    flows.update(key, NetflowStats(comm=seed.comm, cgroup_id=conn.cgroup_id,
-                                                   last_seen_ns=time.monotonic_ns()))
-                except BpfError:  # full: the kernel adopts it like a connection from after start-up
-                    unfit += 1
-                    continue
-            seeds.update(ctypes.c_uint64(conn.cookie), seed)
-            self._seed_cookies.add(conn.cookie)
-        self._existing = []
-        self._startup_lost = unfit
-        log.info("netflow: %d connections open before start-up", len(self._seed_cookies) + unfit)
+    def _adopt_existing_connections(self, obj: BpfObject, walk: BpfIterator) -> None:
+        """Connections open before start-up: the kernel never saw them connect or accept. A first walk
+        records every listening port (so that an accepted connection is known as incoming), a second
+        adopts each connection held by a process, which owns it; they count from now. Those whose flow
+        finds no room in the flow table are counted as flow_table_full, as at run time; netflow runs
+        on, and takes them in as room frees."""
+        only = obj.map("walk_listeners_only")
+        zero = ctypes.c_uint32(0)
+        only.update(zero, ctypes.c_uint32(1))
+        walk.run()
+        only.update(zero, zero)
+        before = self._lost_in_kernel(obj).get("flow_table_full", 0)
+        walk.run()
+        unfit = self._lost_in_kernel(obj).get("flow_table_full", 0) - before
         if unfit:
             log.warning("netflow: %d connections open before start-up found no room in the flow table "
                         "(Netflow.MaxFlows=%d): counted as flow_table_full, and taken in as room frees",
                         unfit, self.config.netflow.max_flows)
 
-    def _dropped(self, key: NetflowKey, local_addresses: set[bytes]) -> bool:
-        """The kernel's flow_dropped(), for flows built here."""
-        remote = bytes(key.remote_addr)
-        loopback = remote[0] == 127 if key.family == AF_INET else remote == bytes(15) + b"\x01"
-        if self.config.common.drop_local_connections and (loopback or remote in local_addresses):
-            return True
-        return self.kernel_filter is not None and self.kernel_filter.watched(key.pid) is False
-
-    def _unclaimed_seeds(self) -> dict[bytes, int]:
-        """flow key -> open connections from before start-up that the kernel has not seen yet."""
-        assert self.obj is not None
-        counts: dict[bytes, int] = {}
-        if self._seed_cookies:
-            for _cookie, seed in self.obj.map("seeds").items(ctypes.c_uint64, Seed):
-                raw = bytes(seed.flow)
-                counts[raw] = counts.get(raw, 0) + 1
-        return counts
+    @staticmethod
+    def _lost_in_kernel(obj: BpfObject) -> dict[str, int]:
+        return {LOST_REASONS[k.value]: v.value
+                for k, v in obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
 
     # -------------------------------------------------------------- reading
 
@@ -192,27 +159,24 @@ class NetflowCollector(Collector):
         """Reads the flow and failure tables; only entries whose bytes changed are decoded again."""
         if self.obj is None:
             return
-        if "flush_sockets" not in self.without:
-            self.obj.map_iterator("flush_sockets", "sock_states").run()  # bytes still held per socket
-        unclaimed = self._unclaimed_seeds()
+        if WALK not in self.without:
+            self.obj.iterator(WALK).run()  # every TCP socket's flow up to date
         flows: dict[bytes, _Flow] = {}
         for raw_key, value in self.obj.map("flows").raw_items():
-            seeds = unclaimed.get(raw_key, 0)
             flow = self._flows.get(raw_key)
-            if flow is None or flow.value != value or flow.unclaimed != seeds:
-                flow = self._decode(raw_key, value, seeds, flow)
+            if flow is None or flow.value != value:
+                flow = self._decode(raw_key, value, flow)
             flows[raw_key] = flow
         self._flows = flows
         self._read_failed()
         self._rows = [f.row for f in flows.values()] + [row for _, row in self._failed.values()]
 
-    def _decode(self, raw_key: bytes, value: bytes, unclaimed: int, before: _Flow | None) -> _Flow:
+    def _decode(self, raw_key: bytes, value: bytes, before: _Flow | None) -> _Flow:
         if before is not None and value[SAMPLES] == before.value[SAMPLES] and value[COMM] == before.value[COMM]:
-            return self._counts_changed(value, unclaimed, before)
+            return self._counts_changed(value, before)
         fields = STATS.unpack(value)
         sent, received, packets_sent, packets_received, retransmits, established, closed, active = fields[:8]
         rtt_sum_us, rtt_count, srtt_us, rttvar_us, last_seen_ns, cgroup_id, comm = fields[_RTT_SUM:]
-        active += unclaimed
         if before is not None:
             key, owner = before.key, before.row.owner
             if value[COMM] != before.value[COMM]:
@@ -228,15 +192,14 @@ class NetflowCollector(Collector):
                 srtt_us / 1e6 if sampled else None, rttvar_us / 1e6 if sampled else None, rtt)
         else:
             figures = FlowFigures(sent, received, packets_sent, packets_received, *(None,) * 7)
-        return _Flow(key, value, unclaimed, Row(key, owner, figures), last_seen_ns, active)
+        return _Flow(key, value, Row(key, owner, figures), last_seen_ns, active)
 
     @staticmethod
-    def _counts_changed(value: bytes, unclaimed: int, before: _Flow) -> _Flow:
+    def _counts_changed(value: bytes, before: _Flow) -> _Flow:
         """The usual change of a busy flow: its counters and the time of its last event, nothing else. The
         RTT samples and the process are taken as they were, and only the counters are read."""
         sent, received, packets_sent, packets_received, retransmits, established, closed, active = \
             COUNTS.unpack_from(value)
-        active += unclaimed
         row = before.row
         if before.key.protocol == IPPROTO_TCP:
             was: FlowFigures = row.figures  # type: ignore[assignment]  # a flow's row has FlowFigures
@@ -245,7 +208,7 @@ class NetflowCollector(Collector):
         else:
             figures = FlowFigures(sent, received, packets_sent, packets_received, *(None,) * 7)
         last_seen_ns = LAST_SEEN.unpack_from(value, LAST_SEEN_AT)[0]
-        return _Flow(before.key, value, unclaimed, Row(before.key, row.owner, figures), last_seen_ns, active)
+        return _Flow(before.key, value, Row(before.key, row.owner, figures), last_seen_ns, active)
 
     def _read_failed(self) -> None:
         assert self.obj is not None
@@ -268,16 +231,13 @@ class NetflowCollector(Collector):
     def lost(self) -> Mapping[str, int]:
         if self.obj is None:
             return {}
-        counts = {LOST_REASONS[k.value]: v.value
-                  for k, v in self.obj.map("netflow_lost").items(ctypes.c_uint32, ctypes.c_uint64)}
-        counts["flow_table_full"] = counts.get("flow_table_full", 0) + self._startup_lost
-        return counts
+        return self._lost_in_kernel(self.obj)
 
     # -------------------------------------------------------------- housekeeping
 
     def tick(self, now: float) -> None:
-        """Every few seconds: flows idle past the expiry go. Every FlushNetlinkInterval: host addresses,
-        and seeds of connections that closed unseen (the netlink dumps run outside the lock)."""
+        """Every few seconds: flows idle past the expiry go. Every FlushNetlinkInterval: the host's
+        addresses (the netlink dump runs outside the lock)."""
         if self.obj is None:
             return
         if now >= self._next_expiry:
@@ -288,20 +248,9 @@ class NetflowCollector(Collector):
         if now < self._next_netlink:
             return
         self._next_netlink = now + self.config.common.flush_netlink_interval
-        addresses = {raw for raw, _family in sockdiag.host_addresses()}
+        addresses = {raw for raw, _family in host.addresses()}
         with self.lock:
             self._sync_local_addresses(self.obj, addresses)
-            if self._seed_cookies:
-                pending = {c.value for c in self.obj.map("seeds").keys(ctypes.c_uint64)}
-                self._seed_cookies &= pending  # the kernel claimed the others
-        if not self._seed_cookies:
-            return
-        alive = sockdiag.tcp_cookies()
-        with self.lock:
-            seeds = self.obj.map("seeds")
-            for cookie in self._seed_cookies - alive:
-                seeds.delete(ctypes.c_uint64(cookie))
-            self._seed_cookies &= alive
 
     def _expire(self, now_ns: int) -> None:
         """Deletes flows with no open connection and nothing new for Netflow.SeriesExpiry, with their

@@ -51,10 +51,6 @@ class NetflowFailedKey(ctypes.Structure):
     _fields_ = (("flow", NetflowKey), ("error", ctypes.c_uint32))
 
 
-class Seed(ctypes.Structure):
-    _fields_ = (("flow", NetflowKey), ("cgroup_id", ctypes.c_uint64), ("comm", ctypes.c_char * COMM_LEN))
-
-
 class Addr16(ctypes.Structure):
     _fields_ = (("addr", ctypes.c_uint8 * 16),)
 
@@ -63,7 +59,6 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "netflow_key": NetflowKey,
     "netflow_stats": NetflowStats,
     "netflow_failed_key": NetflowFailedKey,
-    "netflow_seed": Seed,
 }
 
 # The same layouts for struct: local_addr, remote_addr, start, pid, local_port, remote_port, family, protocol,

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from exporter.collectors.base import WITHOUT_ENV
 from tests.kernel.harness import WITH_PID, Exporter, Peer, wait_until
 from tests.kernel.netns import VethPair, veth_pair
 
@@ -59,8 +60,8 @@ def test_tcp_bytes_are_exact_on_both_sides(exporter: Exporter, host: str) -> Non
 
 
 def test_an_open_connection_with_few_calls_is_exact_before_it_closes(exporter: Exporter) -> None:
-    """A call only adds its bytes to its socket's storage; a read brings every socket up to date
-    first (the flush_sockets iterator), so three small sends on a connection that stays open count."""
+    """A TCP call costs netflow nothing; a read brings every socket up to date first (the collect_tcp
+    walk), so three small sends on a connection that stays open count."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)) as client:
@@ -80,6 +81,53 @@ def test_an_open_connection_with_few_calls_is_exact_before_it_closes(exporter: E
                 assert server.recv(50, socket.MSG_WAITALL) == b"z" * 50
                 assert_bytes(exporter, str(os.getpid()), 350, 7, netflow_direction="outgoing",
                              destination_port=str(port), network_transport="tcp")
+
+
+def test_a_connection_opened_and_closed_between_two_collections_is_exact(exporter: Exporter) -> None:
+    """No read in between: its state changes alone (the close included) carry the figures."""
+    me = str(os.getpid())
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            server, _ = listener.accept()
+            with server:
+                client.sendall(b"q" * 12_345)
+                assert server.recv(12_345, socket.MSG_WAITALL) == b"q" * 12_345
+                server.sendall(b"a" * 678)
+                server.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := client.recv(4096):  # the reply, then the end of file
+                    got += chunk
+                assert got == b"a" * 678
+    outgoing = {"netflow_direction": "outgoing", "destination_port": str(port)}
+    incoming = {"netflow_direction": "incoming", "source_port": str(port)}
+    assert_bytes(exporter, me, 12_345, 678, **outgoing)
+    assert_bytes(exporter, me, 678, 12_345, **incoming)
+    for flow in (outgoing, incoming):
+        flow["process_pid"] = me
+        assert exporter.value("netflow_tcp_established_total", **flow) == 1
+        assert exporter.value("netflow_tcp_closed_total", **flow) == 1
+        assert exporter.value("netflow_tcp_active", **flow) == 0
+
+
+def test_an_idle_connection_inside_a_pod_namespace_is_exact_at_the_next_collection(
+        exporter: Exporter, veth: VethPair) -> None:
+    """Both ends inside a network namespace (a pod's), in which no process of the exporter runs; the
+    connection stays open and idle: the walk of every process's sockets finds it."""
+    receiver = Peer("tcp-receiver-ack", "--host=127.0.0.1", "--expect=5000", netns=veth.b)
+    sender = Peer("tcp-sender-hold", "--host=127.0.0.1", f"--port={receiver.ready['port']}", "--send=5000",
+                  "--more=11", netns=veth.b)
+    sender.line()
+    port = str(receiver.ready["port"])
+    assert_bytes(exporter, sender.pid, 5000, 1, netflow_direction="outgoing", destination_port=port)
+    assert_bytes(exporter, receiver.pid, 1, 5000, netflow_direction="incoming", source_port=port)
+    assert exporter.value("netflow_tcp_active", process_pid=sender.pid) == 1
+    assert exporter.value("netflow_tcp_active", process_pid=receiver.pid) == 1
+    sender.send_line()
+    sender.finish()
+    receiver.finish()
+    assert_bytes(exporter, sender.pid, 5011, 1, netflow_direction="outgoing", destination_port=port)
+    assert_bytes(exporter, receiver.pid, 1, 5011, netflow_direction="incoming", source_port=port)
 
 
 def test_tcp_bytes_between_network_namespaces(exporter: Exporter, veth: VethPair) -> None:
@@ -250,5 +298,29 @@ def test_connection_open_before_start_obeys_drop_switches(bpf_ready: None) -> No
         time.sleep(1.5)
         assert e.samples("netflow_tcp_active", process_pid=sender.pid) == []
         assert e.samples(BYTES, process_pid=sender.pid) == []
+    finally:
+        assert e.stop() == 0
+
+
+def test_without_the_walk_each_call_keeps_tcp_exact(veth: VethPair) -> None:
+    """On a kernel that refuses the walk of sockets (iter/task_file), each TCP call brings its flow up
+    to date: as exact, open or closed, in any network namespace."""
+    e = Exporter(WITH_PID, "Common.DropLocalConnections=false", env={WITHOUT_ENV: "collect_tcp"})
+    try:
+        assert "loaded without collect_tcp" in e.log()
+        server, client = tcp_transfer("127.0.0.1", up=2_000_000, down=1_000_000)
+        assert_bytes(e, client.pid, 2_000_000, 1_000_000, netflow_direction="outgoing")
+        assert_bytes(e, server.pid, 1_000_000, 2_000_000, netflow_direction="incoming")
+        receiver = Peer("tcp-receiver-ack", "--host=127.0.0.1", "--expect=700", netns=veth.b)
+        sender = Peer("tcp-sender-hold", "--host=127.0.0.1", f"--port={receiver.ready['port']}", "--send=700",
+                      "--more=3", netns=veth.b)
+        sender.line()
+        assert_bytes(e, sender.pid, 700, 1, netflow_direction="outgoing")
+        assert_bytes(e, receiver.pid, 1, 700, netflow_direction="incoming")
+        sender.send_line()
+        sender.finish()
+        receiver.finish()
+        assert_bytes(e, sender.pid, 703, 1, netflow_direction="outgoing")
+        assert e.wait_for("netflow_tcp_closed_total", 1, process_pid=receiver.pid) == 1
     finally:
         assert e.stop() == 0
