@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
+from paired import BusyCpu, ratio_summary
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,9 @@ class Round:
     throughput_bps: float = 0.0        # iperf3 end.sum_received.bits_per_second
     iperf3_sent_bytes: int = 0         # iperf3 end.sum_sent.bytes (data only)
     conn_per_s: float = 0.0
+    iperf3_cpu_s: float = 0.0          # the whole machine's busy CPU time during the iperf3 test
+    connections: int = 0
+    conn_cpu_s: float = 0.0            # ... during the connection workload
     other_exporters: int = 0           # exporter processes not started by us seen during the round
     exporter_counted_bytes: float | None = None  # netflow_bytes_total, iperf3 client, transmit
     exporter_cpu_s: float | None = None          # utime+stime while the workloads ran
@@ -220,38 +224,46 @@ def exported_series(text: str) -> int:
 
 # ------------------------------------------------------------------ the workloads
 
-def iperf3(seconds: float) -> tuple[float, int, int]:
-    """(bits/s received, data bytes sent, client pid) of one loopback iperf3 TCP test."""
+def iperf3(seconds: float) -> tuple[float, int, int, float]:
+    """(bits/s received, data bytes sent, client pid, the machine's busy CPU seconds) of one loopback
+    iperf3 TCP test."""
     port = free_port()
     server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port), "-B", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, server, "iperf3 server")
+        cpu = BusyCpu()
+        cpu.start()
         client = subprocess.Popen(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
                                   stdout=subprocess.PIPE, text=True)
         out, _ = client.communicate(timeout=seconds + 30)
+        busy = cpu.stop()
         end = json.loads(out)["end"]
         if client.returncode != 0 or "sum_received" not in end:
             raise RuntimeError(f"iperf3 client failed: {out[-2000:]}")
         server.wait(timeout=10)
     finally:
         stop(server)
-    return float(end["sum_received"]["bits_per_second"]), int(end["sum_sent"]["bytes"]), client.pid
+    return float(end["sum_received"]["bits_per_second"]), int(end["sum_sent"]["bytes"]), client.pid, busy
 
 
-def connection_rate(seconds: float) -> float:
-    """Connections per second made by this script's `client` role against its `server` role."""
+def connection_rate(seconds: float) -> tuple[float, int, float]:
+    """(connections per second, connections, the machine's busy CPU seconds) made by this script's
+    `client` role against its `server` role."""
     port = free_port()
     me = [sys.executable, str(Path(__file__).resolve())]
     server = subprocess.Popen([*me, "--role", "server", "--port", str(port)])
     try:
         wait_listening(port, server, "connection server")
+        cpu = BusyCpu()
+        cpu.start()
         out = subprocess.run([*me, "--role", "client", "--port", str(port), "--seconds", str(seconds)],
                              check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+        busy = cpu.stop()
     finally:
         stop(server)
     result = json.loads(out)
-    return float(result["connections"] / result["seconds"])
+    return float(result["connections"] / result["seconds"]), int(result["connections"]), busy
 
 
 def serve(port: int) -> None:
@@ -284,7 +296,7 @@ def connect_repeatedly(port: int, seconds: float) -> None:
 # ------------------------------------------------------------------ rounds
 
 def run_workloads(r: Round, seconds: float, exporter: Exporter | None) -> None:
-    r.throughput_bps, r.iperf3_sent_bytes, client_pid = iperf3(seconds)
+    r.throughput_bps, r.iperf3_sent_bytes, client_pid, r.iperf3_cpu_s = iperf3(seconds)
     if exporter is not None:  # the kernel counts; /metrics may lag by its 1 s snapshot cache
         deadline = time.monotonic() + 15
         while (counted := exporter.transmitted_bytes(client_pid)) < r.iperf3_sent_bytes:
@@ -292,13 +304,13 @@ def run_workloads(r: Round, seconds: float, exporter: Exporter | None) -> None:
                 break
             time.sleep(0.25)
         r.exporter_counted_bytes = counted
-    r.conn_per_s = connection_rate(seconds)
+    r.conn_per_s, r.connections, r.conn_cpu_s = connection_rate(seconds)
 
 
 @contextlib.contextmanager
 def long_lived_connection() -> Iterator[None]:
     """A loopback TCP connection open from before the exporter starts until the round ends, as an SSH
-    session would be on a real host. The exporter adopts such connections at start-up (sock_diag)."""
+    session would be on a real host. The exporter adopts such connections at start-up (its first walk)."""
     with socket.create_server(("127.0.0.1", 0)) as listener, \
             socket.create_connection(listener.getsockname()) as client:
         server, _ = listener.accept()
@@ -378,6 +390,20 @@ def summarise(rounds: list[Round], seconds: float, long_lived: bool, commit: str
             "peak_rss_mb": {"goal": f"< {GOAL_RSS_MB:g} MB", "value": worst_rss, "pass": worst_rss < GOAL_RSS_MB},
         },
         "counted_at_least_sent": all((r.exporter_counted_bytes or 0) >= r.iperf3_sent_bytes for r in on),
+        "cpu_off_on": cpu_ratios(rounds),
+    }
+
+
+def cpu_ratios(rounds: list[Round]) -> dict[str, str]:
+    """The machine's CPU time per byte (iperf3) and per connection, OFF/ON: each ON round against the
+    OFF rounds on either side (bench/paired.py), with a 95 % confidence interval."""
+    def per(mode: str, cpu: str, work: str) -> list[float]:
+        return [getattr(r, cpu) / getattr(r, work) for r in rounds if r.mode == mode and getattr(r, work)]
+    return {
+        "cpu_per_byte": ratio_summary(per("off", "iperf3_cpu_s", "iperf3_sent_bytes"),
+                                      per("on", "iperf3_cpu_s", "iperf3_sent_bytes"), cost=True),
+        "cpu_per_connection": ratio_summary(per("off", "conn_cpu_s", "connections"),
+                                            per("on", "conn_cpu_s", "connections"), cost=True),
     }
 
 
@@ -423,6 +449,9 @@ def print_table(result: dict) -> None:
         print(f"goal {name} {goal['goal']}: {value} {'PASS' if goal['pass'] else 'FAIL'}")
     print("exporter counted >= iperf3 sent in every ON round: "
           f"{'PASS' if result['counted_at_least_sent'] else 'FAIL'}")
+    cpu = result["cpu_off_on"]
+    print(f"machine CPU time per iperf3 byte, OFF/ON: {cpu['cpu_per_byte']}")
+    print(f"machine CPU time per connection, OFF/ON: {cpu['cpu_per_connection']}")
 
 
 def main() -> int:
@@ -449,6 +478,8 @@ def main() -> int:
         for mode in ("off", "on"):
             print(f"round {i}/{args.rounds}, exporter {mode}...", file=sys.stderr, flush=True)
             rounds.append(run_round(i, mode, args.seconds, args.long_lived))
+    print("closing OFF run...", file=sys.stderr, flush=True)  # every ON run between two OFF runs
+    rounds.append(run_round(args.rounds + 1, "off", args.seconds, args.long_lived))
     result = summarise(rounds, args.seconds, args.long_lived, commit)
     if args.json:
         print(json.dumps(result, indent=2))
