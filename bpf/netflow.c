@@ -224,15 +224,29 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 
 /* ---------------------------------------------------------------- TCP */
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+#define barrier() asm volatile("" ::: "memory")
+
+/* The socket as a struct tcp_sock whose fields are read by plain loads (the kernel makes each a
+ * fault-safe load): a BPF_CORE_READ is a helper call, ~50-100 ns each on kernels with return
+ * thunks, and the walk reads a dozen fields of every socket. */
+static __always_inline struct tcp_sock *tcp_of(struct sock *sk)
+{
+	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+}
+
 /* What the socket's application has written so far, as a 64-bit count: bytes acknowledged, plus
  * those written but not yet acknowledged. The FIN takes one sequence number: past ST_SENT_DONE
  * this is not read again. Read in this order, a race with an acknowledgement can only make it
  * smaller than the truth, never larger: a delta then waits for the next read. */
 static __always_inline __u64 tcp_written(struct tcp_sock *tp)
 {
-	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
-	__u32 una = BPF_CORE_READ(tp, snd_una);
-	__u32 write_seq = BPF_CORE_READ(tp, write_seq);
+	__u64 acked = tp->bytes_acked;
+	barrier();
+	__u32 una = tp->snd_una;
+	barrier();
+	__u32 write_seq = tp->write_seq;
 
 	return acked + (__u32)(write_seq - una);
 }
@@ -241,10 +255,13 @@ static __always_inline __u64 tcp_written(struct tcp_sock *tp)
  * once read (end of file), is taken off. Same order rule as tcp_written. */
 static __always_inline __u64 tcp_read(struct tcp_sock *tp)
 {
-	__u64 received = BPF_CORE_READ(tp, bytes_received);
-	__u32 rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
-	__u32 copied = BPF_CORE_READ(tp, copied_seq);
-	__u64 flags = BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_flags);
+	__u64 received = tp->bytes_received;
+	barrier();
+	__u32 rcv_nxt = tp->rcv_nxt;
+	barrier();
+	__u32 copied = tp->copied_seq;
+	barrier();
+	__u64 flags = tp->inet_conn.icsk_inet.sk.__sk_common.skc_flags;
 	__u64 read = received - (__u32)(rcv_nxt - copied);
 
 	if (copied == rcv_nxt && (flags & (1UL << SOCK_DONE)) && read)
@@ -279,28 +296,28 @@ static __always_inline __u32 counter_delta32(__u64 *baseline, __u32 now)
  * (baselines 0: its SYN, and the SYN's retransmissions, count); an adopted one's from here too. */
 static __always_inline void tcp_baseline(struct sock *sk, struct netflow_tcp_state *st, bool counters)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcp_sock *tp = tcp_of(sk);
 
 	st->sent = tcp_written(tp);
 	st->received = tcp_read(tp);
 	if (counters) {
-		st->segs_out = BPF_CORE_READ(tp, segs_out);
-		st->segs_in = BPF_CORE_READ(tp, segs_in);
-		st->total_retrans = BPF_CORE_READ(tp, total_retrans);
+		st->segs_out = tp->segs_out;
+		st->segs_in = tp->segs_in;
+		st->total_retrans = tp->total_retrans;
 	}
 	__sync_fetch_and_or(&st->flags, ST_INIT);
 }
 
 static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_tcp_state *st, struct netflow_stats *f)
 {
-	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	__u32 srtt = tp->srtt_us >> 3;
 	__u64 now = bpf_ktime_get_ns();
 	__u32 idx = NETFLOW_RTT_BOUNDS;
 
 	if (!srtt)
 		return;
 	f->srtt_us = srtt;
-	f->rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
+	f->rttvar_us = tp->mdev_us >> 2;
 	if (st->last_rtt_sample_ns && now - st->last_rtt_sample_ns < rtt_sample_interval_ns)
 		return;
 	st->last_rtt_sample_ns = now;
@@ -315,13 +332,23 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_t
 	__sync_fetch_and_add(&f->rtt_count, 1);
 }
 
+/* Nothing moved since the last sync: the walk then leaves the flow alone (no lookup). */
+static __always_inline bool tcp_idle(struct sock *sk, const struct netflow_tcp_state *st)
+{
+	struct tcp_sock *tp = tcp_of(sk);
+
+	return (__u32)st->segs_out == tp->segs_out && (__u32)st->segs_in == tp->segs_in &&
+	       (__u32)st->total_retrans == tp->total_retrans && st->received == tcp_read(tp) &&
+	       ((st->flags & ST_SENT_DONE) || st->sent == tcp_written(tp));
+}
+
 /* Moves what the socket did since the last sync into its flow f. Safe on two CPUs at once: each byte
  * and segment is taken by one of them. RTT is sampled if the socket did something, or at an `event`
  * (a state change). */
 static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *st, struct netflow_stats *f,
 				     bool event)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcp_sock *tp = tcp_of(sk);
 	__u64 sent = 0;
 
 	if (!(st->flags & ST_SENT_DONE)) {
@@ -331,9 +358,9 @@ static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *
 			sent = counter_delta64(&st->sent, written);
 	}
 	__u64 received = counter_delta64(&st->received, tcp_read(tp));
-	__u32 out = counter_delta32(&st->segs_out, BPF_CORE_READ(tp, segs_out));
-	__u32 in = counter_delta32(&st->segs_in, BPF_CORE_READ(tp, segs_in));
-	__u32 retrans = counter_delta32(&st->total_retrans, BPF_CORE_READ(tp, total_retrans));
+	__u32 out = counter_delta32(&st->segs_out, tp->segs_out);
+	__u32 in = counter_delta32(&st->segs_in, tp->segs_in);
+	__u32 retrans = counter_delta32(&st->total_retrans, tp->total_retrans);
 
 	if (sent)
 		__sync_fetch_and_add(&f->bytes_sent, sent);
@@ -463,6 +490,8 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_tcp_stat
 	if (!closing && st->key.pid == 0)
 		return; /* accepted but not yet owned: the walk, a call or the close names the owner */
 	if (st->flags & ST_DROPPED)
+		return;
+	if ((st->flags & (ST_COUNTED | ST_CLOSED)) && !closing && !event && tcp_idle(sk, st))
 		return;
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (!f)
@@ -612,8 +641,7 @@ static __always_inline void tcp_call(struct sock *sk, int ret, bool sent)
 
 /* Run by user space before it reads `flows` (exporter/collectors/netflow.py): every open file of every
  * process. Each TCP socket's flow is brought up to date; an accepted socket not yet owned is owned by
- * the process holding it; a connection from before start-up is adopted, and counts from now. The
- * socket is an untrusted pointer here: fields are read with BPF_CORE_READ. */
+ * the process holding it; a connection from before start-up is adopted, and counts from now. */
 SEC("iter/task_file")
 int collect_tcp(struct bpf_iter__task_file *ctx)
 {
@@ -626,13 +654,13 @@ int collect_tcp(struct bpf_iter__task_file *ctx)
 	struct socket *sock = bpf_sock_from_file(file);
 	if (!sock)
 		return 0;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	struct sock *sk = sock->sk; /* untrusted: plain loads are fault-safe, helpers refuse it */
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__u8 state = sk->__sk_common.skc_state;
 	if (state == TCP_LISTEN) {
 		struct netflow_listener l = {.netns = sock_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
 		__u8 one = 1;
@@ -643,7 +671,7 @@ int collect_tcp(struct bpf_iter__task_file *ctx)
 	if (listeners_only && *listeners_only)
 		return 0;
 	__u64 key = (__u64)sk;
-	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	struct netflow_tcp_state *st = tcp_state_lookup(key, cookie);
 	if (!st) {
 		if (state == TCP_SYN_SENT || state == TCP_CLOSE)
