@@ -1,7 +1,9 @@
 /* One thread plays an HTTP/1.1 client and server on a loopback TCP connection: write a request,
  * read it on the other end, write a response, read it back. Prints the nanoseconds per exchange
  * (two sends and two receives, plus loopback TCP) over N exchanges, after N/10 to warm up.
- * Built and run by bench/exchange_cost.py. */
+ * `exchange_cost N connections`: each exchange on a connection of its own instead (connect,
+ * accept, the exchange, the server closes, the client reads the end and closes), so the figure
+ * includes every TCP state change of both ends. Built and run by bench/exchange_cost.py. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -39,9 +41,27 @@ static int pass(int to, int from, const char *msg, size_t len)
 	return 0;
 }
 
+/* One exchange on a new connection to the listener at `a`; 0 on success. */
+static int connection(int lsn, const struct sockaddr_in *a)
+{
+	char buf[16];
+	int cli = socket(AF_INET, SOCK_STREAM, 0), srv;
+
+	if (cli < 0 || connect(cli, (const struct sockaddr *)a, sizeof(*a)) || (srv = accept(lsn, NULL, NULL)) < 0)
+		return -1;
+	if (pass(cli, srv, request, sizeof(request) - 1) || pass(srv, cli, response, sizeof(response) - 1))
+		return -1;
+	close(srv);
+	if (read(cli, buf, sizeof(buf)) != 0) /* the end of file */
+		return -1;
+	close(cli);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
+	int connections = argc > 2 && strcmp(argv[2], "connections") == 0;
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t alen = sizeof(a);
 	int one = 1, lsn, cli, srv;
@@ -57,6 +77,19 @@ int main(int argc, char **argv)
 	}
 	setsockopt(cli, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(srv, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connections) {
+		listen(lsn, 16);
+		for (long i = 0; i < n + n / 10; i++) {
+			if (i == n / 10)
+				start = now();
+			if (connection(lsn, &a)) {
+				perror("exchange_cost: connection");
+				return 1;
+			}
+		}
+		printf("%.1f\n", (now() - start) / n * 1e9);
+		return 0;
+	}
 	for (long i = 0; i < n + n / 10; i++) {
 		if (i == n / 10)
 			start = now();

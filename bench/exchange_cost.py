@@ -9,7 +9,11 @@ run reads the kernel's own run time of each BPF program (kernel.bpf_stats_enable
 The exporter must count every exchange: the client's and the server's series for the program are
 checked against the number of exchanges run, and a difference is printed.
 
-    .venv/bin/python bench/exchange_cost.py [--rounds N] [--exchanges N] [--runs K] [--programs]
+With --connections, each exchange runs on a connection of its own (connect, accept, the exchange,
+the server closes, the client reads the end of file and closes): every TCP state change of both ends
+and the sockets' release are in the figure. Use --exchanges 20000 then (ephemeral ports).
+
+    .venv/bin/python bench/exchange_cost.py [--rounds N] [--exchanges N] [--runs K] [--programs] [--connections]
 
 Needs root and clang. Prints a Markdown table; exit status 0 whatever the figures."""
 
@@ -48,12 +52,15 @@ def build(workdir: Path) -> Path:
     return binary
 
 
+MODE: list[str] = []  # ["connections"]: each exchange on a connection of its own
+
+
 def fastest(binary: Path, exchanges: int, runs: int) -> float:
     """ns per exchange of the fastest of `runs` runs, pinned to the last CPU."""
     cpu = max(os.sched_getaffinity(0))
     times = []
     for _ in range(runs):
-        out = subprocess.run([str(binary), str(exchanges)], capture_output=True, text=True, check=True,
+        out = subprocess.run([str(binary), str(exchanges), *MODE], capture_output=True, text=True, check=True,
                              preexec_fn=lambda: os.sched_setaffinity(0, {cpu})).stdout
         times.append(float(out))
     return min(times)
@@ -123,7 +130,11 @@ def main() -> None:
     p.add_argument("--exchanges", type=int, default=100_000)
     p.add_argument("--runs", type=int, default=5, help="runs per round; the fastest counts")
     p.add_argument("--programs", action="store_true", help="also each BPF program's run time per call")
+    p.add_argument("--connections", action="store_true",
+                   help="each exchange on a connection of its own: connect, accept, exchange, close (both ends)")
     a = p.parse_args()
+    if a.connections:
+        MODE.append("connections")
     with tempfile.TemporaryDirectory(prefix="exchange-cost-") as tmp:
         binary = build(Path(tmp))
         off: list[float] = []
@@ -146,8 +157,10 @@ def main() -> None:
                         STATS.write_text("0")
                         for prog, (runs, ns) in end.items():
                             calls = runs - start.get(prog, (0, 0))[0]
-                            if calls >= a.exchanges:
-                                spent = ns - start.get(prog, (0, 0))[1]
+                            spent = ns - start.get(prog, (0, 0))[1]
+                            if a.connections and calls > 0:  # per connection
+                                per_call[name].setdefault(prog, []).append(spent / a.exchanges)
+                            elif calls >= a.exchanges:
                                 per_call[name].setdefault(prog, []).append(spent / calls)
                     time.sleep(2.5)
                     after = exchanges_counted(exporter.url)
@@ -156,19 +169,21 @@ def main() -> None:
                     missing[name] += sum(abs(expected - (x - y)) for x, y in zip(after, before, strict=True))
                 print(f"round {r} {name}: off {off[-1]:.0f} ns, on {on[name][-1]:.0f} ns", file=sys.stderr)
     base = statistics.median(off)
-    print("| configuration | ns per exchange (min-max) | added | added per socket call |")
+    unit = "connection" if a.connections else "exchange"
+    print(f"| configuration | ns per {unit} (min-max) | added | added per socket call |")
     print("| --- | ---: | ---: | ---: |")
     print(f"| exporter off | {base:.0f} ({min(off):.0f}-{max(off):.0f}) | | |")
     for name in CONFIGURATIONS:
         cost = statistics.median(on[name])
         spread = f"{min(on[name]):.0f}-{max(on[name]):.0f}"
+        per_call_added = "" if a.connections else f"{(cost - base) / 4:+.0f} ns"
         print(f"| {name} | {cost:.0f} ({spread}) | {cost - base:+.0f} ns ({cost / base - 1:+.1%}) "
-              f"| {(cost - base) / 4:+.0f} ns |")
+              f"| {per_call_added} |")
     http = statistics.median(on["HTTP only"])
     print(f"default collectors over HTTP only: {statistics.median(on['default collectors']) / http - 1:+.1%}")
     for name in CONFIGURATIONS:
         for prog, values in sorted(per_call[name].items()):
-            print(f"{name}: {prog} {statistics.median(values):.0f} ns per call")
+            print(f"{name}: {prog} {statistics.median(values):.0f} ns per {'connection' if a.connections else 'call'}")
     print("exchanges not counted (client and server sides): "
           + ", ".join(f"{name}: {n}" for name, n in missing.items() if name != "netflow only"))
 

@@ -96,6 +96,7 @@ struct netflow_tcp_state {
 	char comm[NETFLOW_COMM_LEN];
 	__u64 sent;     /* baselines: payload written and read (64-bit), */
 	__u64 received;
+	__u64 sent_final; /* what was written when the FIN was queued (ST_SENT_DONE) */
 	__u64 segs_out; /* and the 32-bit tcp_sock counters, held in 64 bits for cmpxchg */
 	__u64 segs_in;
 	__u64 total_retrans;
@@ -339,7 +340,7 @@ static __always_inline bool tcp_idle(struct sock *sk, const struct netflow_tcp_s
 
 	return (__u32)st->segs_out == tp->segs_out && (__u32)st->segs_in == tp->segs_in &&
 	       (__u32)st->total_retrans == tp->total_retrans && st->received == tcp_read(tp) &&
-	       ((st->flags & ST_SENT_DONE) || st->sent == tcp_written(tp));
+	       st->sent == ((st->flags & ST_SENT_DONE) ? st->sent_final : tcp_written(tp));
 }
 
 /* Moves what the socket did since the last sync into its flow f. Safe on two CPUs at once: each byte
@@ -349,14 +350,15 @@ static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *
 				     bool event)
 {
 	struct tcp_sock *tp = tcp_of(sk);
-	__u64 sent = 0;
+	__u64 written = st->sent_final;
 
 	if (!(st->flags & ST_SENT_DONE)) {
-		__u64 written = tcp_written(tp);
-		/* read again after write_seq: the FIN queued meanwhile set the flag first */
-		if (!(__sync_fetch_and_or(&st->flags, 0) & ST_SENT_DONE))
-			sent = counter_delta64(&st->sent, written);
+		written = tcp_written(tp);
+		/* the flag again, after write_seq: a FIN queued meanwhile set it first, after sent_final */
+		if (__sync_fetch_and_or(&st->flags, 0) & ST_SENT_DONE)
+			written = st->sent_final;
 	}
+	__u64 sent = counter_delta64(&st->sent, written);
 	__u64 received = counter_delta64(&st->received, tcp_read(tp));
 	__u32 out = counter_delta32(&st->segs_out, tp->segs_out);
 	__u32 in = counter_delta32(&st->segs_in, tp->segs_in);
@@ -410,7 +412,7 @@ static __always_inline void tcp_claim_current(struct netflow_tcp_state *st)
 
 static __always_inline __u32 sock_netns(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
 static __always_inline void tcp_build_key(struct sock *sk, struct netflow_tcp_state *st)
@@ -491,7 +493,8 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_tcp_stat
 		return; /* accepted but not yet owned: the walk, a call or the close names the owner */
 	if (st->flags & ST_DROPPED)
 		return;
-	if ((st->flags & (ST_COUNTED | ST_CLOSED)) && !closing && !event && tcp_idle(sk, st))
+	if ((st->flags & (ST_COUNTED | ST_CLOSED)) && (!closing || (st->flags & ST_CLOSED)) && !event &&
+	    tcp_idle(sk, st))
 		return;
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (!f)
@@ -520,7 +523,7 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_tcp
 	if (st->flags & ST_DROPPED)
 		return;
 	__builtin_memcpy(&fk.flow, &st->key, sizeof(fk.flow));
-	fk.error = BPF_CORE_READ(sk, sk_err);
+	fk.error = sk->sk_err;
 	__u64 *n = bpf_map_lookup_elem(&failed, &fk);
 	if (n) {
 		__sync_fetch_and_add(n, 1);
@@ -544,13 +547,13 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_tcp
 /* Every TCP state change, in the kernel's order; under the socket's lock. */
 static __always_inline void netflow_state_change(struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
 	__u64 key = (__u64)sk;
 	/* A listener is not a connection; its port makes adopted connections incoming. (A passive child
 	 * is cloned from its listener, so its first transition is LISTEN -> SYN_RECV.) */
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
-		struct netflow_listener l = {.netns = sock_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+		struct netflow_listener l = {.netns = sock_netns(sk), .port = sk->__sk_common.skc_num};
 		__u8 one = 1;
 		if (newstate == TCP_LISTEN)
 			bpf_map_update_elem(&listeners, &l, &one, BPF_ANY);
@@ -595,12 +598,22 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	/* FIN_WAIT1 and LAST_ACK are entered only from close(2) and shutdown(2), before the FIN is queued;
 	 * inside close(2), inet_release has unhooked the socket from its struct socket. Both run in the
 	 * owner's context. */
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
-	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK || (so && BPF_CORE_READ(so, sk) != sk))
+	struct socket *so = sk->sk_socket;
+	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
+		tcp_claim_current(st);
+		if (!(st->flags & (ST_COUNTED | ST_CLOSED)))
+			tcp_account(sk, st, false, true);
+		if (st->flags & ST_SENT_DONE)
+			return; /* close(2) after shutdown(2) enters FIN_WAIT1 again, its FIN queued */
+		st->sent_final = tcp_written(tcp_of(sk)); /* what it wrote: the FIN takes a sequence number */
+		__sync_fetch_and_or(&st->flags, ST_SENT_DONE);
+		return;
+	}
+	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+		return; /* FIN_WAIT2, CLOSE_WAIT, CLOSING: the next read or the close takes their figures */
+	if (so && so->sk != sk)
 		tcp_claim_current(st);
 	tcp_account(sk, st, newstate == TCP_CLOSE, true);
-	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK)
-		__sync_fetch_and_or(&st->flags, ST_SENT_DONE);
 }
 
 /* The socket is freed (tcp_destroy_sock): what its process read after TCP_CLOSE (data that came
@@ -662,7 +675,7 @@ int collect_tcp(struct bpf_iter__task_file *ctx)
 		return 0;
 	__u8 state = sk->__sk_common.skc_state;
 	if (state == TCP_LISTEN) {
-		struct netflow_listener l = {.netns = sock_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+		struct netflow_listener l = {.netns = sock_netns(sk), .port = sk->__sk_common.skc_num};
 		__u8 one = 1;
 		bpf_map_update_elem(&listeners, &l, &one, BPF_ANY);
 		return 0;

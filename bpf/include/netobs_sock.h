@@ -46,19 +46,22 @@ static __always_inline void endpoints_unmap_v4(struct netobs_endpoints *ep)
 	ep->family = AF_INET;
 }
 
+/* Plain loads: `sk` is a BTF pointer (a tracepoint's argument, or a walk's untrusted pointer, whose
+ * loads the kernel makes fault-safe); a BPF_CORE_READ would be a helper call per field. */
 static __always_inline void sock_endpoints(const struct sock *sk, struct netobs_endpoints *ep)
 {
 	__builtin_memset(ep, 0, sizeof(*ep));
-	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	ep->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ep->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ep->family = sk->__sk_common.skc_family;
+	ep->local_port = sk->__sk_common.skc_num;
+	ep->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (ep->family == AF_INET) {
-		/* explicit sizes: BPF_CORE_READ_INTO would copy sizeof(__u8) into a byte array */
-		bpf_core_read(ep->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(ep->remote_addr, 4, &sk->__sk_common.skc_daddr);
+		((__u32 *)ep->local_addr)[0] = sk->__sk_common.skc_rcv_saddr;
+		((__u32 *)ep->remote_addr)[0] = sk->__sk_common.skc_daddr;
 	} else if (ep->family == AF_INET6) {
-		bpf_core_read(ep->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(ep->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
+		for (int i = 0; i < 4; i++) {
+			((__u32 *)ep->local_addr)[i] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+			((__u32 *)ep->remote_addr)[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
+		}
 		endpoints_unmap_v4(ep);
 	}
 }
@@ -77,25 +80,6 @@ static __always_inline bool addr_is_loopback(const __u8 *a, __u16 family)
 		return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
 	}
 	return false;
-}
-
-/* The struct sock behind a file descriptor of the current task, or NULL if it is not a socket. */
-static __always_inline struct sock *fd_to_sock(int fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
-
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return NULL;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return NULL;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	return sock ? BPF_CORE_READ(sock, sk) : NULL;
 }
 
 /* The process (thread-group leader) name: a worker thread's own name would split series. */
