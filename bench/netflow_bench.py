@@ -193,11 +193,14 @@ class Exporter:
             found = re.search(r"netflow: (\d+) connections open before start-up", f.read())
         return int(found.group(1)) if found else None
 
-    def transmitted_bytes(self, pid: int) -> float:
+    def transmitted_bytes(self) -> float:
+        """What the iperf3 client sent, by the exporter's count (its series carry the process name,
+        not the pid, in the default configuration)."""
         total = 0.0
         for family in text_string_to_metric_families(self.scrape()):
             for s in family.samples:
-                if (s.name == "netflow_bytes_total" and s.labels.get("process_pid") == str(pid)
+                if (s.name == "netflow_bytes_total" and s.labels.get("process_executable_name") == "iperf3"
+                        and s.labels.get("netflow_direction") == "outgoing"
                         and s.labels.get("network_io_direction") == "transmit"):
                     total += s.value
         return total
@@ -296,10 +299,11 @@ def connect_repeatedly(port: int, seconds: float) -> None:
 # ------------------------------------------------------------------ rounds
 
 def run_workloads(r: Round, seconds: float, exporter: Exporter | None) -> None:
-    r.throughput_bps, r.iperf3_sent_bytes, client_pid, r.iperf3_cpu_s = iperf3(seconds)
+    before = exporter.transmitted_bytes() if exporter is not None else 0.0
+    r.throughput_bps, r.iperf3_sent_bytes, _client_pid, r.iperf3_cpu_s = iperf3(seconds)
     if exporter is not None:  # the kernel counts; /metrics may lag by its 1 s snapshot cache
         deadline = time.monotonic() + 15
-        while (counted := exporter.transmitted_bytes(client_pid)) < r.iperf3_sent_bytes:
+        while (counted := exporter.transmitted_bytes() - before) < r.iperf3_sent_bytes:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.25)

@@ -143,6 +143,8 @@ class NetflowCollector(Collector):
         before = self._lost_in_kernel(obj).get("flow_table_full", 0)
         walk.run()
         unfit = self._lost_in_kernel(obj).get("flow_table_full", 0) - before
+        adopted = sum(COUNTS.unpack_from(value)[7] for _key, value in obj.map("flows").raw_items())
+        log.info("netflow: %d connections open before start-up", adopted + unfit)
         if unfit:
             log.warning("netflow: %d connections open before start-up found no room in the flow table "
                         "(Netflow.MaxFlows=%d): counted as flow_table_full, and taken in as room frees",
