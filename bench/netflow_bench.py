@@ -6,7 +6,7 @@ them back, close) made by a small Python client against a small Python server. D
 the exporter is scraped every second, like Prometheus would, and its CPU time and peak RSS are read
 from /proc. It also checks that the exporter counted at least the bytes iperf3 says it sent.
 
-    .venv/bin/python bench/netflow_bench.py [--rounds N] [--seconds S] [--json] [--no-long-lived]
+    .venv/bin/python bench/netflow_bench.py [--rounds N] [--seconds S] [--json] [--no-long-lived] [--set KEY=VALUE]...
 
 Every round holds one TCP connection open from before the exporter starts, as an SSH session would
 be on a real host (--no-long-lived leaves it out), because the exporter treats such connections
@@ -144,13 +144,14 @@ def other_exporters(ours: int | None) -> int:
 class Exporter:
     """The exporter as its users run it, on a free loopback port, scraped every second."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/metrics"
         self.log = open(f"/tmp/netobs-bench-exporter-{self.port}.log", "w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--config.set", "Common.DropLocalConnections=false"],
+             "--config.set", "Common.DropLocalConnections=false",
+             *(x for kv in settings for x in ("--config.set", kv))],
             cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         self._stop_scraping = threading.Event()
         self.scrapes = self.scrape_errors = self.max_scrape_bytes = self.max_series = 0
@@ -341,13 +342,13 @@ def measure_on(r: Round, seconds: float, exporter: Exporter) -> None:
     r.exporter_max_scrape_bytes = exporter.max_scrape_bytes
 
 
-def run_round(index: int, mode: str, seconds: float, long_lived: bool) -> Round:
+def run_round(index: int, mode: str, seconds: float, long_lived: bool, settings: list[str]) -> Round:
     r = Round(index, mode)
     with contextlib.ExitStack() as stack:
         if long_lived:
             stack.enter_context(long_lived_connection())
         if mode == "on":
-            measure_on(r, seconds, stack.enter_context(Exporter()))
+            measure_on(r, seconds, stack.enter_context(Exporter(settings)))
         else:
             r.other_exporters = other_exporters(None)
             run_workloads(r, seconds, None)
@@ -465,6 +466,8 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--no-long-lived", dest="long_lived", action="store_false",
                    help="do not hold a TCP connection open through each round (default: one is, as on a real host)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a configuration setting for the exporter (repeatable), e.g. Common.ProtocolProcess=false")
     p.add_argument("--role", choices=("server", "client"), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -481,9 +484,9 @@ def main() -> int:
     for i in range(1, args.rounds + 1):
         for mode in ("off", "on"):
             print(f"round {i}/{args.rounds}, exporter {mode}...", file=sys.stderr, flush=True)
-            rounds.append(run_round(i, mode, args.seconds, args.long_lived))
+            rounds.append(run_round(i, mode, args.seconds, args.long_lived, args.set))
     print("closing OFF run...", file=sys.stderr, flush=True)  # every ON run between two OFF runs
-    rounds.append(run_round(args.rounds + 1, "off", args.seconds, args.long_lived))
+    rounds.append(run_round(args.rounds + 1, "off", args.seconds, args.long_lived, args.set))
     result = summarise(rounds, args.seconds, args.long_lived, commit)
     if args.json:
         print(json.dumps(result, indent=2))

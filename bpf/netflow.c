@@ -561,6 +561,8 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 			bpf_map_delete_elem(&listeners, &l);
 		return;
 	}
+	if (newstate == TCP_SYN_RECV || (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE))
+		return; /* a passive child: followed from its handshake's end (if any), its owner once accepted */
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct netflow_tcp_state *st;
 
@@ -573,14 +575,13 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 		tcp_claim_current(st);
 		return;
 	}
-	if (newstate == TCP_SYN_RECV) { /* a passive child: its owner is known once accepted */
-		st = tcp_state_new(key, cookie);
-		if (st)
-			st->key.direction = NETFLOW_DIR_INCOMING;
-		return;
-	}
 	st = tcp_state_lookup(key, cookie);
-	if (!st) {
+	if (!st && oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
+		st = tcp_state_new(key, cookie);
+		if (!st)
+			return;
+		st->key.direction = NETFLOW_DIR_INCOMING;
+	} else if (!st) {
 		st = tcp_adopt(sk, key, cookie);
 		if (!st)
 			return;
@@ -593,8 +594,6 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 		tcp_count_failed(sk, st);
 		return;
 	}
-	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE)
-		return; /* never established */
 	/* FIN_WAIT1 and LAST_ACK are entered only from close(2) and shutdown(2), before the FIN is queued;
 	 * inside close(2), inet_release has unhooked the socket from its struct socket. Both run in the
 	 * owner's context. */

@@ -236,6 +236,8 @@ def test_unix_sockets_dropped_by_default(exporter: Exporter) -> None:
 
 
 def test_connection_open_before_start_is_attributed(bpf_ready: None) -> None:
+    """Adopted by the first walk, owned by the process holding it, incoming where its port listens; its
+    bytes count from start-up: the 1,000 sent before are not counted, the 777 after are."""
     receiver = Peer("tcp-receiver-ack", "--expect=1000")
     sender = Peer("tcp-sender-hold", f"--port={receiver.ready['port']}", "--send=1000", "--more=777")
     sender.line()
