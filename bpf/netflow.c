@@ -309,10 +309,10 @@ static __always_inline void tcp_baseline(struct sock *sk, struct netflow_tcp_sta
 	__sync_fetch_and_or(&st->flags, ST_INIT);
 }
 
-static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_tcp_state *st, struct netflow_stats *f)
+static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_tcp_state *st, struct netflow_stats *f,
+					   __u64 now)
 {
 	__u32 srtt = tp->srtt_us >> 3;
-	__u64 now = bpf_ktime_get_ns();
 	__u32 idx = NETFLOW_RTT_BOUNDS;
 
 	if (!srtt)
@@ -376,11 +376,12 @@ static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *
 		__sync_fetch_and_add(&f->retransmits, retrans);
 	if (!(sent | received | out | in | retrans)) {
 		if (event)
-			tcp_sample_rtt(tp, st, f);
+			tcp_sample_rtt(tp, st, f, bpf_ktime_get_ns());
 		return;
 	}
-	tcp_sample_rtt(tp, st, f);
-	f->last_seen_ns = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_ns();
+	tcp_sample_rtt(tp, st, f, now);
+	f->last_seen_ns = now;
 }
 
 static __always_inline void tcp_set_owner(struct netflow_tcp_state *st, const struct netobs_owner *o, bool watched)
@@ -563,11 +564,12 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	}
 	if (newstate == TCP_SYN_RECV || (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE))
 		return; /* a passive child: followed from its handshake's end (if any), its owner once accepted */
-	__u64 cookie = bpf_get_socket_cookie(sk);
+	/* the cookie is made once, when the entry is; a plain load reads it back */
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	struct netflow_tcp_state *st;
 
 	if (newstate == TCP_SYN_SENT) { /* connect(2), in the connecting process */
-		st = tcp_state_new(key, cookie);
+		st = tcp_state_new(key, bpf_get_socket_cookie(sk));
 		if (!st)
 			return;
 		st->key.direction = NETFLOW_DIR_OUTGOING;
@@ -577,12 +579,12 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	}
 	st = tcp_state_lookup(key, cookie);
 	if (!st && oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
-		st = tcp_state_new(key, cookie);
+		st = tcp_state_new(key, bpf_get_socket_cookie(sk));
 		if (!st)
 			return;
 		st->key.direction = NETFLOW_DIR_INCOMING;
 	} else if (!st) {
-		st = tcp_adopt(sk, key, cookie);
+		st = tcp_adopt(sk, key, bpf_get_socket_cookie(sk));
 		if (!st)
 			return;
 		if (newstate == TCP_ESTABLISHED)
@@ -620,7 +622,7 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 static __always_inline void netflow_destroy(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct netflow_tcp_state *st = tcp_state_lookup(key, bpf_get_socket_cookie(sk));
+	struct netflow_tcp_state *st = tcp_state_lookup(key, sk->__sk_common.skc_cookie.counter);
 
 	if (!st)
 		return;
@@ -632,11 +634,10 @@ static __always_inline void netflow_destroy(struct sock *sk)
 static __always_inline void tcp_call(struct sock *sk, int ret, bool sent)
 {
 	__u64 key = (__u64)sk;
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct netflow_tcp_state *st = tcp_state_lookup(key, cookie);
+	struct netflow_tcp_state *st = tcp_state_lookup(key, sk->__sk_common.skc_cookie.counter);
 
 	if (!st) {
-		st = tcp_adopt(sk, key, cookie);
+		st = tcp_adopt(sk, key, bpf_get_socket_cookie(sk));
 		if (!st)
 			return;
 		/* this call's bytes are already in the kernel's counters: they count too */

@@ -82,12 +82,12 @@ static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 c
 /* The current process's start, and its cgroup in *cgroup_id, whose names it records. */
 static __always_inline __u64 netobs_current_identity(__u64 *cgroup_id)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf(); /* a BTF pointer: plain loads */
 	__u64 id = bpf_get_current_cgroup_id();
 
 	*cgroup_id = id;
 	netobs_cgroup_seen(task, id);
-	return BPF_CORE_READ(task, group_leader, start_boottime) / NETOBS_CLOCK_TICK_NS;
+	return task->group_leader->start_boottime / NETOBS_CLOCK_TICK_NS;
 }
 
 /* The current process as user space will attribute it; records its cgroup's names. */
