@@ -100,12 +100,19 @@ class Attribution:
         start = str(owner.start)
         with self._lock:
             past = self._past.get((owner.pid, start))
-        if past is not None:
+        if past is not None and self._same_cgroup(past, owner):
             return past
         current = self._current(owner.pid)
-        if current is not None and current.start == start:
+        if current is not None and current.start == start and self._same_cgroup(current, owner):
             return current
         return self._from_kernel(owner, start)
+
+    @staticmethod
+    def _same_cgroup(seen: Workload, owner: Owner) -> bool:
+        """A process seen in another cgroup than the kernel's: seen between its fork and its move into
+        a container (runc, `echo $$ > cgroup.procs`), before the exec that made the socket. The kernel's
+        facts are the truer ones then."""
+        return not owner.cgroup_id or seen.cgroup_id is None or seen.cgroup_id == owner.cgroup_id
 
     def _from_kernel(self, owner: Owner, start: str) -> Workload:
         path = None
