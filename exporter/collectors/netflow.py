@@ -78,7 +78,7 @@ class NetflowCollector(Collector):
     object_name = sockets.OBJECT
     programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES | sockets.UDP_PEERS | frozenset({WALK, "sock_destroy"})
     # Without the walk of TCP sockets (a kernel may refuse iter/task_file), each TCP call brings its
-    # flow up to date itself: as exact, ~100 ns more per call (docs/benchmarks.md).
+    # flow up to date itself: as exact, ~250 ns more per call (docs/benchmarks.md).
     optional_programs = frozenset({WALK})
     without_optional = "netflow brings each TCP flow up to date at every socket call instead (docs/benchmarks.md)"
 
