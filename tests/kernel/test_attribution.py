@@ -468,7 +468,9 @@ def test_a_burst_of_200_short_processes_is_attributed_to_the_last_byte(world: Wo
         remove_cgroup(cgroup)
         total = sum(sizes)
         assert wait_bytes(e, total, timeout=30, destination_port=str(sink.port)) == total
-        [(labels, value)] = outgoing(e, destination_port=str(sink.port))
+        series = outgoing(e, destination_port=str(sink.port))
+        assert len(series) == 1, [(labels.get("container_id"), value) for labels, value in series]
+        [(labels, value)] = series
         assert (labels["container_id"], labels["k8s_cronjob_name"], value) == (cid, "burst", total)
         assert sink.received == total
     finally:
