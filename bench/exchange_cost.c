@@ -3,7 +3,9 @@
  * (two sends and two receives, plus loopback TCP) over N exchanges, after N/10 to warm up.
  * `exchange_cost N connections`: each exchange on a connection of its own instead (connect,
  * accept, the exchange, the server closes, the client reads the end and closes), so the figure
- * includes every TCP state change of both ends. Built and run by bench/exchange_cost.py. */
+ * includes every TCP state change of both ends. A third argument `opaque` sends bytes of no protocol
+ * the exporter knows instead, of the same lengths (as SSH or a TLS session would be, to its L7).
+ * Built and run by bench/exchange_cost.py. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char request[] = "GET /exchange HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: exchange_cost\r\n\r\n";
-static const char response[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+static const char *request = "GET /exchange HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: exchange_cost\r\n\r\n";
+static const char *response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
 
 static double now(void)
 {
@@ -49,7 +51,7 @@ static int connection(int lsn, const struct sockaddr_in *a)
 
 	if (cli < 0 || connect(cli, (const struct sockaddr *)a, sizeof(*a)) || (srv = accept(lsn, NULL, NULL)) < 0)
 		return -1;
-	if (pass(cli, srv, request, sizeof(request) - 1) || pass(srv, cli, response, sizeof(response) - 1))
+	if (pass(cli, srv, request, strlen(request)) || pass(srv, cli, response, strlen(response)))
 		return -1;
 	close(srv);
 	if (read(cli, buf, sizeof(buf)) != 0) /* the end of file */
@@ -62,6 +64,14 @@ int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
 	int connections = argc > 2 && strcmp(argv[2], "connections") == 0;
+	static char opaque_request[128], opaque_response[128];
+
+	if (argc > 3 && strcmp(argv[3], "opaque") == 0) {
+		memset(opaque_request, 0x17, strlen(request)); /* a TLS application-data record type */
+		memset(opaque_response, 0x17, strlen(response));
+		request = opaque_request;
+		response = opaque_response;
+	}
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t alen = sizeof(a);
 	int one = 1, lsn, cli, srv;
@@ -93,7 +103,7 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n + n / 10; i++) {
 		if (i == n / 10)
 			start = now();
-		if (pass(cli, srv, request, sizeof(request) - 1) || pass(srv, cli, response, sizeof(response) - 1)) {
+		if (pass(cli, srv, request, strlen(request)) || pass(srv, cli, response, strlen(response))) {
 			perror("exchange_cost: exchange");
 			return 1;
 		}

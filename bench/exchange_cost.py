@@ -11,9 +11,12 @@ checked against the number of exchanges run, and a difference is printed.
 
 With --connections, each exchange runs on a connection of its own (connect, accept, the exchange,
 the server closes, the client reads the end of file and closes): every TCP state change of both ends
-and the sockets' release are in the figure. Use --exchanges 20000 then (ephemeral ports).
+and the sockets' release are in the figure. Use --exchanges 20000 then (ephemeral ports). With
+--opaque the bytes are of no protocol the exporter parses (as SSH or TLS would be to its L7), of the
+same lengths: what L7 costs on the connections it looks at and does not follow.
 
     .venv/bin/python bench/exchange_cost.py [--rounds N] [--exchanges N] [--runs K] [--programs] [--connections]
+                                            [--opaque] [--only CONFIGURATION]...
 
 Needs root and clang. Prints a Markdown table; exit status 0 whatever the figures."""
 
@@ -52,7 +55,7 @@ def build(workdir: Path) -> Path:
     return binary
 
 
-MODE: list[str] = []  # ["connections"]: each exchange on a connection of its own
+MODE: list[str] = []  # exchange_cost's arguments after N: "connections" or "steady", then "opaque" or not
 
 
 def fastest(binary: Path, exchanges: int, runs: int) -> float:
@@ -132,9 +135,18 @@ def main() -> None:
     p.add_argument("--programs", action="store_true", help="also each BPF program's run time per call")
     p.add_argument("--connections", action="store_true",
                    help="each exchange on a connection of its own: connect, accept, exchange, close (both ends)")
+    p.add_argument("--opaque", action="store_true",
+                   help="bytes of no protocol the exporter parses, of the same lengths, instead of HTTP")
+    p.add_argument("--only", action="append", choices=list(CONFIGURATIONS), metavar="CONFIGURATION",
+                   help="run this configuration (repeatable; default: all of them)")
     a = p.parse_args()
-    if a.connections:
-        MODE.append("connections")
+    if a.only:
+        for name in list(CONFIGURATIONS):
+            if name not in a.only:
+                del CONFIGURATIONS[name]
+    MODE.append("connections" if a.connections else "steady")
+    if a.opaque:
+        MODE.append("opaque")
     with tempfile.TemporaryDirectory(prefix="exchange-cost-") as tmp:
         binary = build(Path(tmp))
         off: list[float] = []
@@ -165,7 +177,7 @@ def main() -> None:
                     time.sleep(2.5)
                     after = exchanges_counted(exporter.url)
                 expected = (a.runs + a.programs) * (a.exchanges + a.exchanges // 10)
-                if "Common.ProtocolProcess=false" not in settings:
+                if "Common.ProtocolProcess=false" not in settings and not a.opaque:
                     missing[name] += sum(abs(expected - (x - y)) for x, y in zip(after, before, strict=True))
                 print(f"round {r} {name}: off {off[-1]:.0f} ns, on {on[name][-1]:.0f} ns", file=sys.stderr)
     base = statistics.median(off)
@@ -179,8 +191,9 @@ def main() -> None:
         per_call_added = "" if a.connections else f"{(cost - base) / 4:+.0f} ns"
         print(f"| {name} | {cost:.0f} ({spread}) | {cost - base:+.0f} ns ({cost / base - 1:+.1%}) "
               f"| {per_call_added} |")
-    http = statistics.median(on["HTTP only"])
-    print(f"default collectors over HTTP only: {statistics.median(on['default collectors']) / http - 1:+.1%}")
+    if "HTTP only" in on and "default collectors" in on:
+        http = statistics.median(on["HTTP only"])
+        print(f"default collectors over HTTP only: {statistics.median(on['default collectors']) / http - 1:+.1%}")
     for name in CONFIGURATIONS:
         for prog, values in sorted(per_call[name].items()):
             print(f"{name}: {prog} {statistics.median(values):.0f} ns per {'connection' if a.connections else 'call'}")
