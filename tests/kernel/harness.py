@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -76,6 +78,23 @@ class Exporter:
     def wait_for(self, name: str, expected: float, timeout: float = 10, **labels: str) -> float:
         """The value once it equals `expected` (or the last value seen after `timeout`)."""
         return wait_until(lambda: self.value(name, **labels), lambda v: v == expected, timeout)
+
+    def kernel_map(self, name: str) -> list[dict]:
+        """The entries of this exporter's BPF map `name`, as bpftool formats them with the object's BTF
+        (each with "key" and "value"). The map is told apart from other processes' by the exporter's
+        own file descriptors."""
+        held = set()
+        for info in Path(f"/proc/{self.proc.pid}/fdinfo").iterdir():
+            with contextlib.suppress(OSError):
+                held |= {int(line.split()[1]) for line in info.read_text().splitlines()
+                         if line.startswith("map_id:")}
+        maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], check=True, capture_output=True,
+                                         text=True).stdout)
+        ids = [m["id"] for m in maps if m.get("name") == name and m["id"] in held]
+        assert len(ids) == 1, (name, ids)
+        dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(ids[0])], check=True,
+                                         capture_output=True, text=True).stdout)
+        return [entry["formatted"] for entry in dump]
 
     def stop(self) -> int:
         if self.proc.poll() is None:

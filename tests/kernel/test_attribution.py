@@ -6,7 +6,6 @@ Engine API and a fake Kubernetes API server describe them (tests/kernel/fake_api
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -271,20 +270,9 @@ FILTERS: list[tuple[str, object, set[str]]] = [
 ]
 
 
-def kernel_flow_pids(exporter_pid: int, every: bool = False) -> list[int]:
-    """The pids in the kernel's flow table of this exporter (bpftool, with the object's BTF), once
-    each, or once per flow with `every`."""
-    held = set()  # the ids of the maps the exporter holds, from its file descriptors
-    for info in Path(f"/proc/{exporter_pid}/fdinfo").iterdir():
-        with contextlib.suppress(OSError):
-            held |= {int(line.split()[1]) for line in info.read_text().splitlines() if line.startswith("map_id:")}
-    maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], check=True, capture_output=True,
-                                     text=True).stdout)
-    ids = [m["id"] for m in maps if m.get("name") == "flows" and m["id"] in held]
-    assert len(ids) == 1, ids
-    dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", str(ids[0])], check=True,
-                                     capture_output=True, text=True).stdout)
-    pids = [entry["formatted"]["key"]["pid"] for entry in dump]
+def kernel_flow_pids(exporter: Exporter, every: bool = False) -> list[int]:
+    """The pids in the kernel's flow table of this exporter, once each, or once per flow with `every`."""
+    pids = [entry["key"]["pid"] for entry in exporter.kernel_map("flows")]
     return pids if every else sorted(set(pids))
 
 
@@ -306,7 +294,7 @@ def test_filter(world: World, name: str, setting: object, watched: set[str]) -> 
         series_pids = {labels.get("process_pid") for labels, _ in e.samples(BYTES)}
         for key in set(pids) - watched:
             assert pids[key] not in series_pids, f"{key} should not have series"
-        in_kernel = set(kernel_flow_pids(e.proc.pid))
+        in_kernel = set(kernel_flow_pids(e))
         assert {int(pids[key]) for key in watched} <= in_kernel
         for key in set(pids) - watched:
             assert int(pids[key]) not in in_kernel, f"{key} should not be counted in the kernel"
@@ -430,7 +418,7 @@ def test_a_reused_pid_never_joins_the_older_process_flow(world: World, sink: Sin
         by_container = {labels["container_id"]: (labels["process_pid"], value)
                         for labels, value in outgoing(e, destination_port=str(sink.port))}
         assert by_container == {first: (str(pid), 1000), second: (str(pid), 2345)}
-        assert sorted(kernel_flow_pids(e.proc.pid, every=True)).count(pid) >= 2
+        assert sorted(kernel_flow_pids(e, every=True)).count(pid) >= 2
     finally:
         assert e.stop() == 0
 
