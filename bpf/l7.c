@@ -152,12 +152,22 @@ struct {
 	__type(value, char[L7_OP_LEN]);
 } statements SEC(".maps");
 
-/* calls looked at on a socket not (yet) tracked; L7_IGNORED: never again */
+/* A TCP socket not (yet) tracked: the calls looked at (L7_IGNORED: never again), and which socket it
+ * is (an address is reused by later sockets; a cookie never is). A hash, not socket storage: socket
+ * storage allocates a socket's first value with memory-cgroup accounting and frees it through RCU
+ * when the socket goes, which every short connection paid, tracked or not (docs/benchmarks.md).
+ * LRU: a socket evicted is looked at again. An entry goes when its socket is tracked or closes. */
+struct l7_sniff {
+	__u64 cookie;
+	__u32 tries;
+	__u32 pad;
+};
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u32);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* a list per CPU: no lock shared by every CPU */
+	__uint(max_entries, 65536);
+	__type(key, __u64);         /* the socket's address */
+	__type(value, struct l7_sniff);
 } sniffed SEC(".maps");
 
 struct {
@@ -744,6 +754,17 @@ static __always_inline bool protocol_enabled(__u32 protocol)
 	return protocols & (1U << protocol);
 }
 
+/* Records what was decided about an untracked socket: `s` is its entry, if it has one. */
+static __always_inline void sniff_set(__u64 key, struct l7_sniff *s, __u64 cookie, __u32 tries)
+{
+	if (s) {
+		s->tries = tries;
+		return;
+	}
+	struct l7_sniff fresh = {.cookie = cookie, .tries = tries};
+	bpf_map_update_elem(&sniffed, &key, &fresh, BPF_ANY);
+}
+
 /* The protocol of a connection's first data, and who is the client; L7_PROTO_UNKNOWN if none. A
  * client sends the first request, except for MySQL, where the server greets first. */
 static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
@@ -776,31 +797,36 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
  * if it does not. */
 static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
-	__u32 *tries = bpf_sk_storage_get(&sniffed, sk, 0, 0);
+	if (sk->__sk_common.skc_state == TCP_CLOSE)
+		return false; /* data read after the close: nothing of it can be paired any more */
+	__u64 key = (__u64)sk;
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	if (!cookie)
+		cookie = bpf_get_socket_cookie(sk);
+	struct l7_sniff *s = bpf_map_lookup_elem(&sniffed, &key);
+	if (s && s->cookie != cookie)
+		s = NULL; /* an earlier socket's */
+	if (s && s->tries >= L7_SNIFF_TRIES)
+		return false; /* decided: not followed */
 	struct l7_work *w = get_work();
 	struct netobs_endpoints ep;
-
-	if (tries && *tries >= L7_SNIFF_TRIES)
-		return false; /* decided: not followed */
-	if (!tries)
-		tries = bpf_sk_storage_get(&sniffed, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!tries || !w)
+	if (!w)
 		return false;
 	bool client = sent;
 	__u8 protocol = fill(&w->p, io) ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;
 	if (!protocol) {
-		*tries += 1;
+		sniff_set(key, s, cookie, s ? s->tries + 1 : 1);
 		return false;
 	}
 	if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling) {
-		*tries = L7_IGNORED;
+		sniff_set(key, s, cookie, L7_IGNORED);
 		return false;
 	}
 	struct l7_conn *c = &w->conn_zero;
 	sock_endpoints(sk, &ep);
 	if (drop_local && (addr_is_loopback(ep.remote_addr, ep.family) ||
 			   bpf_map_lookup_elem(&local_addrs, ep.remote_addr))) {
-		*tries = L7_IGNORED;
+		sniff_set(key, s, cookie, L7_IGNORED);
 		return false;
 	}
 	c->protocol = protocol;
@@ -823,7 +849,8 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 		l7_count_lost(L7_LOST_CONNS_FULL);
 		return false;
 	}
-	*tries = L7_IGNORED; /* tracked from now on: `conns` has it */
+	if (s)
+		bpf_map_delete_elem(&sniffed, &key); /* tracked from now on: `conns` has it */
 	return true;
 }
 
@@ -903,8 +930,11 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 	if (newstate != TCP_CLOSE)
 		return;
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
-	if (!c)
+	if (!c) {
+		__u64 key = (__u64)sk;
+		bpf_map_delete_elem(&sniffed, &key);
 		return;
+	}
 	struct close_ctx x = {.c = c, .now = bpf_ktime_get_ns()};
 	if (c->protocol != L7_PROTO_HTTP) {
 		if (c->resp_mode == RESP_UNTIL_NEXT) /* a MySQL result set */

@@ -347,3 +347,39 @@ def test_local_connections_are_dropped_by_default(nginx: Path) -> None:
         assert exp.samples("http_client_request_duration_seconds_count") == []
     finally:
         exp.stop()
+
+
+def lock_step_connection(opaque_messages: int, route: str) -> None:
+    """One loopback connection, both ends in this process: `opaque_messages` messages of no protocol
+    from the client, each read by the server before the next is sent (one call each), then one HTTP
+    request and its response."""
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname(), timeout=5) as client:
+        server, _ = listener.accept()
+        with server:
+            for _ in range(opaque_messages):
+                client.sendall(b"\x17\x03\x03\x00\x05hello")  # a TLS application-data record
+                assert server.recv(64) == b"\x17\x03\x03\x00\x05hello"
+            request = f"GET {route} HTTP/1.1\r\nHost: sniff.test\r\n\r\n".encode()
+            client.sendall(request)
+            assert server.recv(1024) == request
+            response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            server.sendall(response)
+            assert client.recv(1024) == response
+
+
+def test_a_connection_is_looked_at_for_eight_calls_then_never_again(exporter: Exporter) -> None:
+    """Each end of a connection is looked at for a request head (or a MySQL greeting) on its first 8
+    calls with data: a request after 7 calls of something else is followed on both sides, one after 8
+    is not. What was decided about each socket goes with it: the kernel keeps nothing once they close."""
+    lock_step_connection(7, "/sniffed/after-7")
+    lock_step_connection(8, "/sniffed/after-8")
+    labels = {"server_address": "sniff.test", "http_route": "/sniffed/after-7"}
+    assert client_count(exporter, 1, "python", **labels) == 1
+    assert exporter.wait_for("http_server_request_duration_seconds_count", 1, process_executable_name="python",
+                             **labels) == 1
+    time.sleep(1.5)  # a read after the second connection's end
+    assert exporter.samples("http_client_request_duration_seconds_count", http_route="/sniffed/after-8") == []
+    assert exporter.samples("http_server_request_duration_seconds_count", http_route="/sniffed/after-8") == []
+    # the harness's scrapes are HTTP on loopback, followed and closed: no socket of this test is left
+    assert wait_until(lambda: len(exporter.kernel_map("sniffed")), lambda n: n == 0) == 0
