@@ -564,6 +564,8 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	}
 	if (newstate == TCP_SYN_RECV || (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE))
 		return; /* a passive child: followed from its handshake's end (if any), its owner once accepted */
+	if (newstate == TCP_FIN_WAIT2 || newstate == TCP_CLOSE_WAIT || newstate == TCP_CLOSING)
+		return; /* the next read or the close takes their figures */
 	/* the cookie is made once, when the entry is; a plain load reads it back */
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	struct netflow_tcp_state *st;
@@ -611,7 +613,7 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 		return;
 	}
 	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
-		return; /* FIN_WAIT2, CLOSE_WAIT, CLOSING: the next read or the close takes their figures */
+		return;
 	if (so && so->sk != sk)
 		tcp_claim_current(st);
 	tcp_account(sk, st, newstate == TCP_CLOSE, true);
