@@ -11,6 +11,7 @@
 #include <bpf/bpf_tracing.h>
 #include "bash.h"
 #include "netobs_filter.h"
+#include "netobs_maps.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -26,14 +27,6 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-static __always_inline void count_lost(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&lost, &reason);
-
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
-
 /* BPF_KRETPROBE reads the return value with PT_REGS_RC; it serves uretprobes as well
  * (libbpf 1.1 has no BPF_URETPROBE). */
 SEC("uretprobe")
@@ -46,7 +39,7 @@ int BPF_KRETPROBE(bash_readline, const char *line)
 	if (!line || !netobs_current_watched())
 		return 0;
 	if (bpf_probe_read_user(&first, sizeof(first), line) < 0) {
-		count_lost(BASH_LOST_READ_FAILED);
+		netobs_count(&lost, BASH_LOST_READ_FAILED);
 		return 0;
 	}
 	if (!first)
@@ -54,13 +47,13 @@ int BPF_KRETPROBE(bash_readline, const char *line)
 
 	e = bpf_ringbuf_reserve(&bash_commands, sizeof(*e), 0);
 	if (!e) {
-		count_lost(BASH_LOST_RING_FULL);
+		netobs_count(&lost, BASH_LOST_RING_FULL);
 		return 0;
 	}
 	n = bpf_probe_read_user_str(e->line, sizeof(e->line), line);
 	if (n <= 0) {
 		bpf_ringbuf_discard(e, 0);
-		count_lost(BASH_LOST_READ_FAILED);
+		netobs_count(&lost, BASH_LOST_READ_FAILED);
 		return 0;
 	}
 	e->len = n - 1;

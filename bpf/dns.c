@@ -21,6 +21,7 @@
 #include "netobs_sock.h"
 #include "netobs_filter.h"
 #include "netobs_owner.h"
+#include "netobs_maps.h"
 #include "dns.h"
 
 #define E2BIG 7
@@ -107,8 +108,6 @@ struct dns_work {
 	__u64 hash;
 	__u32 off;
 	__u32 done;
-	__u32 bucket;
-	__u32 pad;
 };
 
 struct {
@@ -130,13 +129,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dns_scratch);
 } scratch SEC(".maps");
-
-static __always_inline void dns_count_lost(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&dns_lost, &reason);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
 
 static __always_inline bool is_dns_port(__u16 port)
 {
@@ -216,37 +208,12 @@ static __always_inline __u16 u16_at(const struct dns_event *ev, __u32 off)
 	return ((__u16)byte_at(ev, off) << 8) | byte_at(ev, off + 1);
 }
 
-struct bucket_ctx {
-	struct dns_work *w;
-	__u64 ns;
-};
-
-static long find_bucket(__u64 i, void *data)
-{
-	struct bucket_ctx *b = data;
-
-	if (i >= DNS_BOUNDS || b->ns > bounds_ns[i])
-		return 0;
-	b->w->bucket = i;
-	return 1;
-}
-
-/* The histogram bucket of a latency, found by a loop callback that the verifier checks once. */
-static __always_inline __u32 dns_bucket(struct dns_work *w, __u64 ns)
-{
-	struct bucket_ctx b = {.w = w, .ns = ns};
-
-	w->bucket = DNS_BOUNDS;
-	bpf_loop(DNS_BOUNDS, find_bucket, &b, 0);
-	return w->bucket;
-}
-
 static __always_inline void count_lookup(struct dns_work *w, struct dns_series *s, const struct dns_pending *p,
 					 const struct dns_event *ev)
 {
 	__u64 latency = ev->ktime_ns > p->ktime_ns ? ev->ktime_ns - p->ktime_ns : 0;
 	__u64 window = ev->ktime_ns / (window_ns ? window_ns : 1);
-	__u32 b = dns_bucket(w, latency);
+	__u32 b = NETOBS_BUCKET(latency, bounds_ns, DNS_BOUNDS, DNS_BOUNDS);
 
 	__sync_fetch_and_add(&s->count, 1);
 	__sync_fetch_and_add(&s->sum_ns, latency);
@@ -353,7 +320,7 @@ static __always_inline void query_wait(struct dns_work *w, struct dns_pending_ke
 			return;
 	}
 	if (!free) {
-		dns_count_lost(DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
+		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
 		return;
 	}
 	p->ktime_ns = ev->ktime_ns;
@@ -374,7 +341,7 @@ static __always_inline void query_wait(struct dns_work *w, struct dns_pending_ke
 	if (bpf_map_update_elem(&pending, pkey, p, BPF_NOEXIST) == -E2BIG) {
 		__u8 one = 1;
 
-		dns_count_lost(DNS_LOST_PENDING_FULL);
+		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL);
 		pkey->slot = 0;
 		bpf_map_update_elem(&dropped, pkey, &one, BPF_ANY);
 	}
@@ -455,20 +422,16 @@ __noinline int dns_fast(struct dns_event *ev)
 	if (!p) {
 		pkey.slot = 0;
 		if (bpf_map_delete_elem(&dropped, &pkey)) /* not the answer of a query the table had no room for */
-			dns_count_lost(DNS_LOST_UNMATCHED);
+			netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
 		return FAST_COUNTED;
 	}
 	__builtin_memcpy(&w->key, &p->series, sizeof(w->key));
 	w->key.rcode = byte_at(ev, 3) & 0x0f;
-	s = bpf_map_lookup_elem(&dns_series, &w->key);
-	if (!s) {
-		bpf_map_update_elem(&dns_series, &w->key, &w->zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&dns_series, &w->key);
-	}
+	s = netobs_lookup_or_insert(&dns_series, &w->key, &w->zero);
 	if (s)
 		count_lookup(w, s, p, ev);
 	else
-		dns_count_lost(DNS_LOST_SERIES_FULL);
+		netobs_count(&dns_lost, DNS_LOST_SERIES_FULL);
 	bpf_map_delete_elem(&pending, &pkey);
 	if (w->key.rcode == 0 && u16_at(ev, 6) && client && should_learn(pkey.name_hash, ev->ktime_ns))
 		return FAST_LEARN;
@@ -518,7 +481,7 @@ static __always_inline void emit(const struct dns_call *call, struct netobs_endp
 	if (!ev->paired) /* user space pairs it: the owner of a query */
 		ev->start = netobs_current_identity(&ev->cgroup_id);
 	if (bpf_ringbuf_output(&dns_events, ev, offsetof(struct dns_event, data) + captured, 0))
-		dns_count_lost(DNS_LOST_RINGBUF_FULL);
+		netobs_count(&dns_lost, DNS_LOST_RINGBUF_FULL);
 }
 
 /* The struct mmsghdr of the message of sendmmsg/recvmmsg(vec, vlen) this socket-layer call is about. */

@@ -21,6 +21,7 @@
 #include "netobs_sock.h"
 #include "netobs_filter.h"
 #include "netobs_owner.h"
+#include "netobs_maps.h"
 #include "l7_db.h"
 
 #define L7_MSGS_PER_CALL 16 /* messages of one call looked at (pipelined requests, responses) */
@@ -216,13 +217,6 @@ struct {
 	__type(value, struct l7_work);
 } l7_work SEC(".maps");
 
-static __always_inline void l7_count_lost(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&l7_lost, &reason);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
-
 static __always_inline struct l7_work *get_work(void)
 {
 	__u32 zero = 0;
@@ -230,18 +224,6 @@ static __always_inline struct l7_work *get_work(void)
 }
 
 /* ---------------------------------------------------------------- series */
-
-/* The bucket of v: how many bounds it exceeds. Branch-free, so the verifier sees one path, not
- * one per bucket. Values and bounds stay below 2^63. */
-static __always_inline __u32 bucket_of(__u64 v, const volatile __u64 *bounds, __u32 n)
-{
-	__u64 b = 0;
-#pragma unroll
-	for (__u32 i = 0; i < L7_DURATION_BOUNDS; i++)
-		if (i < n)
-			b += (bounds[i] - v) >> 63;
-	return b;
-}
 
 /* ---- series fingerprints
  *
@@ -320,8 +302,7 @@ static __always_inline struct l7_series *series_create(struct l7_work *w, __u64 
 	__builtin_memcpy(k->code, c->code, L7_OP_LEN);
 	__builtin_memcpy(w->zero.comm, c->comm, L7_COMM_LEN);
 	w->zero.cgroup_id = c->cgroup_id;
-	bpf_map_update_elem(&l7_series, fp, &w->zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&l7_series, fp);
+	return netobs_insert(&l7_series, fp, &w->zero);
 }
 
 /* Adds n exchanges of req, all ended at end_ns, to their series. */
@@ -337,13 +318,13 @@ static __always_inline void record(struct l7_conn *c, struct l7_req *req, struct
 		if (w)
 			s = series_create(w, &fp, c, req, names, status);
 		if (!s) {
-			l7_count_lost(L7_LOST_SERIES_FULL);
+			netobs_count(&l7_lost, L7_LOST_SERIES_FULL);
 			return;
 		}
 	}
 	__u64 d = end_ns > req->start_ns ? end_ns - req->start_ns : 0;
-	__u32 b = bucket_of(d, c->protocol == L7_PROTO_HTTP ? duration_bounds_ns : db_duration_bounds_ns,
-			    L7_DURATION_BOUNDS);
+	__u32 b = NETOBS_BUCKET(d, c->protocol == L7_PROTO_HTTP ? duration_bounds_ns : db_duration_bounds_ns,
+				   L7_DURATION_BOUNDS, L7_DURATION_BOUNDS);
 
 	__sync_fetch_and_add(&s->count, n);
 	__sync_fetch_and_add(&s->sum_ns, d * n);
@@ -357,8 +338,8 @@ static __always_inline void record(struct l7_conn *c, struct l7_req *req, struct
 	/* HTTP bodies, one exchange at a time */
 	__u64 req_body = req->header_len && req_bytes > req->header_len ? req_bytes - req->header_len : 0;
 	__u64 resp_body = resp_bytes > resp_header_len ? resp_bytes - resp_header_len : 0;
-	__u32 rqb = bucket_of(req_body, size_bounds, L7_SIZE_BOUNDS);
-	__u32 rsb = bucket_of(resp_body, size_bounds, L7_SIZE_BOUNDS);
+	__u32 rqb = NETOBS_BUCKET(req_body, size_bounds, L7_SIZE_BOUNDS, L7_SIZE_BOUNDS);
+	__u32 rsb = NETOBS_BUCKET(resp_body, size_bounds, L7_SIZE_BOUNDS, L7_SIZE_BOUNDS);
 
 	__sync_fetch_and_add(&s->request_body_sum, req_body);
 	__sync_fetch_and_add(&s->response_body_sum, resp_body);
@@ -495,7 +476,7 @@ static __always_inline long request_step(struct l7_conn *c, struct l7_parse *p, 
 	if (c->resp_mode == RESP_CHUNKED || c->resp_mode == RESP_UNTIL_NEXT)
 		finish_response(c, c->resp_last_ns);
 	if (c->tail - c->head >= L7_PIPELINE) {
-		l7_count_lost(L7_LOST_PIPELINE_FULL);
+		netobs_count(&l7_lost, L7_LOST_PIPELINE_FULL);
 		c->req_open = 0;
 		io->off = io->ret;
 		return 1;
@@ -599,7 +580,7 @@ static __always_inline long response_step(struct l7_conn *c, struct l7_parse *p,
 		return 0;
 	}
 	if (c->head == c->tail) {
-		l7_count_lost(L7_LOST_UNMATCHED);
+		netobs_count(&l7_lost, L7_LOST_UNMATCHED);
 		io->off = io->ret;
 		return 1;
 	}
@@ -846,7 +827,7 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	if (__sync_fetch_and_add(&followed, 1) >= max_connections ||
 	    !bpf_sk_storage_get(&conns, sk, c, BPF_SK_STORAGE_GET_F_CREATE)) {
 		__sync_fetch_and_sub(&followed, 1);
-		l7_count_lost(L7_LOST_CONNS_FULL);
+		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
 		return false;
 	}
 	if (s)

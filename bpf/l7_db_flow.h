@@ -58,7 +58,7 @@ static __always_inline bool skip_rest(__u64 *skip, struct l7_io *io, __u64 left,
 
 static __always_inline long unparsed(struct l7_conn *c, struct l7_io *io)
 {
-	l7_count_lost(L7_LOST_UNPARSED);
+	netobs_count(&l7_lost, L7_LOST_UNPARSED);
 	c->rq_skip = 0;
 	c->rq_elems = 0;
 	c->rs_skip = 0;
@@ -84,7 +84,7 @@ static __always_inline struct l7_req *db_push(struct l7_conn *c, struct l7_parse
 		}
 	}
 	if (c->tail - c->head >= L7_QUEUE) {
-		l7_count_lost(L7_LOST_PIPELINE_FULL);
+		netobs_count(&l7_lost, L7_LOST_PIPELINE_FULL);
 		return NULL;
 	}
 	req = &c->q[c->tail & (L7_QUEUE - 1)];
@@ -415,7 +415,7 @@ static __always_inline long pg_request(struct l7_conn *c, struct l7_work *w, __u
 		}
 		if (!known) {
 			__builtin_memset(c->bound_op, 0, L7_OP_LEN);
-			l7_count_lost(L7_LOST_STATEMENT_UNKNOWN);
+			netobs_count(&l7_lost, L7_LOST_STATEMENT_UNKNOWN);
 		}
 		break;
 	}
@@ -571,7 +571,7 @@ static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, 
 		if (!stmt_operation(c, &sk, p->msg.op)) {
 			*(__u64 *)p->msg.op = LIT7('E', 'X', 'E', 'C', 'U', 'T', 'E');
 			*(__u64 *)(p->msg.op + 8) = 0;
-			l7_count_lost(L7_LOST_STATEMENT_UNKNOWN);
+			netobs_count(&l7_lost, L7_LOST_STATEMENT_UNKNOWN);
 		}
 		break;
 	}

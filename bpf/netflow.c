@@ -25,9 +25,8 @@
 #include "netobs_sock.h"
 #include "netobs_filter.h"
 #include "netobs_owner.h"
+#include "netobs_maps.h"
 #include "netflow.h"
-
-#define EEXIST 17
 
 /* Read-only constants, set by user space before load. */
 const volatile __u16 ephemeral_port_min = 32768;
@@ -161,13 +160,6 @@ struct {
 	__type(value, struct netflow_udp_state);
 } udp_states SEC(".maps");
 
-static __always_inline void netflow_count_lost(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&netflow_lost, &reason);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-}
-
 static __always_inline bool port_is_ephemeral(__u16 port)
 {
 	return port >= ephemeral_port_min && port <= ephemeral_port_max;
@@ -215,12 +207,10 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 		return NULL;
 	__builtin_memcpy(tmpl->comm, comm, NETFLOW_COMM_LEN);
 	tmpl->cgroup_id = cgroup_id;
-	long err = bpf_map_update_elem(&flows, key, tmpl, BPF_NOEXIST);
-	if (err && err != -EEXIST) {
-		netflow_count_lost(NETFLOW_LOST_FLOW_TABLE_FULL);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&flows, key);
+	stats = netobs_insert(&flows, key, tmpl);
+	if (!stats)
+		netobs_count(&netflow_lost, NETFLOW_LOST_FLOW_TABLE_FULL);
+	return stats;
 }
 
 /* ---------------------------------------------------------------- TCP */
@@ -313,7 +303,6 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_t
 					   __u64 now)
 {
 	__u32 srtt = tp->srtt_us >> 3;
-	__u32 idx = NETFLOW_RTT_BOUNDS;
 
 	if (!srtt)
 		return;
@@ -322,13 +311,9 @@ static __always_inline void tcp_sample_rtt(struct tcp_sock *tp, struct netflow_t
 	if (st->last_rtt_sample_ns && now - st->last_rtt_sample_ns < rtt_sample_interval_ns)
 		return;
 	st->last_rtt_sample_ns = now;
-	for (__u32 i = 0; i < NETFLOW_RTT_BOUNDS; i++) {
-		if (srtt <= rtt_bounds_us[i]) {
-			idx = i;
-			break;
-		}
-	}
-	__sync_fetch_and_add(&f->rtt_buckets[idx], 1);
+	__u32 idx = NETOBS_BUCKET(srtt, rtt_bounds_us, NETFLOW_RTT_BOUNDS, NETFLOW_RTT_BOUNDS);
+	if (idx <= NETFLOW_RTT_BOUNDS)
+		__sync_fetch_and_add(&f->rtt_buckets[idx], 1);
 	__sync_fetch_and_add(&f->rtt_sum_us, srtt);
 	__sync_fetch_and_add(&f->rtt_count, 1);
 }
@@ -438,7 +423,7 @@ static __always_inline struct netflow_tcp_state *tcp_state_new(__u64 key, __u64 
 	__builtin_memset(tmpl, 0, sizeof(*tmpl));
 	tmpl->cookie = cookie;
 	if (bpf_map_update_elem(&tcp_socks, &key, tmpl, BPF_ANY)) {
-		netflow_count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
+		netobs_count(&netflow_lost, NETFLOW_LOST_NO_SOCKET_STATE);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&tcp_socks, &key);
@@ -525,20 +510,11 @@ static __always_inline void tcp_count_failed(struct sock *sk, struct netflow_tcp
 		return;
 	__builtin_memcpy(&fk.flow, &st->key, sizeof(fk.flow));
 	fk.error = sk->sk_err;
-	__u64 *n = bpf_map_lookup_elem(&failed, &fk);
-	if (n) {
+	__u64 zero = 0, *n = netobs_lookup_or_insert(&failed, &fk, &zero);
+	if (n)
 		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	__u64 one = 1;
-	long err = bpf_map_update_elem(&failed, &fk, &one, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		n = bpf_map_lookup_elem(&failed, &fk);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	} else if (err) {
-		netflow_count_lost(NETFLOW_LOST_FAILED_TABLE_FULL);
-	}
+	else
+		netobs_count(&netflow_lost, NETFLOW_LOST_FAILED_TABLE_FULL);
 	/* the flow of a failed connection still exists, so that its `failed` series has a peer */
 	struct netflow_stats *f = flow_stats_get(&st->key, st->comm, st->cgroup_id);
 	if (f)
@@ -744,7 +720,7 @@ static __always_inline void udp_account(struct sock *sk, __u64 bytes, bool sent,
 	struct netobs_endpoints ep;
 
 	if (!st) {
-		netflow_count_lost(NETFLOW_LOST_NO_SOCKET_STATE);
+		netobs_count(&netflow_lost, NETFLOW_LOST_NO_SOCKET_STATE);
 		return;
 	}
 	if (!(st->flags & ST_INIT)) {

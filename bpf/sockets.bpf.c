@@ -25,6 +25,7 @@
 #include "netobs_sock.h"
 #include "netobs_filter.h"
 #include "netobs_owner.h"
+#include "netobs_maps.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
