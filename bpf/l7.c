@@ -108,7 +108,7 @@ struct l7_conn {
 	__u8 rs_error;        /* Redis: the reply in progress is an error */
 	__u8 rq_seq;          /* MySQL: the sequence id of a packet header that came alone */
 	__u8 rs_seq;
-	__u8 pad;
+	__u8 closed;          /* the connection has ended (TCP_CLOSE): nothing more is parsed */
 	__u32 rs_like_len;    /* Redis: the last whole reply that was a success and one element: its */
 	__u32 rs_pad;         /* length (0: none) and hash */
 	__u64 rs_like_hash;
@@ -129,8 +129,11 @@ struct l7_conn {
 };
 
 /* A followed connection's state lives with its socket: finding it is a pointer read, not a hash
- * lookup (~20 instead of ~55 ns per call), and it goes when the socket does. `followed` counts them
- * against max_connections; l7_close gives a place back. */
+ * lookup (~20 instead of ~55 ns per call), and it goes when the socket is released. `followed`
+ * counts them against max_connections; the close (l7_state_change) gives the place back and marks
+ * the state `closed`, but does not delete it: a delete from a program frees the value after an
+ * RCU-tasks-trace grace period, whose callbacks cost ~2 us a connection here, where the socket's
+ * release frees it after a plain RCU one (docs/benchmarks.md). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -864,6 +867,12 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 	io->now = bpf_ktime_get_ns();
 	io->resolved = 0;
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
+	if (c && c->closed) {
+		if (sk->__sk_common.skc_state == TCP_CLOSE)
+			return; /* data read after the close */
+		bpf_sk_storage_delete(&conns, sk); /* connected again after a disconnect: a new connection */
+		c = NULL;
+	}
 	if (!c) {
 		if (!track(sk, io, sent))
 			return;
@@ -916,6 +925,8 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 		bpf_map_delete_elem(&sniffed, &key);
 		return;
 	}
+	if (c->closed)
+		return;
 	struct close_ctx x = {.c = c, .now = bpf_ktime_get_ns()};
 	if (c->protocol != L7_PROTO_HTTP) {
 		if (c->resp_mode == RESP_UNTIL_NEXT) /* a MySQL result set */
@@ -925,6 +936,6 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 		finish_response(c, c->resp_last_ns);
 	}
 	bpf_loop(L7_QUEUE, flush_unanswered, &x, 0);
-	if (!bpf_sk_storage_delete(&conns, sk))
-		__sync_fetch_and_sub(&followed, 1);
+	c->closed = 1;
+	__sync_fetch_and_sub(&followed, 1);
 }

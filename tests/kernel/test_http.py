@@ -5,6 +5,7 @@ the client's side and on nginx's."""
 
 from __future__ import annotations
 
+import ctypes
 import http.server
 import json
 import re
@@ -383,3 +384,28 @@ def test_a_connection_is_looked_at_for_eight_calls_then_never_again(exporter: Ex
     assert exporter.samples("http_server_request_duration_seconds_count", http_route="/sniffed/after-8") == []
     # the harness's scrapes are HTTP on loopback, followed and closed: no socket of this test is left
     assert wait_until(lambda: len(exporter.kernel_map("sniffed")), lambda n: n == 0) == 0
+
+
+def test_a_socket_connected_again_after_a_disconnect_is_a_new_connection(exporter: Exporter) -> None:
+    """connect(AF_UNSPEC) ends a TCP connection and leaves the socket reusable: the state of its
+    first connection (closed, kept until the socket is released) must not hide the second."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    unspec = (ctypes.c_ubyte * 16)()  # a struct sockaddr whose family is AF_UNSPEC (0)
+    route = "/reconnected"
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket() as client:
+        client.settimeout(5)
+        for _ in range(2):
+            client.connect(listener.getsockname())
+            server, _ = listener.accept()
+            with server:
+                request = f"GET {route} HTTP/1.1\r\nHost: again.test\r\n\r\n".encode()
+                client.sendall(request)
+                assert server.recv(1024) == request
+                response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                server.sendall(response)
+                assert client.recv(1024) == response
+            assert libc.connect(client.fileno(), unspec, ctypes.sizeof(unspec)) == 0, ctypes.get_errno()
+    labels = {"server_address": "again.test", "http_route": route}
+    assert client_count(exporter, 2, "python", **labels) == 2
+    assert exporter.wait_for("http_server_request_duration_seconds_count", 2, process_executable_name="python",
+                             **labels) == 2
