@@ -1,13 +1,15 @@
 # The obvious targets. `make run` and `make test` set up everything they need on Debian 12 (as root).
 SHELL := /bin/bash
 PY    := .venv/bin/python
+# The BPF objects' architecture, x86 or arm64: `make bpf ARCH=arm64 BPF_OUT=dir` builds arm64's elsewhere.
 ARCH  := x86
+BPF_OUT := exporter/bpf/objects
 BPF_SRC := $(wildcard bpf/*.bpf.c)
-BPF_OBJ := $(patsubst bpf/%.bpf.c,exporter/bpf/objects/%.bpf.o,$(BPF_SRC))
+BPF_OBJ := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRC))
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/include -Ibpf/include/$(ARCH)
 ARGS ?=
 
-.PHONY: all setup setup-test setup-bench bpf run test test-unit test-kernel test-ship lint bench bench-scale fuzz check-config vmlinux clean ship-files
+.PHONY: all setup setup-test setup-bench bpf run test test-unit test-kernel test-ship lint bench bench-scale fuzz check-config vmlinux vmlinux-arm64 clean ship-files
 
 all: bpf
 
@@ -23,7 +25,7 @@ setup-bench: setup-test
 
 bpf: $(BPF_OBJ)
 
-exporter/bpf/objects/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/*.c bpf/include/*.h) bpf/include/$(ARCH)/vmlinux.h
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/*.c bpf/include/*.h) bpf/include/$(ARCH)/vmlinux.h
 	@mkdir -p $(@D)
 	clang $(BPF_CFLAGS) -c $< -o $@
 	llvm-strip -g --keep-section=.BTF --keep-section=.BTF.ext $@ 2>/dev/null || true
@@ -66,6 +68,10 @@ bench-scale: setup-bench bpf
 # Regenerates the committed vmlinux.h from the running kernel's BTF (see bpf/include/README.md).
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/$(ARCH)/vmlinux.h
+
+# Regenerates bpf/include/arm64/vmlinux.h from a pinned Debian arm64 kernel package (scripts/arm64_btf.py).
+vmlinux-arm64: setup-test
+	$(PY) scripts/arm64_btf.py vmlinux.h
 
 # Rewrites the files derived from others: dashboards/*.json, the chart's copies, alerts/netobs-rules.yaml.
 ship-files: setup-test

@@ -110,7 +110,7 @@ static __always_inline __u8 l7_lower(__u8 c)
 #define LIT6(a, b, c, d, e, f) (LIT5(a, b, c, d, e) | L7_B(f, 5))
 #define LIT7(a, b, c, d, e, f, g) (LIT6(a, b, c, d, e, f) | L7_B(g, 6))
 #define LIT8(a, b, c, d, e, f, g, h) (LIT7(a, b, c, d, e, f, g) | L7_B(h, 7))
-#define L7_MASK(n) ((n) >= 8 ? ~0ULL : (1ULL << (8 * (n))) - 1)
+#define L7_MASK(n) ((n) >= 8 ? ~0ULL : (1ULL << (8 * ((n) & 7))) - 1)
 #define L7_FOLD 0x2020202020202020ULL /* ORed in: ASCII letters become lower case */
 
 /* The 8 bytes at off; bytes at or past p->n read as 0. */

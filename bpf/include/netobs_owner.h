@@ -46,15 +46,22 @@ struct {
 	__type(value, struct netobs_cgroup_names);
 } netobs_cgroup_scratch SEC(".maps");
 
-/* Kernels before 6.14 name kernfs_node's parent `parent`; later ones `__parent`. */
+/* Kernels before 6.14 name kernfs_node's parent `parent`; later ones `__parent`. Both are read
+ * through flavours, so that the code compiles against either kernel's vmlinux.h (x86 and arm64 are
+ * dumped from different kernels). */
 struct kernfs_node___old {
 	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+struct kernfs_node___new {
+	struct kernfs_node *__parent;
 } __attribute__((preserve_access_index));
 
 static __always_inline struct kernfs_node *netobs_kn_parent(struct kernfs_node *kn)
 {
-	if (bpf_core_field_exists(kn->__parent))
-		return BPF_CORE_READ(kn, __parent);
+	struct kernfs_node___new *new = (void *)kn;
+
+	if (bpf_core_field_exists(new->__parent))
+		return BPF_CORE_READ(new, __parent);
 	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
 }
 

@@ -89,7 +89,9 @@ static __always_inline void current_process_name(char (*buf)[16])
 	BPF_CORE_READ_STR_INTO(buf, task, group_leader, comm);
 }
 
-/* x86_64 system call numbers of the calls that move socket data from one user buffer */
+/* The system call numbers of the calls that move socket data from user buffers, and where a call's
+ * number and arguments are in the registers it entered with (struct pt_regs), per architecture. */
+#if defined(__TARGET_ARCH_x86)
 #define NR_read 0
 #define NR_write 1
 #define NR_readv 19
@@ -100,6 +102,30 @@ static __always_inline void current_process_name(char (*buf)[16])
 #define NR_recvmsg 47
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
+#define NETOBS_SYSCALL_NR(regs) ((regs)->orig_ax)
+#define NETOBS_SYSCALL_ARG2(regs) ((regs)->si)
+#define NETOBS_SYSCALL_ARG3(regs) ((regs)->dx)
+#define NETOBS_SYSCALL_ARG5(regs) ((regs)->r8)
+#elif defined(__TARGET_ARCH_arm64)
+/* asm-generic numbers */
+#define NR_read 63
+#define NR_write 64
+#define NR_readv 65
+#define NR_writev 66
+#define NR_sendto 206
+#define NR_recvfrom 207
+#define NR_sendmsg 211
+#define NR_recvmsg 212
+#define NR_recvmmsg 243
+#define NR_sendmmsg 269
+#define NETOBS_SYSCALL_NR(regs) ((regs)->syscallno)
+#define NETOBS_SYSCALL_ARG2(regs) ((regs)->regs[1])
+#define NETOBS_SYSCALL_ARG3(regs) ((regs)->regs[2])
+#define NETOBS_SYSCALL_ARG5(regs) ((regs)->regs[4])
+#else
+#error "netobs: no system call table for this __TARGET_ARCH (x86 and arm64 are built)"
+#endif
+/* the same on every 64-bit architecture */
 #define MSGHDR_IOV 16    /* offsetof(struct user_msghdr, msg_iov) */
 #define MSGHDR_IOVLEN 24 /* offsetof(struct user_msghdr, msg_iovlen) */
 
@@ -107,9 +133,9 @@ static __always_inline void current_process_name(char (*buf)[16])
  * layer's tracepoints (tp_btf/sock_{send,recv}_length) need to find the call's buffer. */
 struct netobs_syscall {
 	__u64 nr;
-	__u64 arg2; /* rsi: the buffer, iovec or msghdr */
-	__u64 arg3; /* rdx: its length, or the iovec count */
-	__u64 arg5; /* r8: sendto/recvfrom's address */
+	__u64 arg2; /* the buffer, iovec or msghdr */
+	__u64 arg3; /* its length, or the iovec count */
+	__u64 arg5; /* sendto/recvfrom's address */
 };
 
 /* For tp_btf programs: direct loads from the task's saved registers. False outside a syscall. */
@@ -122,16 +148,16 @@ static __always_inline bool current_syscall(struct netobs_syscall *call)
 		return false;
 	/* barriers keep the compiler from merging these loads with stack loads, which the verifier
 	 * would refuse (one instruction, two pointer types) */
-	v = regs->orig_ax;
+	v = NETOBS_SYSCALL_NR(regs);
 	barrier_var(v);
 	call->nr = v;
-	v = regs->si;
+	v = NETOBS_SYSCALL_ARG2(regs);
 	barrier_var(v);
 	call->arg2 = v;
-	v = regs->dx;
+	v = NETOBS_SYSCALL_ARG3(regs);
 	barrier_var(v);
 	call->arg3 = v;
-	v = regs->r8;
+	v = NETOBS_SYSCALL_ARG5(regs);
 	barrier_var(v);
 	call->arg5 = v;
 	return true;
