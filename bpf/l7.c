@@ -28,7 +28,6 @@
 #define L7_DB_STEPS_PER_CALL 1024 /* database messages (RESP elements) of one call looked at */
 #define L7_SNIFF_TRIES 8    /* calls looked at on a connection before deciding it is not HTTP */
 #define L7_STMT_CACHE 8     /* prepared statements' operations kept in the connection (a power of two) */
-#define L7_IGNORED 0xff
 
 
 const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
@@ -156,11 +155,12 @@ struct {
 	__type(value, char[L7_OP_LEN]);
 } statements SEC(".maps");
 
-/* A TCP socket not (yet) tracked: the calls looked at (L7_IGNORED: never again), and which socket it
- * is (an address is reused by later sockets; a cookie never is). A hash, not socket storage: socket
+/* A TCP socket not followed and not yet decided about: the calls looked at, and which socket it is
+ * (an address is reused by later sockets; a cookie never is). A hash, not socket storage: socket
  * storage allocates a socket's first value with memory-cgroup accounting and frees it through RCU
- * when the socket goes, which every short connection paid, tracked or not (docs/benchmarks.md).
- * LRU: a socket evicted is looked at again. An entry goes when its socket is tracked or closes. */
+ * when the socket goes, which every short connection paid, followed or not (docs/benchmarks.md).
+ * LRU: a socket evicted is looked at again. An entry goes when its socket is decided about or
+ * closes. */
 struct l7_sniff {
 	__u64 cookie;
 	__u32 tries;
@@ -173,6 +173,17 @@ struct {
 	__type(key, __u64);         /* the socket's address */
 	__type(value, struct l7_sniff);
 } sniffed SEC(".maps");
+
+/* A socket decided about, never to be looked at again (its first 8 calls were no protocol, or the
+ * sampling or Common.DropLocalConnections left it out): in socket storage, whose lookup on each of
+ * its later calls is a pointer read (~20 ns less a call than the hash). Its allocation is paid once,
+ * by a socket that has lived 8 calls, or that carried a request. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} ignored SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -738,15 +749,27 @@ static __always_inline bool protocol_enabled(__u32 protocol)
 	return protocols & (1U << protocol);
 }
 
-/* Records what was decided about an untracked socket: `s` is its entry, if it has one. */
-static __always_inline void sniff_set(__u64 key, struct l7_sniff *s, __u64 cookie, __u32 tries)
+/* Counts one more call looked at on a socket not followed (`s` is its entry, if it has one): after
+ * L7_SNIFF_TRIES of them, the socket is never looked at again. */
+static __always_inline void sniff_count(struct sock *sk, __u64 key, struct l7_sniff *s, __u64 cookie)
 {
-	if (s) {
-		s->tries = tries;
-		return;
+	if (s && s->tries + 1 >= L7_SNIFF_TRIES) {
+		bpf_sk_storage_get(&ignored, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		bpf_map_delete_elem(&sniffed, &key);
+	} else if (s) {
+		s->tries++;
+	} else {
+		struct l7_sniff fresh = {.cookie = cookie, .tries = 1};
+		bpf_map_update_elem(&sniffed, &key, &fresh, BPF_ANY);
 	}
-	struct l7_sniff fresh = {.cookie = cookie, .tries = tries};
-	bpf_map_update_elem(&sniffed, &key, &fresh, BPF_ANY);
+}
+
+/* The socket is never looked at again. */
+static __always_inline void sniff_ignore(struct sock *sk, __u64 key, struct l7_sniff *s)
+{
+	bpf_sk_storage_get(&ignored, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (s)
+		bpf_map_delete_elem(&sniffed, &key);
 }
 
 /* The protocol of a connection's first data, and who is the client; L7_PROTO_UNKNOWN if none. A
@@ -783,6 +806,8 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
 	if (sk->__sk_common.skc_state == TCP_CLOSE)
 		return false; /* data read after the close: nothing of it can be paired any more */
+	if (bpf_sk_storage_get(&ignored, sk, 0, 0))
+		return false; /* decided: not followed */
 	__u64 key = (__u64)sk;
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
@@ -790,8 +815,6 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	struct l7_sniff *s = bpf_map_lookup_elem(&sniffed, &key);
 	if (s && s->cookie != cookie)
 		s = NULL; /* an earlier socket's */
-	if (s && s->tries >= L7_SNIFF_TRIES)
-		return false; /* decided: not followed */
 	struct l7_work *w = get_work();
 	struct netobs_endpoints ep;
 	if (!w)
@@ -799,18 +822,18 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	bool client = sent;
 	__u8 protocol = fill(&w->p, io) ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;
 	if (!protocol) {
-		sniff_set(key, s, cookie, s ? s->tries + 1 : 1);
+		sniff_count(sk, key, s, cookie);
 		return false;
 	}
 	if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling) {
-		sniff_set(key, s, cookie, L7_IGNORED);
+		sniff_ignore(sk, key, s);
 		return false;
 	}
 	struct l7_conn *c = &w->conn_zero;
 	sock_endpoints(sk, &ep);
 	if (drop_local && (addr_is_loopback(ep.remote_addr, ep.family) ||
 			   bpf_map_lookup_elem(&local_addrs, ep.remote_addr))) {
-		sniff_set(key, s, cookie, L7_IGNORED);
+		sniff_ignore(sk, key, s);
 		return false;
 	}
 	c->protocol = protocol;
@@ -922,7 +945,8 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
 	if (!c) {
 		__u64 key = (__u64)sk;
-		bpf_map_delete_elem(&sniffed, &key);
+		if (!bpf_sk_storage_get(&ignored, sk, 0, 0)) /* a decided socket has no entry left */
+			bpf_map_delete_elem(&sniffed, &key);
 		return;
 	}
 	if (c->closed)
