@@ -1,18 +1,22 @@
 {{/*
 One alert rule from its text. In `expr`: $SEL, (the chart's selector and a comma, or nothing) and
-$SEL alone, $RANGE (rateInterval), $GROUP (the labels each alert is per), and the alert's own
-values $T (threshold), $MIN (minRate) and $Q (quantile).
+$SEL alone, $RANGE (rateInterval), $CLUSTER (the label that tells clusters apart), $GROUP (the
+labels each alert is per, the cluster first), and the alert's own values $T (threshold), $MIN
+(minRate) and $Q (quantile). The values are prometheusRule.alerts.<name>, or the entry named by
+`values` for an alert that shares another's. Every alert links to its section of the runbooks.
 */}}
 {{- define "netobs.rule" -}}
 {{- $p := .root.Values.prometheusRule }}
-{{- $a := index $p.alerts .name }}
+{{- $a := index $p.alerts (default .name .values) }}
 {{- if $a.enabled }}
 {{- $s := $p.selector | default "" }}
+{{- $cluster := "cluster" }}
 {{- $expr := .expr
     | replace "$SEL," (ternary (printf "%s," $s) "" (ne $s ""))
     | replace "$SEL" $s
     | replace "$RANGE" $p.rateInterval
-    | replace "$GROUP" "instance, k8s_namespace_name, k8s_pod_name, process_executable_name"
+    | replace "$GROUP" (printf "%s, instance, k8s_namespace_name, k8s_pod_name, process_executable_name" $cluster)
+    | replace "$CLUSTER" $cluster
     | replace "$T" (toString (default 0 $a.threshold))
     | replace "$MIN" (toString (default 0 $a.minRate))
     | replace "$Q" (toString (default 0.99 $a.quantile)) }}
@@ -28,5 +32,12 @@ values $T (threshold), $MIN (minRate) and $Q (quantile).
   annotations:
     summary: {{ .summary | quote }}
     description: {{ .description | quote }}
+    runbook_url: {{ printf "%s#%s" (include "netobs.runbooks" .root) (lower .name) | quote }}
 {{- end }}
+{{- end }}
+
+{{/* The runbooks, one section per alert whose heading is the alert's name: docs/alerts.md, where
+prometheusRule.runbooks says it is served. */}}
+{{- define "netobs.runbooks" -}}
+{{ .Values.prometheusRule.runbooks }}
 {{- end }}

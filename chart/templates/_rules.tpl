@@ -131,6 +131,11 @@ sum by ($GROUP, db_system_name, server_address, server_port) (rate(db_client_ope
         "summary" `netobs-exporter on {{ $labels.instance }} cannot be scraped`
         "description" `Prometheus has not been able to scrape the exporter at {{ $labels.instance }}: that node's network, DNS and L7 metrics are missing. Check the DaemonSet's pod on the node (kubectl get pods -o wide, kubectl logs): a start-up failure names the configuration key or the BPF program at fault; CrashLoopBackOff with "Operation not permitted" means missing capabilities or a seccomp profile that refuses bpf() (docs/install.md).`
       ) | nindent 6 }}
+      {{- include "netobs.rule" (dict "root" . "name" "NetobsExporterAbsent" "values" "NetobsExporterDown"
+        "expr" `absent(up{$SEL})`
+        "summary" `Prometheus has no netobs-exporter target to scrape`
+        "description" `No up series matches the rules' selector: Prometheus has not discovered a single exporter, so no node has network, DNS or L7 metrics, and NetobsExporterDown cannot fire. Usual causes: the DaemonSet is gone or schedules no pod (nodeSelector, taints, a Pod Security level that refuses it), the ServiceMonitor is not selected by this Prometheus (its labels, e.g. release: kube-prometheus-stack) or its namespace is not watched, or the scrape job has another name than the selector expects (prometheusRule.selector). Check kubectl get daemonset,pods -l app.kubernetes.io/name=netobs-exporter -A and the Targets page of Prometheus.`
+      ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsProgramNotAttached"
         "expr" `netobs_program_attached{$SEL} == 0`
         "summary" `BPF program {{ $labels.program }} ({{ $labels.collector }}) is not attached on {{ $labels.instance }}`
@@ -142,14 +147,16 @@ sum by ($GROUP, db_system_name, server_address, server_port) (rate(db_client_ope
         "description" `The last read of the {{ $labels.collector }} collector's kernel tables failed on {{ $labels.instance }}: its series are missing from every collection. The exporter logs the error of each failed read; restart the pod if it persists and report the error.`
       ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsEventsLost"
-        "expr" `sum by (instance, collector, reason) (rate(netobs_events_lost_total{$SEL}[$RANGE])) > $T`
+        "expr" `sum by ($CLUSTER, instance, collector, reason) (rate(netobs_events_lost_total{$SEL,reason!~"malformed|unmatched|unparsed|tcp_desync|statement_unknown"}[$RANGE])) > $T
+or
+sum by ($CLUSTER, instance, collector, reason) (rate(netobs_events_lost_total{$SEL,reason=~"malformed|unmatched|unparsed|tcp_desync"}[$RANGE])) > 1`
         "summary" `The {{ $labels.collector }} collector loses events on {{ $labels.instance }} ({{ $labels.reason }})`
-        "description" `The kernel side of {{ $labels.collector }} on {{ $labels.instance }} could not record {{ $value | humanize }} updates per second (reason {{ $labels.reason }}), so its counts are low. A full table calls for a larger one in the chart's config: flow_table_full (netflow) Netflow.MaxFlows, series_full Dns.MaxSeries (dns) or L7.MaxSeries (l7), conns_full L7.MaxConnections, pending_full Dns.MaxPending, statement_unknown L7.MaxStatements (or statements prepared before start-up); failed_table_full and pipeline_full are fixed limits. ring_full means user space does not keep up; no_socket_state and read_failed that the kernel refused memory or a read; malformed, unmatched, unparsed and tcp_desync are traffic the parsers could not use (docs/metrics.md lists every reason).`
+        "description" `The kernel side of {{ $labels.collector }} on {{ $labels.instance }} could not record {{ $value | humanize }} updates per second (reason {{ $labels.reason }}), so its counts are low. A full table calls for a larger one in the chart's config: flow_table_full (netflow) Netflow.MaxFlows, series_full Dns.MaxSeries (dns) or L7.MaxSeries (l7), conns_full L7.MaxConnections, pending_full Dns.MaxPending; failed_table_full and pipeline_full are fixed limits. ring_full means user space does not keep up; no_socket_state and read_failed that the kernel refused memory or a read. malformed, unmatched, unparsed and tcp_desync are traffic the parsers could not use, routine at a low rate: they alert only above 1/s. statement_unknown never alerts (the operation is counted, without its name).`
       ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsSeriesNearLimit"
-        "expr" `max by (instance, instrument) (netobs_series{$SEL})
-  / on (instance) group_left
-max by (instance) (netobs_series_limit{$SEL})
+        "expr" `max by ($CLUSTER, instance, instrument) (netobs_series{$SEL})
+  / on ($CLUSTER, instance) group_left
+max by ($CLUSTER, instance) (netobs_series_limit{$SEL})
 > $T`
         "summary" `{{ $labels.instrument }} on {{ $labels.instance }} is at {{ $value | humanizePercentage }} of its series limit`
         "description" `The instrument {{ $labels.instrument }} exports {{ $value | humanizePercentage }} of Telemetry.MaxSeriesPerInstrument series on {{ $labels.instance }}. At the limit, new series are dropped (netobs_series_dropped_total) and their traffic disappears from the metrics. Find what makes the series (many peers, many DNS names or HTTP routes per process), filter it out (Common.Exclude*), shorten Netflow.SeriesExpiry, or raise the limit if Prometheus can take it.`

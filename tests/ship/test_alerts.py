@@ -1,18 +1,24 @@
 """The alert rules: promtool checks them and runs the unit tests of alerts/tests/, which must make
-every alert fire once and stay quiet once."""
+every alert fire once and stay quiet once; every alert links to its runbook in docs/alerts.md."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "alerts" / "netobs-rules.yaml"
 TESTS = sorted((REPO / "alerts" / "tests").glob("*.test.yaml"))
+RUNBOOKS = REPO / "docs" / "alerts.md"
+# Alerts that take their chart values from another alert's entry.
+SHARED_VALUES = {"NetobsExporterAbsent": "NetobsExporterDown"}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,9 +27,30 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd)
 
 
+def rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
 def alert_names() -> list[str]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule["alert"] for group in groups for rule in group["rules"]]
+    return [rule["alert"] for rule in rules()]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings: lower case, punctuation other than - and _ dropped,
+    spaces turned to -, and -1, -2... after a repeated one."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = re.match(r"#{1,6} +(.*?)[ #]*$", line)
+        if fenced or heading is None:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
 
 
 def test_promtool_check_rules() -> None:
@@ -43,7 +70,8 @@ def test_every_firing_alert_states_its_annotations() -> None:
         for case in yaml.safe_load(test.read_text())["tests"]:
             for check in case["alert_rule_test"]:
                 for alert in check["exp_alerts"]:
-                    assert set(alert.get("exp_annotations", {})) == {"summary", "description"}, check["alertname"]
+                    assert set(alert.get("exp_annotations", {})) == {"summary", "description", "runbook_url"}, \
+                        check["alertname"]
 
 
 def test_every_alert_is_tested_firing_and_quiet() -> None:
@@ -60,12 +88,38 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 def test_every_alert_has_its_chart_values() -> None:
     values = yaml.safe_load((REPO / "chart" / "values.yaml").read_text())
-    assert sorted(values["prometheusRule"]["alerts"]) == sorted(alert_names())
+    assert sorted(values["prometheusRule"]["alerts"]) == sorted(set(alert_names()) - set(SHARED_VALUES))
+    assert set(SHARED_VALUES.values()) <= set(values["prometheusRule"]["alerts"])
+
+
+def test_an_alert_that_shares_values_goes_with_its_owner() -> None:
+    for alert, owner in SHARED_VALUES.items():
+        off = {"enabled": False, "severity": "info", "for": "1m"}
+        values = {"prometheusRule": {"enabled": True, "alerts": {owner: off}}}
+        rendered = helm.Chart.load(str(REPO / "chart")).render(values, name="netobs", namespace="monitoring")
+        spec = yaml.safe_load(rendered["netobs-exporter/templates/prometheusrule.yaml"])["spec"]
+        assert {r["alert"] for g in spec["groups"] for r in g["rules"]} & {alert, owner} == set()
 
 
 def test_every_alert_explains_itself() -> None:
-    for group in yaml.safe_load(RULES.read_text())["groups"]:
-        for rule in group["rules"]:
-            annotations = rule["annotations"]
-            assert annotations["summary"] and len(annotations["description"]) > 200, rule["alert"]
-            assert rule["labels"]["severity"] in {"info", "warning", "critical"}, rule["alert"]
+    for rule in rules():
+        annotations = rule["annotations"]
+        assert annotations["summary"] and len(annotations["description"]) > 200, rule["alert"]
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}, rule["alert"]
+
+
+def test_every_alert_links_its_runbook() -> None:
+    """runbook_url is docs/alerts.md on GitHub, at a heading that is there."""
+    anchors = github_anchors(RUNBOOKS.read_text())
+    pages = set()
+    for rule in rules():
+        page, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        pages.add(page)
+        assert page.startswith("https://github.com/") and page.endswith("/docs/alerts.md"), rule["alert"]
+        assert anchor in anchors, f"{rule['alert']}: no heading #{anchor} in docs/alerts.md"
+    assert len(pages) == 1
+
+
+def test_github_anchors() -> None:
+    text = "# Alerts\n## NetobsEventsLost\n```\n# not a heading\n```\n## What to do\n### What to do\n## `up` == 0?\n"
+    assert github_anchors(text) == {"alerts", "netobseventslost", "what-to-do", "what-to-do-1", "up--0"}
