@@ -19,11 +19,21 @@ app.kubernetes.io/name: {{ include "netobs.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The labels of every object: the chart's own, then commonLabels (a key the chart sets keeps the
+chart's value, so a selector never changes). */}}
 {{- define "netobs.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-{{ include "netobs.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- $own := include "netobs.selectorLabels" . | fromYaml }}
+{{- $_ := set $own "helm.sh/chart" (printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_") }}
+{{- $_ = set $own "app.kubernetes.io/version" .Chart.AppVersion }}
+{{- $_ = set $own "app.kubernetes.io/managed-by" .Release.Service }}
+{{- toYaml (merge $own (.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/* The labels of an object that has a labels value of its own (`labels`, e.g. a ServiceMonitor's,
+which Prometheus selects it by): those win over the chart's. Called with (list $ labels). */}}
+{{- define "netobs.labelsWith" -}}
+{{- $root := index . 0 }}
+{{- toYaml (merge (dict) (index . 1 | default dict) (include "netobs.labels" $root | fromYaml)) }}
 {{- end }}
 
 {{- define "netobs.serviceAccountName" -}}
@@ -59,4 +69,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $attrs = append $attrs (printf "%s=%s" $key $value) }}
 {{- end }}
 {{- join "," $attrs }}
+{{- end }}
+
+{{/* How the kubelet probes the exporter: probes.type, or by default http, and tcp with a web config,
+since the exporter asks for its password and client certificate on every path, health checks
+included, and the kubelet has neither. */}}
+{{- define "netobs.probeType" -}}
+{{- if .Values.probes.type }}{{ .Values.probes.type }}
+{{- else if .Values.metrics.webConfig.secretName }}tcp
+{{- else }}http
+{{- end }}
+{{- end }}
+
+{{/* One probe's action, called with (list type path). */}}
+{{- define "netobs.probe" -}}
+{{- $type := index . 0 }}
+{{- if eq $type "tcp" -}}
+tcpSocket:
+  port: metrics
+{{- else -}}
+httpGet:
+  path: {{ index . 1 }}
+  port: metrics
+  scheme: {{ upper $type }}
+{{- end }}
 {{- end }}

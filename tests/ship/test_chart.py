@@ -1,9 +1,11 @@
 """The Helm chart, rendered offline (helm-python-sdk) with the default values and the values files
-of tests/ship/values/: lint, Kubernetes schemas (strict), and what each setting must render to."""
+of tests/ship/values/: lint, Kubernetes schemas (strict), and what each setting must render to; also
+as the archive `helm package` makes, and as the dependency of an umbrella chart."""
 
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"
 VALUES = Path(__file__).with_name("values")
 KUBERNETES = "1.37.0"
-CUSTOM_RESOURCES = {"ServiceMonitor", "PrometheusRule"}  # Prometheus Operator CRDs: no built-in schema
+CUSTOM_RESOURCES = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}  # Prometheus Operator CRDs: no built-in schema
 Manifests = dict[str, list[dict[str, Any]]]  # kind -> objects
 
 
@@ -26,8 +28,7 @@ def values_of(name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((VALUES / f"{name}.yaml").read_text())) if name != "defaults" else {}
 
 
-def render(name: str) -> Manifests:
-    rendered = helm.Chart.load(str(CHART)).render(values_of(name), name="netobs", namespace="monitoring")
+def manifests(rendered: dict[str, str]) -> Manifests:
     out: Manifests = {}
     for path, text in rendered.items():
         if path.endswith(".yaml"):
@@ -35,6 +36,29 @@ def render(name: str) -> Manifests:
                 if doc:
                     out.setdefault(doc["kind"], []).append(doc)
     return out
+
+
+def render_values(values: dict[str, Any], chart: Path = CHART) -> Manifests:
+    return manifests(helm.Chart.load(str(chart)).render(values, name="netobs", namespace="monitoring"))
+
+
+def render(name: str) -> Manifests:
+    return render_values(values_of(name))
+
+
+def validate(m: Manifests) -> None:
+    """Every manifest against the Kubernetes schemas (strict); custom resources by their API group."""
+    for kind, objects in m.items():
+        for obj in objects:
+            if kind in CUSTOM_RESOURCES:
+                assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+                continue
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+def pod_spec(m: Manifests) -> dict[str, Any]:
+    (ds,) = m["DaemonSet"]
+    return dict(ds["spec"]["template"]["spec"])
 
 
 def container(m: Manifests) -> dict[str, Any]:
@@ -70,12 +94,7 @@ def test_lint_is_clean(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", VALUE_FILES)
 def test_manifests_match_the_kubernetes_schemas(name: str) -> None:
-    for kind, objects in render(name).items():
-        for obj in objects:
-            if kind in CUSTOM_RESOURCES:
-                assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-                continue
-            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    validate(render(name))
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -85,6 +104,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert (pod["hostPID"], pod["hostNetwork"], pod["dnsPolicy"]) == (True, True, "ClusterFirstWithHostNet")
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"operator": "Exists"}]
+    # No arm64 image yet: the pods stay off arm64 nodes.
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+    assert "securityContext" not in pod and ds["spec"]["revisionHistoryLimit"] == 10
     c = container(m)
     security = c["securityContext"]
     assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
@@ -97,7 +119,10 @@ def test_defaults(tmp_path: Path) -> None:
     }
     assert "--config.file=/etc/netobs/config.yaml" in c["args"] and "--web.listen-address=:10039" in c["args"]
     assert c["ports"] == [{"name": "metrics", "containerPort": 10039, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics", "scheme": "HTTP"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "metrics", "scheme": "HTTP"}
     assert env(m)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert "HOST_IP" not in env(m)
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env(m)
     assert c["resources"]["limits"]["memory"] == "512Mi"
     # The default configuration is one the exporter accepts.
@@ -107,7 +132,7 @@ def test_defaults(tmp_path: Path) -> None:
         ("", "pods", ("get", "list", "watch")), ("apps", "replicasets", ("get",)), ("batch", "jobs", ("get",))}
     (svc,) = m["Service"]
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["ports"][0]["name"] == "metrics"
-    assert "ServiceMonitor" not in m and "PrometheusRule" not in m
+    assert not {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy"} & set(m)
 
 
 def test_dashboards_are_configmaps_for_grafanas_sidecar() -> None:
@@ -186,6 +211,17 @@ def test_privileged_and_optional_mounts(tmp_path: Path) -> None:
     {"prometheusRule": {"alerts": {"NetobsEventsLost": {"enabled": True, "severity": "warning", "for": "soon"}}}},
     {"config": {"Common": {"Tags": {"team": 7}}}},
     {"otlp": {"protocol": "thrift"}},
+    {"commonLabels": {"tier": 1}},
+    {"probes": {"type": "exec"}},
+    {"dnsPolicy": "None"},
+    {"revisionHistoryLimit": -1},
+    {"extraVolumeMounts": [{"name": "ca-bundle"}]},
+    {"serviceMonitor": {"basicAuth": {"username": {"name": "netobs-scrape", "key": "username"}}}},
+    {"podMonitor": {"basicAuth": {"user": "prometheus", "password": "secret"}}},
+    {"networkPolicy": {"ingress": []}},
+    # Refused by the templates: the node's IP is not the pod's, and two monitors scrape twice.
+    {"metrics": {"listenOnHostIP": True}, "hostNetwork": False},
+    {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
 ])
 def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
@@ -194,7 +230,8 @@ def test_the_schema_refuses_bad_values(bad: dict[str, Any]) -> None:
 
 def test_a_secured_endpoint() -> None:
     """metrics.webConfig mounts the Secret and passes --web.config.file; the ServiceMonitor scrapes over
-    HTTPS with basic auth. The probes stay TCP: they need neither."""
+    HTTPS with basic auth. The probes are TCP: the exporter asks for the password on /-/healthy and
+    /-/ready too, and the kubelet has none."""
     m = render("secured")
     c = container(m)
     assert "--web.config.file=/etc/netobs/web/web-config.yml" in c["args"]
@@ -208,3 +245,148 @@ def test_a_secured_endpoint() -> None:
     assert endpoint["scheme"] == "https" and endpoint["tlsConfig"]["serverName"] == "netobs-exporter"
     assert endpoint["basicAuth"]["password"] == {"name": "netobs-scrape", "key": "password"}
     assert not any(a.startswith("--web.config.file") for a in container(render("defaults"))["args"])
+
+
+def test_common_labels_are_on_every_object() -> None:
+    m = render("everything")
+    common = values_of("everything")["commonLabels"]
+    # A ServiceMonitor's own labels win over commonLabels: Prometheus selects it by them.
+    own = {"ServiceMonitor": values_of("everything")["serviceMonitor"]["labels"]}
+    kinds = {"DaemonSet", "ConfigMap", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+             "ServiceMonitor", "PrometheusRule", "NetworkPolicy"}
+    assert kinds <= set(m)
+    for obj in (o for objects in m.values() for o in objects):
+        labels = obj["metadata"]["labels"]
+        assert labels.items() >= {**common, **own.get(obj["kind"], {})}.items(), obj["kind"]
+        # The chart's own labels keep their values: its selectors never change.
+        assert labels["app.kubernetes.io/name"] == "netobs-exporter", obj["kind"]
+    (ds,) = m["DaemonSet"]
+    assert ds["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "netobs-exporter", "app.kubernetes.io/instance": "netobs"}
+    assert ds["spec"]["template"]["metadata"]["labels"] == {
+        **ds["spec"]["selector"]["matchLabels"], **common, "tier": "node-agent"}
+    (sm,) = m["ServiceMonitor"]
+    assert sm["metadata"]["labels"]["team"] == "sre"
+    spec = sm["spec"]
+    assert (spec["jobLabel"], spec["targetLabels"], spec["sampleLimit"]) == (
+        "app.kubernetes.io/part-of", ["team"], 200000)
+    (svc,) = m["Service"]
+    assert svc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "observability"  # what jobLabel reads
+
+
+def test_pod_spec_values() -> None:
+    m = render("pod-spec")
+    pod = pod_spec(m)
+    assert pod["securityContext"] == values_of("pod-spec")["podSecurityContext"]
+    assert pod["dnsPolicy"] == "Default"
+    # null removes the default arch key; the other keys merge into the chart's.
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "node-role.example.com/observed": "true"}
+    assert m["DaemonSet"][0]["spec"]["revisionHistoryLimit"] == 3
+    assert {"name": "ca-bundle", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+    assert mounts(m)["/etc/ssl/certs/corporate"] == ("ca-bundle", True)
+    # The container's securityContext is untouched by the pod's.
+    assert container(m)["securityContext"] == container(render("defaults"))["securityContext"]
+
+
+def test_listening_on_the_node_ip_with_a_pod_monitor() -> None:
+    m = render("host-ip")
+    c = container(m)
+    assert "--web.listen-address=$(HOST_IP):10039" in c["args"]
+    assert env(m)["HOST_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert pod_spec(m)["hostNetwork"] is True
+    # TLS alone: the kubelet's HTTPS GET does not check the certificate and needs no password.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics", "scheme": "HTTPS"}
+    assert c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert "ServiceMonitor" not in m
+    (pm,) = m["PodMonitor"]
+    assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    spec = pm["spec"]
+    assert (spec["jobLabel"], spec["podTargetLabels"], spec["sampleLimit"]) == (
+        "app.kubernetes.io/name", ["app.kubernetes.io/instance"], 100000)
+    assert spec["selector"]["matchLabels"] == m["DaemonSet"][0]["spec"]["selector"]["matchLabels"]
+    assert spec["namespaceSelector"] == {"matchNames": ["monitoring"]}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"], endpoint["interval"]) == (
+        "metrics", "/metrics", "https", "20s")
+    assert endpoint["tlsConfig"]["serverName"] == "netobs-exporter" and "basicAuth" not in endpoint
+    assert endpoint["relabelings"][0] == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+
+
+def test_a_pod_monitor_with_a_password() -> None:
+    """basicAuth names the Secret's keys, as the Prometheus Operator reads them; with the web config left
+    to its default probe type, the probes are TCP."""
+    values = values_of("host-ip")
+    values["probes"] = {"type": ""}
+    values["podMonitor"]["basicAuth"] = {"username": {"name": "netobs-scrape", "key": "username"},
+                                         "password": {"name": "netobs-scrape", "key": "password"}}
+    m = render_values(values)
+    validate(m)
+    (endpoint,) = m["PodMonitor"][0]["spec"]["podMetricsEndpoints"]
+    assert endpoint["basicAuth"] == values["podMonitor"]["basicAuth"]
+    c = container(m)
+    assert c["readinessProbe"]["tcpSocket"] == c["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
+
+
+def test_a_network_policy_off_the_host_network() -> None:
+    m = render("pod-network")
+    pod = pod_spec(m)
+    assert (pod["hostNetwork"], pod["hostPID"], pod["dnsPolicy"]) == (False, True, "ClusterFirst")
+    (policy,) = m["NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == m["DaemonSet"][0]["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress"]  # the exporter's own connections stay open
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"port": 10039, "protocol": "TCP"}]
+    assert rule["from"] == values_of("pod-network")["networkPolicy"]["from"]
+    # With no peers named, every source may reach the metrics port, and only it.
+    (open_rule,) = render_values({"networkPolicy": {"enabled": True}})["NetworkPolicy"][0]["spec"]["ingress"]
+    assert open_rule == {"ports": [{"port": 10039, "protocol": "TCP"}]}
+
+
+def test_the_packaged_chart_lints_and_renders_as_the_directory(tmp_path: Path) -> None:
+    archive = Path(helm.package(str(CHART), destination=str(tmp_path)))
+    assert archive.name == "netobs-exporter-0.1.0.tgz"
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"netobs-exporter/values.schema.json", "netobs-exporter/README.md"} <= names
+    boards = {f"netobs-exporter/files/dashboards/{p.name}" for p in (CHART / "files" / "dashboards").glob("*.json")}
+    assert boards and boards <= names
+    report = helm.lint(str(archive), strict=True, kube_version=f"v{KUBERNETES}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+    for name in VALUE_FILES:
+        m = render_values(values_of(name), chart=archive)
+        validate(m)
+        assert m == render(name), name
+
+
+def test_as_the_dependency_of_an_umbrella_chart(tmp_path: Path) -> None:
+    """helm/helm#10392: an umbrella chart's `global` values reach every dependency's values, which a
+    strict schema must let in."""
+    umbrella = tmp_path / "umbrella"
+    (umbrella / "templates").mkdir(parents=True)
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+    (umbrella / "Chart.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v2", "name": "observability", "version": "1.0.0",
+        "dependencies": [{"name": "netobs-exporter", "version": version, "repository": f"file://{CHART}"}],
+    }))
+    (umbrella / "values.yaml").write_text(yaml.safe_dump({
+        "global": {"imageRegistry": "registry.example.com"},
+        "netobs-exporter": {"commonLabels": {"stack": "observability"}, "serviceMonitor": {"enabled": True}},
+    }))
+    helm.dependency_build(str(umbrella))
+    assert (umbrella / "charts" / f"netobs-exporter-{version}.tgz").is_file()
+    report = helm.lint(str(umbrella), {"global": {"cluster": "prod-eu"}}, strict=True, with_subcharts=True,
+                       kube_version=f"v{KUBERNETES}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+    m = render_values({"global": {"cluster": "prod-eu"}}, chart=umbrella)
+    validate(m)
+    (ds,) = m["DaemonSet"]
+    assert ds["metadata"]["name"] == "netobs-netobs-exporter"
+    assert ds["metadata"]["labels"]["stack"] == "observability"
+    assert len(m["ServiceMonitor"]) == 1
+    # The schema still holds inside the umbrella: a bad value of the dependency is refused.
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(str(umbrella)).render({"netobs-exporter": {"probes": {"type": "exec"}}}, name="netobs",
+                                              namespace="monitoring")
