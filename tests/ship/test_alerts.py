@@ -17,8 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "alerts" / "netobs-rules.yaml"
 TESTS = sorted((REPO / "alerts" / "tests").glob("*.test.yaml"))
 RUNBOOKS = REPO / "docs" / "alerts.md"
-# Alerts that take their chart values from another alert's entry.
-SHARED_VALUES = {"NetobsExporterAbsent": "NetobsExporterDown"}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,17 +86,7 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 def test_every_alert_has_its_chart_values() -> None:
     values = yaml.safe_load((REPO / "chart" / "values.yaml").read_text())
-    assert sorted(values["prometheusRule"]["alerts"]) == sorted(set(alert_names()) - set(SHARED_VALUES))
-    assert set(SHARED_VALUES.values()) <= set(values["prometheusRule"]["alerts"])
-
-
-def test_an_alert_that_shares_values_goes_with_its_owner() -> None:
-    for alert, owner in SHARED_VALUES.items():
-        off = {"enabled": False, "severity": "info", "for": "1m"}
-        values = {"prometheusRule": {"enabled": True, "alerts": {owner: off}}}
-        rendered = helm.Chart.load(str(REPO / "chart")).render(values, name="netobs", namespace="monitoring")
-        spec = yaml.safe_load(rendered["netobs-exporter/templates/prometheusrule.yaml"])["spec"]
-        assert {r["alert"] for g in spec["groups"] for r in g["rules"]} & {alert, owner} == set()
+    assert sorted(values["prometheusRule"]["alerts"]) == sorted(alert_names())
 
 
 def test_every_alert_explains_itself() -> None:
@@ -123,3 +111,15 @@ def test_every_alert_links_its_runbook() -> None:
 def test_github_anchors() -> None:
     text = "# Alerts\n## NetobsEventsLost\n```\n# not a heading\n```\n## What to do\n### What to do\n## `up` == 0?\n"
     assert github_anchors(text) == {"alerts", "netobseventslost", "what-to-do", "what-to-do-1", "up--0"}
+
+
+def test_the_cluster_label_and_the_routine_threshold_are_values() -> None:
+    values = {"prometheusRule": {"enabled": True, "clusterLabel": "k8s_cluster_name",
+                                 "alerts": {"NetobsEventsLost": {"enabled": True, "severity": "warning", "for": "15m",
+                                                                 "threshold": 0, "routineThreshold": 3}}}}
+    rendered = helm.Chart.load(str(REPO / "chart")).render(values, name="netobs", namespace="monitoring")
+    rules = {r["alert"]: r["expr"] for g in yaml.safe_load(rendered["netobs-exporter/templates/prometheusrule.yaml"])
+             ["spec"]["groups"] for r in g["rules"]}
+    grouped = [expr for expr in rules.values() if " by (" in expr]
+    assert grouped and all("k8s_cluster_name" in expr and "(cluster," not in expr for expr in grouped)
+    assert rules["NetobsEventsLost"].endswith("> 3")
