@@ -804,10 +804,6 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
  * if it does not. */
 static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
-	if (sk->__sk_common.skc_state == TCP_CLOSE)
-		return false; /* data read after the close: nothing of it can be paired any more */
-	if (bpf_sk_storage_get(&ignored, sk, 0, 0))
-		return false; /* decided: not followed */
 	__u64 key = (__u64)sk;
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
@@ -875,6 +871,16 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 		return;
 	if (!netobs_current_watched())
 		return;
+	/* A socket decided about returns before anything else is read: the clock, the work area */
+	c = bpf_sk_storage_get(&conns, sk, 0, 0);
+	if (c && c->closed) {
+		if (sk->__sk_common.skc_state == TCP_CLOSE)
+			return; /* data read after the close */
+		bpf_sk_storage_delete(&conns, sk); /* connected again after a disconnect: a new connection */
+		c = NULL;
+	}
+	if (!c && (sk->__sk_common.skc_state == TCP_CLOSE || bpf_sk_storage_get(&ignored, sk, 0, 0)))
+		return; /* never looked at again, or data read after the close: nothing can be paired */
 	w = get_work();
 	if (!w)
 		return;
@@ -889,13 +895,6 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 	io->ret = ret;
 	io->now = bpf_ktime_get_ns();
 	io->resolved = 0;
-	c = bpf_sk_storage_get(&conns, sk, 0, 0);
-	if (c && c->closed) {
-		if (sk->__sk_common.skc_state == TCP_CLOSE)
-			return; /* data read after the close */
-		bpf_sk_storage_delete(&conns, sk); /* connected again after a disconnect: a new connection */
-		c = NULL;
-	}
 	if (!c) {
 		if (!track(sk, io, sent))
 			return;
