@@ -350,6 +350,16 @@ def test_local_connections_are_dropped_by_default(nginx: Path) -> None:
         exp.stop()
 
 
+def one_exchange(client: socket.socket, server: socket.socket, route: str, host: str) -> None:
+    """One HTTP request from `client`, read whole by `server`, and its response, read whole back."""
+    request = f"GET {route} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    client.sendall(request)
+    assert server.recv(1024) == request
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server.sendall(response)
+    assert client.recv(1024) == response
+
+
 def lock_step_connection(opaque_messages: int, route: str) -> None:
     """One loopback connection, both ends in this process: `opaque_messages` messages of no protocol
     from the client, each read by the server before the next is sent (one call each), then one HTTP
@@ -361,12 +371,7 @@ def lock_step_connection(opaque_messages: int, route: str) -> None:
             for _ in range(opaque_messages):
                 client.sendall(b"\x17\x03\x03\x00\x05hello")  # a TLS application-data record
                 assert server.recv(64) == b"\x17\x03\x03\x00\x05hello"
-            request = f"GET {route} HTTP/1.1\r\nHost: sniff.test\r\n\r\n".encode()
-            client.sendall(request)
-            assert server.recv(1024) == request
-            response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-            server.sendall(response)
-            assert client.recv(1024) == response
+            one_exchange(client, server, route, "sniff.test")
 
 
 def test_a_connection_is_looked_at_for_eight_calls_then_never_again(exporter: Exporter) -> None:
@@ -398,12 +403,7 @@ def test_a_socket_connected_again_after_a_disconnect_is_a_new_connection(exporte
             client.connect(listener.getsockname())
             server, _ = listener.accept()
             with server:
-                request = f"GET {route} HTTP/1.1\r\nHost: again.test\r\n\r\n".encode()
-                client.sendall(request)
-                assert server.recv(1024) == request
-                response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                server.sendall(response)
-                assert client.recv(1024) == response
+                one_exchange(client, server, route, "again.test")
             assert libc.connect(client.fileno(), unspec, ctypes.sizeof(unspec)) == 0, ctypes.get_errno()
     labels = {"server_address": "again.test", "http_route": route}
     assert client_count(exporter, 2, "python", **labels) == 2
