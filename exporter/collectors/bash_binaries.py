@@ -6,15 +6,14 @@ runs it, which opens the very file whatever the process's mount namespace and ro
 
 from __future__ import annotations
 
-import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.collectors.bash_elf import ElfError, symbol_file_offset
+from exporter.collectors.elf import ElfError
+from exporter.collectors.process_files import FileKey, display_name, file_key, function_offsets
 
 HOST_PATHS = ("/bin/bash", "/usr/bin/bash")
-FileKey = tuple[int, int]  # (st_dev, st_ino)
 
 
 @dataclass(frozen=True)
@@ -22,11 +21,6 @@ class Binary:
     key: FileKey
     path: str  # opens the file from here: for reading it and for attaching the uprobe
     display: str  # what logs and metrics call it: its path, seen from the host where possible
-
-
-def file_key(path: str | Path) -> FileKey:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def host_binaries(paths: tuple[str, ...] = HOST_PATHS) -> list[Binary]:
@@ -72,28 +66,9 @@ def bash_processes(proc: Path = Path("/proc"), containers: bool = True) -> list[
     return found
 
 
-def display_name(exe: str, key: FileKey, process_dir: Path) -> str:
-    """What to call a process's executable: the path readlink(/proc/<pid>/exe) gives when it names
-    the same file from here (host processes, chroots), else the path through the process's root
-    (a container in a mount namespace of its own, where that path means another file here)."""
-    deleted = exe.endswith(" (deleted)")
-    path = exe.removesuffix(" (deleted)")
-    try:
-        reachable = not deleted and file_key(path) == key
-    except OSError:
-        reachable = False
-    name = path if reachable else f"{process_dir}/root{path}"
-    return f"{name} (deleted)" if deleted else name
-
-
 def readline_offset(path: str) -> int:
     """The file offset of `readline` in the bash at `path`; ValueError (or OSError) says why there is none."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            raise ElfError("empty file")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as image:
-            offset = symbol_file_offset(image, "readline")
+    offset = function_offsets(path, ("readline",))[1].get("readline")
     if offset is None:
         raise ElfError("no readline function in its symbol tables (stripped, or readline in a shared library)")
     return offset

@@ -1,6 +1,7 @@
-"""atheris target: the ELF reader that finds bash's readline (exporter/collectors/bash_elf.py).
+"""atheris target: the ELF reader that finds bash's readline and OpenSSL's functions
+(exporter/collectors/elf.py).
 
-Any bytes as a binary: a symbol's address and file offset, or None, or ElfError; nothing else."""
+Any bytes as a binary: symbols' addresses and file offsets, or None, or ElfError; nothing else."""
 
 import contextlib
 import sys
@@ -8,7 +9,13 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from exporter.collectors.bash_elf import ElfError, address_to_offset, symbol_address, symbol_file_offset
+    from exporter.collectors.elf import (
+        ElfError,
+        address_to_offset,
+        symbol_address,
+        symbol_file_offset,
+        symbol_file_offsets,
+    )
 
 
 def test_one_input(data: bytes) -> None:
@@ -16,7 +23,8 @@ def test_one_input(data: bytes) -> None:
     address = fdp.ConsumeIntInRange(0, 2**64 - 1)
     image = fdp.ConsumeBytes(fdp.remaining_bytes())
     for call in (lambda: symbol_address(image, "readline"), lambda: symbol_file_offset(image, "readline"),
-                 lambda: address_to_offset(image, address)):
+                 lambda: address_to_offset(image, address),
+                 lambda: symbol_file_offsets(image, ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"))):
         with contextlib.suppress(ElfError):
             call()
 

@@ -16,7 +16,7 @@ from exporter.collectors.bash_binaries import (
     is_bash,
     readline_offset,
 )
-from exporter.collectors.bash_elf import ElfError
+from exporter.collectors.elf import ElfError
 
 
 @pytest.mark.parametrize("exe,expected", [

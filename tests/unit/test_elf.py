@@ -1,78 +1,33 @@
-"""The file offset of a function, from ELF images built here byte by byte and from the real bash."""
+"""The file offset of a function, from ELF images built byte by byte and from the real bash."""
 
 from __future__ import annotations
 
 import mmap
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from exporter.collectors.bash_elf import ElfError, address_to_offset, symbol_address, symbol_file_offset
-
-STT_OBJECT, STT_FUNC = 1, 2
-STB_GLOBAL = 1
-SEGMENT_OFFSET, SEGMENT_VADDR, SEGMENT_SIZE = 0x1000, 0x401000, 0x2000
-
-Symbol = tuple[str, int, int, int]  # name, type, section index (0: undefined), value
-
-
-def build_elf(symbols: dict[str, list[Symbol]], bits: int = 64, endian: str = "<") -> bytes:
-    """An ELF image with one PT_LOAD segment and a symbol table per entry of `symbols`
-    (".dynsym" or ".symtab"), each with its own string table."""
-    e = endian
-    wide = bits == 64
-    ehsize, phentsize, shentsize = (64, 56, 64) if wide else (52, 32, 40)
-    symentsize = 24 if wide else 16
-    body = bytearray(b"\0" * 0x40)  # section contents start after the headers' room
-    sections = [(0, 0, 0, 0, 0, 0)]  # name offset, type, offset, size, link, entsize
-    shstrtab = bytearray(b"\0")
-
-    def add_section(name: str, kind: int, data: bytes, link: int = 0, entsize: int = 0) -> int:
-        name_offset = len(shstrtab)
-        shstrtab.extend(name.encode() + b"\0")
-        offset = 0x2000 + len(body)
-        body.extend(data)
-        sections.append((name_offset, kind, offset, len(data), link, entsize))
-        return len(sections) - 1
-
-    for table, entries in symbols.items():
-        strings = bytearray(b"\0")
-        packed = bytearray(b"\0" * symentsize)
-        for name, kind, shndx, value in entries:
-            name_offset = len(strings)
-            strings.extend(name.encode() + b"\0")
-            info = (STB_GLOBAL << 4) | kind
-            if wide:
-                packed += struct.pack(e + "IBBHQQ", name_offset, info, 0, shndx, value, 16)
-            else:
-                packed += struct.pack(e + "IIIBBH", name_offset, value, 16, info, 0, shndx)
-        strtab = add_section(".dynstr" if table == ".dynsym" else ".strtab", 3, bytes(strings))
-        add_section(table, 11 if table == ".dynsym" else 2, bytes(packed), strtab, symentsize)
-    shstrndx = add_section(".shstrtab", 3, bytes(shstrtab))
-
-    phoff = ehsize
-    shoff = 0x2000 + len(body)
-    ident = b"\x7fELF" + bytes([2 if wide else 1, 1 if e == "<" else 2, 1]) + b"\0" * 9
-    word = "Q" if wide else "I"
-    header = ident + struct.pack(e + "HHI" + word * 3 + "IHHHHHH", 3, 62, 1, 0, phoff, shoff, 0, ehsize,
-                                 phentsize, 1, shentsize, len(sections), shstrndx)
-    if wide:
-        program = struct.pack(e + "IIQQQQQQ", 1, 5, SEGMENT_OFFSET, SEGMENT_VADDR, SEGMENT_VADDR,
-                              SEGMENT_SIZE, SEGMENT_SIZE, 0x1000)
-    else:
-        program = struct.pack(e + "IIIIIIII", 1, SEGMENT_OFFSET, SEGMENT_VADDR, SEGMENT_VADDR,
-                              SEGMENT_SIZE, SEGMENT_SIZE, 5, 0x1000)
-    image = bytearray(header + program).ljust(0x2000, b"\0") + body
-    for name_offset, kind, offset, size, link, entsize in sections:
-        if wide:
-            image += struct.pack(e + "IIQQQQIIQQ", name_offset, kind, 0, 0, offset, size, link, 0, 8, entsize)
-        else:
-            image += struct.pack(e + "IIIIIIIIII", name_offset, kind, 0, 0, offset, size, link, 0, 4, entsize)
-    return bytes(image)
-
+from exporter.collectors import elf
+from exporter.collectors.elf import (
+    ElfError,
+    address_to_offset,
+    symbol_address,
+    symbol_file_offset,
+    symbol_file_offsets,
+)
+from tests.unit.elf_fixture import (
+    ET_DYN,
+    LIBRARY_SEGMENTS,
+    SEGMENT_OFFSET,
+    SEGMENT_SIZE,
+    SEGMENT_VADDR,
+    STT_FUNC,
+    STT_OBJECT,
+    build_elf,
+    function,
+)
 
 READLINE = ("readline", STT_FUNC, 1, SEGMENT_VADDR + 0x234)
 
@@ -105,6 +60,41 @@ def test_an_address_outside_every_segment_has_no_offset() -> None:
     assert symbol_address(image, "readline") == SEGMENT_VADDR + SEGMENT_SIZE
     assert symbol_file_offset(image, "readline") is None
     assert address_to_offset(image, SEGMENT_VADDR) == SEGMENT_OFFSET
+
+
+def test_several_functions_at_once_dynsym_first_and_the_missing_left_out() -> None:
+    image = build_elf({
+        ".dynsym": [function("SSL_write", SEGMENT_VADDR + 0x100), ("SSL_read", STT_FUNC, 0, 0)],
+        ".symtab": [function("SSL_write", SEGMENT_VADDR + 0x900), function("SSL_read", SEGMENT_VADDR + 0x200)],
+    })
+    offsets = symbol_file_offsets(image, ["SSL_write", "SSL_read", "SSL_write_ex"])
+    assert offsets == {"SSL_write": SEGMENT_OFFSET + 0x100, "SSL_read": SEGMENT_OFFSET + 0x200}
+    assert symbol_file_offsets(image, []) == {}
+
+
+@pytest.mark.parametrize("bits,endian", [(64, "<"), (32, ">")])
+def test_a_shared_library_gives_file_offsets_not_addresses(bits: int, endian: str) -> None:
+    image = build_elf({".dynsym": [function("early", 0x40), function("late", 0x2040)]}, bits, endian,
+                      LIBRARY_SEGMENTS, ET_DYN)
+    assert symbol_file_offsets(image, ("early", "late")) == {"early": 0x40, "late": 0x1040}
+
+
+def test_one_walk_of_the_symbol_table_for_every_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [f"SSL_f{index}" for index in range(100)]
+    image = build_elf({".dynsym": [function(name, SEGMENT_VADDR + index) for index, name in enumerate(names)]})
+    decoded: list[int] = []
+    real = elf._c_string
+
+    def counting(image: elf.Buffer, offset: int, end: int) -> bytes:
+        decoded.append(offset)
+        return real(image, offset, end)
+
+    monkeypatch.setattr(elf, "_c_string", counting)
+    assert len(symbol_file_offsets(image, names[::-1])) == 100
+    assert len(decoded) == 100
+    decoded.clear()
+    assert symbol_file_offsets(image, ["SSL_write"]) == {}
+    assert decoded == []  # not in the string table: the table is not walked
 
 
 @pytest.mark.parametrize("image,message", [
