@@ -7,7 +7,7 @@ profile=${1:-run}
 cd "$(dirname "$0")/.."
 
 run_pkgs=(clang llvm libbpf-dev libbpf1 bpftool make python3-venv python3-dev iproute2 kmod)
-test_pkgs=(iperf3 iptables prometheus curl procps netcat-openbsd dnsmasq-base bind9-dnsutils unbound dnsperf libclang-rt-14-dev nginx-light wrk redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client memcached libmemcached-tools)
+test_pkgs=(iperf3 iptables prometheus curl procps netcat-openbsd dnsmasq-base bind9-dnsutils unbound dnsperf libclang-rt-14-dev nginx-light wrk redis-server redis-tools postgresql postgresql-contrib mariadb-server mariadb-client memcached libmemcached-tools nghttp2-client libssl-dev)
 
 want=("${run_pkgs[@]}")
 [ "$profile" = test ] && want+=("${test_pkgs[@]}")

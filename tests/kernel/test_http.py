@@ -360,6 +360,9 @@ def one_exchange(client: socket.socket, server: socket.socket, route: str, host:
     assert client.recv(1024) == response
 
 
+OPAQUE = b"\xffopaque\xff"  # no protocol's first bytes, nor a TLS record's (test_tls.py)
+
+
 def lock_step_connection(opaque_messages: int, route: str) -> None:
     """One loopback connection, both ends in this process: `opaque_messages` messages of no protocol
     from the client, each read by the server before the next is sent (one call each), then one HTTP
@@ -369,8 +372,8 @@ def lock_step_connection(opaque_messages: int, route: str) -> None:
         server, _ = listener.accept()
         with server:
             for _ in range(opaque_messages):
-                client.sendall(b"\x17\x03\x03\x00\x05hello")  # a TLS application-data record
-                assert server.recv(64) == b"\x17\x03\x03\x00\x05hello"
+                client.sendall(OPAQUE)
+                assert server.recv(64) == OPAQUE
             one_exchange(client, server, route, "sniff.test")
 
 
