@@ -120,6 +120,9 @@ class L7Config:
     max_statements: int = field(metadata=_key("MaxStatements", check.count))
     max_routes_per_process: int = field(metadata=_key("MaxRoutesPerProcess", check.count))
     series_expiry: float = field(metadata=_key("SeriesExpiry", check.seconds))
+    tls_enabled: bool = field(metadata=_key("Tls.Enabled", check.boolean))
+    tls_libraries: frozenset[str] = field(metadata=_key("Tls.Libraries", check.tls_libraries))
+    tls_rescan_interval: float = field(metadata=_key("Tls.RescanInterval", check.seconds))
 
 
 @dataclass(frozen=True)
@@ -237,8 +240,9 @@ def _where(name: str, origin: str | None) -> str:
 
 
 def _normalize(name: str) -> str:
-    """Names match ignoring case and underscores: NETOBS_COMMON_FLUSH_OUT_L4_INTERVAL works too."""
-    return name.replace("_", "").casefold()
+    """Names match ignoring case, underscores and the dots of subsections: NETOBS_COMMON_FLUSH_OUT_L4_INTERVAL
+    and NETOBS_L7_TLS_ENABLED (L7.Tls.Enabled) work too."""
+    return name.replace("_", "").replace(".", "").casefold()
 
 
 def _find_section(name: str) -> str | None:
@@ -284,12 +288,24 @@ def _settings_from_document(document: object, where: str) -> list[Setting]:
             continue
         if not isinstance(body, dict):
             raise ConfigError(f"config: {section}: expected a map of keys, got {show(body)}")
-        for key_name, value in body.items():
-            key = _resolve_key(section, str(key_name), None)
+        for key_name, value in _flatten(section, body):
+            key = _resolve_key(section, key_name, None)
             if (section, key) in settings:
                 raise ConfigError(f"config: {section}.{key}: given twice in {where}")
             settings[section, key] = Setting(section, key, value, None)
     return list(settings.values())
+
+
+def _flatten(section: str, body: dict[Any, Any]) -> Iterable[tuple[str, object]]:
+    """A section's keys, a subsection's (L7: {Tls: {Enabled: ...}}) spelled Tls.Enabled."""
+    subsections = {_normalize(key.partition(".")[0]) for key in _fields(section) if "." in key}
+    for name, value in body.items():
+        if _normalize(str(name)) not in subsections:
+            yield str(name), value
+        elif not isinstance(value, dict):
+            raise ConfigError(f"config: {section}.{name}: expected a map of keys, got {show(value)}")
+        else:
+            yield from ((f"{name}.{key}", v) for key, v in value.items())
 
 
 def _read_yaml_file(path: str) -> object:

@@ -334,3 +334,19 @@ def rtt_buckets(value: object) -> tuple[float, ...]:
         raise Invalid(f"expected {expected} (each bound larger than the one before, in whole microseconds), "
                       f"got {show(value)}")
     return tuple(m / 1e6 for m in micros)
+
+
+TLS_LIBRARIES = ("openssl",)  # exporter/collectors/l7_tls.py
+
+
+def tls_libraries(value: object) -> frozenset[str]:
+    """Library names, any case, as a list or one comma-separated string."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of library names (some of {', '.join(TLS_LIBRARIES)}), got {show(value)}")
+    names = {item.casefold() if isinstance(item, str) else item for item in value}
+    unknown = sorted(map(str, names - set(TLS_LIBRARIES)))
+    if unknown:
+        raise Invalid(f"unknown library {unknown[0]!r} (expected some of {', '.join(TLS_LIBRARIES)})")
+    return frozenset(str(name) for name in names)

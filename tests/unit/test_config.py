@@ -13,6 +13,7 @@ from exporter.config import (
     Config,
     ConfigError,
     WebConfig,
+    _flatten,
     default_document,
     load_config,
 )
@@ -74,7 +75,7 @@ def test_every_field_has_exactly_one_default() -> None:
     assert list(document) == list(SECTIONS)
     for section, (attribute, section_class) in SECTIONS.items():
         keys = [f.metadata["key"] for f in dataclasses.fields(section_class)]
-        assert list(document[section]) == keys, section
+        assert [name for name, _ in _flatten(section, document[section])] == keys, section
         assert attribute in {f.name for f in dataclasses.fields(Config)}
 
 
@@ -340,3 +341,23 @@ def test_a_line_break_in_a_name_is_shown_escaped_on_one_line() -> None:
         load_config(None, {}, ["l\n  Flush.key=v"])
     assert str(err.value) == ("config: l\\n  Flush (from --config.set): unknown section (known sections: "
                               "Common, EBPF, Netflow, Dns, L7, Bash, Containers, Kubernetes, Attributes, Telemetry)")
+
+
+def test_a_subsection_is_spelled_with_dots_everywhere(tmp_path: Path) -> None:
+    """L7.Tls.Enabled: nested in YAML, dotted in --config.set, underscored in a variable."""
+    path = write(tmp_path, "L7:\n  Tls:\n    Enabled: false\n    RescanInterval: 9\n")
+    config = load_config(path, {"NETOBS_L7_TLS_LIBRARIES": "OpenSSL"}, ["L7.Tls.RescanInterval=3"])
+    assert (config.l7.tls_enabled, config.l7.tls_libraries, config.l7.tls_rescan_interval) == (
+        False, frozenset({"openssl"}), 3.0)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("L7:\n  Tls: true\n", "config: L7.Tls: expected a map of keys, got true"),
+    ("L7:\n  Tls:\n    Enable: true\n", "config: L7.Tls.Enable: unknown key (did you mean Tls.Enabled?)"),
+    ("L7:\n  Tls:\n    Libraries: [gnutls]\n",
+     "config: L7.Tls.Libraries: unknown library 'gnutls' (expected some of openssl)"),
+])
+def test_a_subsection_mistake_names_the_whole_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), {})
+    assert str(error.value) == message
