@@ -34,6 +34,7 @@ const volatile __u32 capture_bytes = 512;  /* L7.CaptureBytes */
 const volatile __u32 sampling = 100;       /* Common.Sampling: percent of connections tracked */
 const volatile __u32 protocols = 1 << L7_PROTO_HTTP; /* Common.IncludeProtocols: 1 << enum l7_protocol */
 const volatile __u64 max_connections = 16384; /* L7.MaxConnections */
+const volatile bool tls_enabled = false;      /* L7.Tls.Enabled, and user space attached the uprobes */
 const volatile __u64 duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 db_duration_bounds_ns[L7_DURATION_BOUNDS] = {};
 const volatile __u64 size_bounds[L7_SIZE_BOUNDS] = {};
@@ -90,7 +91,8 @@ struct l7_conn {
 	__u16 like_cl;        /* http_parse_response_like); 0: none yet */
 	__u16 rq_like_len;    /* its length (0: none); HTTP: its method, route and Host are those of
 			       * q[tail - 1]; Redis: its name is rq_like_op */
-	__u16 rq_pad;
+	__u8 tls;             /* the data is TLS plaintext, from the library's calls (bpf/l7_tls.c) */
+	__u8 rq_pad;
 	__u32 head;           /* requests q[head..tail) wait for responses */
 	__u32 tail;
 	char comm[L7_COMM_LEN];
@@ -175,9 +177,14 @@ struct {
 } sniffed SEC(".maps");
 
 /* A socket decided about, never to be looked at again (its first 8 calls were no protocol, or the
- * sampling or Common.DropLocalConnections left it out): in socket storage, whose lookup on each of
- * its later calls is a pointer read (~20 ns less a call than the hash). Its allocation is paid once,
- * by a socket that has lived 8 calls, or that carried a request. */
+ * sampling or Common.DropLocalConnections left it out), or whose data is TLS records: in socket
+ * storage, whose lookup on each of its later calls is a pointer read (~20 ns less a call than the
+ * hash). Its allocation is paid once, by a socket that has lived 8 calls, or that carried a
+ * request. */
+enum l7_verdict {
+	L7_VERDICT_NEVER = 0, /* nothing more is looked at */
+	L7_VERDICT_TLS = 1,   /* encrypted: its plaintext comes from the TLS library (bpf/l7_tls.c) */
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -263,7 +270,7 @@ static __always_inline __u64 conn_fingerprint(const struct l7_conn *c)
 	h = fp_mix(h, addr[1]);
 	h = fp_mix(h, (__u64)c->pid << 32 | (__u64)c->server_port << 16 | c->family);
 	h = fp_mix(h, c->start);
-	return fp_mix(h, (__u64)c->protocol << 8 | c->client);
+	return fp_mix(h, (__u64)c->tls << 16 | (__u64)c->protocol << 8 | c->client);
 }
 
 static __always_inline __u64 names_fingerprint(const struct l7_names *names)
@@ -309,7 +316,7 @@ static __always_inline struct l7_series *series_create(struct l7_work *w, __u64 
 	k->protocol = c->protocol;
 	k->client = c->client;
 	k->version = req->version;
-	k->pad = 0;
+	k->tls = c->tls;
 	__builtin_memcpy(k->op, req->op, L7_OP_LEN);
 	__builtin_memcpy(k->target, names->target, L7_TARGET_LEN);
 	__builtin_memcpy(k->authority, names->authority, L7_AUTHORITY_LEN);
@@ -764,10 +771,10 @@ static __always_inline void sniff_count(struct sock *sk, __u64 key, struct l7_sn
 	}
 }
 
-/* The socket is never looked at again. */
-static __always_inline void sniff_ignore(struct sock *sk, __u64 key, struct l7_sniff *s)
+/* The socket is decided about: never looked at again, or encrypted (enum l7_verdict). */
+static __always_inline void sniff_decide(struct sock *sk, __u64 key, struct l7_sniff *s, __u8 verdict)
 {
-	bpf_sk_storage_get(&ignored, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	bpf_sk_storage_get(&ignored, sk, &verdict, BPF_SK_STORAGE_GET_F_CREATE);
 	if (s)
 		bpf_map_delete_elem(&sniffed, &key);
 }
@@ -800,14 +807,69 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
 	return L7_PROTO_UNKNOWN;
 }
 
+/* Whether sampling or Common.DropLocalConnections leaves a connection with these endpoints out. */
+static __always_inline bool left_out(const struct netobs_endpoints *ep)
+{
+	if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling)
+		return true;
+	return drop_local && (addr_is_loopback(ep->remote_addr, ep->family) ||
+			      bpf_map_lookup_elem(&local_addrs, ep->remote_addr));
+}
+
+/* Fills in what a connection's series share: its protocol and role, the server's endpoint and the
+ * current process. */
+static __always_inline void conn_identify(struct l7_conn *c, const struct netobs_endpoints *ep, __u8 protocol,
+					  bool client, bool tls)
+{
+	c->protocol = protocol;
+	c->client = client;
+	c->tls = tls;
+	c->pid = bpf_get_current_pid_tgid() >> 32;
+	c->family = ep->family;
+	if (client) {
+		__builtin_memcpy(c->server_addr, ep->remote_addr, 16);
+		c->server_port = ep->remote_port;
+	} else {
+		__builtin_memcpy(c->server_addr, ep->local_addr, 16);
+		c->server_port = ep->local_port;
+	}
+	current_process_name(&c->comm);
+	c->start = netobs_current_identity(&c->cgroup_id);
+	c->conn_fp = conn_fingerprint(c);
+}
+
+/* Takes a place among the L7.MaxConnections followed; false (counted) if there is none. */
+static __always_inline bool follow_one(void)
+{
+	if (__sync_fetch_and_add(&followed, 1) < max_connections)
+		return true;
+	__sync_fetch_and_sub(&followed, 1);
+	netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
+	return false;
+}
+
+static __always_inline __u64 sock_cookie(struct sock *sk)
+{
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	return cookie ? cookie : bpf_get_socket_cookie(sk);
+}
+
+/* A TLS record header: content type 20-23 (change cipher spec, alert, handshake, application data),
+ * version 3.0-3.4. */
+static __always_inline bool tls_record(const struct l7_parse *p)
+{
+	__u8 type = l7_at(p, 0);
+	return p->n >= 5 && type >= 20 && type <= 23 && l7_at(p, 1) == 3 && l7_at(p, 2) <= 4;
+}
+
+static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie);
+
 /* Starts tracking a connection whose data begins with a request head (or a MySQL greeting); false
  * if it does not. */
 static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
 	__u64 key = (__u64)sk;
-	__u64 cookie = sk->__sk_common.skc_cookie.counter;
-	if (!cookie)
-		cookie = bpf_get_socket_cookie(sk);
+	__u64 cookie = sock_cookie(sk);
 	struct l7_sniff *s = bpf_map_lookup_elem(&sniffed, &key);
 	if (s && s->cookie != cookie)
 		s = NULL; /* an earlier socket's */
@@ -816,38 +878,27 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	if (!w)
 		return false;
 	bool client = sent;
-	__u8 protocol = fill(&w->p, io) ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;
-	if (!protocol) {
+	bool filled = fill(&w->p, io);
+	__u8 protocol = filled ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;
+	if (!protocol && !(tls_enabled && filled && tls_record(&w->p))) {
 		sniff_count(sk, key, s, cookie);
 		return false;
 	}
-	if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling) {
-		sniff_ignore(sk, key, s);
+	sock_endpoints(sk, &ep);
+	if (left_out(&ep)) {
+		sniff_decide(sk, key, s, L7_VERDICT_NEVER);
+		return false;
+	}
+	if (!protocol) { /* TLS: the library's calls give the plaintext */
+		sniff_decide(sk, key, s, L7_VERDICT_TLS);
+		tls_sock_call(sk, cookie);
 		return false;
 	}
 	struct l7_conn *c = &w->conn_zero;
-	sock_endpoints(sk, &ep);
-	if (drop_local && (addr_is_loopback(ep.remote_addr, ep.family) ||
-			   bpf_map_lookup_elem(&local_addrs, ep.remote_addr))) {
-		sniff_ignore(sk, key, s);
+	conn_identify(c, &ep, protocol, client, false);
+	if (!follow_one())
 		return false;
-	}
-	c->protocol = protocol;
-	c->client = client;
-	c->pid = bpf_get_current_pid_tgid() >> 32;
-	c->family = ep.family;
-	if (client) {
-		__builtin_memcpy(c->server_addr, ep.remote_addr, 16);
-		c->server_port = ep.remote_port;
-	} else {
-		__builtin_memcpy(c->server_addr, ep.local_addr, 16);
-		c->server_port = ep.local_port;
-	}
-	current_process_name(&c->comm);
-	c->start = netobs_current_identity(&c->cgroup_id);
-	c->conn_fp = conn_fingerprint(c);
-	if (__sync_fetch_and_add(&followed, 1) >= max_connections ||
-	    !bpf_sk_storage_get(&conns, sk, c, BPF_SK_STORAGE_GET_F_CREATE)) {
+	if (!bpf_sk_storage_get(&conns, sk, c, BPF_SK_STORAGE_GET_F_CREATE)) {
 		__sync_fetch_and_sub(&followed, 1);
 		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
 		return false;
@@ -857,11 +908,55 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	return true;
 }
 
+/* The call's data (io, set up by the caller) goes through a followed connection's messages. */
+static __always_inline void conn_data(struct l7_conn *c, struct l7_work *w, bool sent)
+{
+	struct l7_io *io = &w->io;
+
+	io->request_dir = c->client == sent;
+	io->win_valid = false;
+	struct message_ctx m = {.w = w, .c = c};
+	if (c->protocol == L7_PROTO_HTTP) {
+		bpf_loop(L7_MSGS_PER_CALL, http_step, &m, 0);
+		return;
+	}
+	bpf_loop(L7_DB_STEPS_PER_CALL, db_step, &m, 0);
+	db_flush(c, io->now); /* the responses of this call, recorded together */
+}
+
+/* Where a call's data is: `buf` and `cap` if known (TLS plaintext), else looked up from the
+ * system call's registers when first needed. */
+static __always_inline void io_start(struct l7_io *io, __u64 sk, __u64 ret, __u64 buf, __u64 cap)
+{
+	io->sk = sk;
+	io->buf = buf;
+	io->cap = cap;
+	io->seg_off = 0;
+	io->iov = 0;
+	io->iov_left = 0;
+	io->off = 0;
+	io->ret = ret;
+	io->now = bpf_ktime_get_ns();
+	io->resolved = buf != 0;
+}
+
+static __always_inline void conn_close(struct l7_conn *c);
+
+/* A cleartext connection went TLS (PostgreSQL's SSLRequest was accepted): from now on its
+ * plaintext comes from the library, as for a connection that began with TLS. */
+static __always_inline void starttls(struct sock *sk, struct l7_conn *c)
+{
+	__u8 verdict = L7_VERDICT_TLS;
+
+	conn_close(c);
+	bpf_sk_storage_delete(&conns, sk);
+	bpf_sk_storage_get(&ignored, sk, &verdict, BPF_SK_STORAGE_GET_F_CREATE);
+}
+
 static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 {
 	struct l7_work *w;
 	struct l7_conn *c;
-	__u64 key = (__u64)sk;
 
 	if (ret <= 0)
 		return;
@@ -879,38 +974,30 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 		bpf_sk_storage_delete(&conns, sk); /* connected again after a disconnect: a new connection */
 		c = NULL;
 	}
-	if (!c && (sk->__sk_common.skc_state == TCP_CLOSE || bpf_sk_storage_get(&ignored, sk, 0, 0)))
-		return; /* never looked at again, or data read after the close: nothing can be paired */
+	if (!c) {
+		if (sk->__sk_common.skc_state == TCP_CLOSE)
+			return; /* data read after the close: nothing can be paired */
+		__u8 *verdict = bpf_sk_storage_get(&ignored, sk, 0, 0);
+		if (verdict) {
+			if (tls_enabled && *verdict == L7_VERDICT_TLS)
+				tls_sock_call(sk, 0);
+			return;
+		}
+	}
 	w = get_work();
 	if (!w)
 		return;
-	struct l7_io *io = &w->io;
-	io->sk = key;
-	io->buf = 0;
-	io->cap = 0;
-	io->seg_off = 0;
-	io->iov = 0;
-	io->iov_left = 0;
-	io->off = 0;
-	io->ret = ret;
-	io->now = bpf_ktime_get_ns();
-	io->resolved = 0;
+	io_start(&w->io, (__u64)sk, ret, 0, 0);
 	if (!c) {
-		if (!track(sk, io, sent))
+		if (!track(sk, &w->io, sent))
 			return;
 		c = bpf_sk_storage_get(&conns, sk, 0, 0);
 		if (!c)
 			return;
 	}
-	io->request_dir = c->client == sent;
-	io->win_valid = false;
-	struct message_ctx m = {.w = w, .c = c};
-	if (c->protocol == L7_PROTO_HTTP) {
-		bpf_loop(L7_MSGS_PER_CALL, http_step, &m, 0);
-		return;
-	}
-	bpf_loop(L7_DB_STEPS_PER_CALL, db_step, &m, 0);
-	db_flush(c, io->now); /* the responses of this call, recorded together */
+	conn_data(c, w, sent);
+	if (tls_enabled && c->protocol == L7_PROTO_POSTGRESQL && (c->db_state & PG_TLS))
+		starttls(sk, c);
 }
 
 /* ---------------------------------------------------------------- close */
@@ -935,19 +1022,9 @@ static long flush_unanswered(__u64 i, void *data)
 	return 0;
 }
 
-static __always_inline void l7_state_change(struct sock *sk, int newstate)
+/* A followed connection has ended: what was in progress is counted, and its place given back. */
+static __always_inline void conn_close(struct l7_conn *c)
 {
-	struct l7_conn *c;
-
-	if (newstate != TCP_CLOSE)
-		return;
-	c = bpf_sk_storage_get(&conns, sk, 0, 0);
-	if (!c) {
-		__u64 key = (__u64)sk;
-		if (!bpf_sk_storage_get(&ignored, sk, 0, 0)) /* a decided socket has no entry left */
-			bpf_map_delete_elem(&sniffed, &key);
-		return;
-	}
 	if (c->closed)
 		return;
 	struct close_ctx x = {.c = c, .now = bpf_ktime_get_ns()};
@@ -962,3 +1039,27 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 	c->closed = 1;
 	__sync_fetch_and_sub(&followed, 1);
 }
+
+static __always_inline void tls_close(struct sock *sk);
+
+static __always_inline void l7_state_change(struct sock *sk, int newstate)
+{
+	struct l7_conn *c;
+
+	if (newstate != TCP_CLOSE)
+		return;
+	c = bpf_sk_storage_get(&conns, sk, 0, 0);
+	if (c) {
+		conn_close(c);
+		return;
+	}
+	__u8 *verdict = bpf_sk_storage_get(&ignored, sk, 0, 0);
+	if (!verdict) {
+		__u64 key = (__u64)sk;
+		bpf_map_delete_elem(&sniffed, &key); /* a decided socket has no entry left */
+	} else if (tls_enabled && *verdict == L7_VERDICT_TLS) {
+		tls_close(sk);
+	}
+}
+
+#include "l7_tls.c"

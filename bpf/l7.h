@@ -38,7 +38,8 @@ enum l7_lost_reason {
 	L7_LOST_UNMATCHED = 3,     /* a response with no request waiting for it */
 	L7_LOST_UNPARSED = 4,      /* data of a followed connection that is not where a message starts */
 	L7_LOST_STATEMENT_UNKNOWN = 5, /* a prepared statement run whose preparation is not known (see `statements`) */
-	L7_LOST_REASONS = 6,
+	L7_LOST_TLS_SOCKET_UNKNOWN = 6, /* TLS plaintext whose connection is not known (its socket calls were not seen) */
+	L7_LOST_REASONS = 7,
 };
 
 /* One series of requests, as one process saw them (client or server). */
@@ -52,7 +53,7 @@ struct l7_series_key {
 	__u8 protocol;        /* enum l7_protocol */
 	__u8 client;          /* 1: the process sent the request, 0: it answered it */
 	__u8 version;         /* HTTP: 10 or 11 */
-	__u8 pad;
+	__u8 tls;             /* 1: the exchange was encrypted (its plaintext came from the TLS library) */
 	char op[L7_OP_LEN];
 	char target[L7_TARGET_LEN];
 	char authority[L7_AUTHORITY_LEN];

@@ -26,6 +26,7 @@ BPF_MAP_TYPE_RINGBUF = 27
 _TRACEFS_SECTIONS = ("tracepoint/", "tp/")
 # Iterators run on demand (BpfObject.iterator), not when attached.
 _ITER_SECTION = "iter/"
+_UPROBE_SECTIONS = ("uprobe", "uretprobe")  # attached to files by attach_uprobe(), not by attach_all()
 # Sections attached to the root of cgroup v2 (exporter/bpf/cgroupfs.py).
 _CGROUP_SECTION = "cgroup/"
 
@@ -160,12 +161,15 @@ class BpfObject:
 
     def attach_all(self) -> list[AttachResult]:
         """Attach every autoloaded program in object order; one failure does not stop the others.
-        An iterator is created by iterator() instead: reported attached if it was."""
+        An iterator is created by iterator() instead: reported attached if it was. A uprobe has no
+        target of its own: its collector attaches it to files with attach_uprobe()."""
         results = []
         for program, pointer in zip(self.programs(), self._program_pointers(), strict=True):
             if not lib().bpf_program__autoload(pointer):
                 continue
             section = self.section(program)
+            if section.startswith(_UPROBE_SECTIONS):
+                continue
             if not section.startswith(_ITER_SECTION):
                 results.append(self.attach(program))
             elif program in self._iterators:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.bpf import BpfObject
-from exporter.collectors import host, owners, sockets
+from exporter.collectors import host, l7_tls, owners, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.l7_maps import (
     DB_ERROR,
@@ -58,11 +58,17 @@ class L7Collector(Collector):
     name = "l7"
     object_name = sockets.OBJECT
     programs = sockets.SOCKET_CALLS | sockets.STATE_CHANGES
+    # uprobes: a kernel that refuses them still gets cleartext
+    without_optional = "TLS plaintext is not seen"
 
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
         l7 = config.l7
+        self.tls = l7_tls.TlsTracer(l7.tls_rescan_interval) if l7.tls_enabled else None
+        if self.tls is not None:
+            self.programs = self.programs | l7_tls.PROGRAMS
+            self.optional_programs = l7_tls.PROGRAMS
         self.tracker = RequestTracker(
             duration_bounds=len(HTTP_DURATION_BOUNDS_S), size_bounds=len(SIZE_BOUNDS_BY),
             max_routes_per_process=l7.max_routes_per_process, expiry_ns=int(l7.series_expiry * 1e9))
@@ -83,7 +89,9 @@ class L7Collector(Collector):
             "db_duration_bounds_ns": _seconds_ns(DB_DURATION_BOUNDS_S),
             "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
             "max_connections": l7.max_connections,
+            "tls_enabled": self.tls is not None and not self.without,
         })
+        obj.set_max_entries("tls_conns", l7.max_connections)
         obj.set_max_entries("l7_series", l7.max_series)
         obj.set_max_entries("statements", l7.max_statements)
 
@@ -93,9 +101,19 @@ class L7Collector(Collector):
         for raw, _family in host.addresses():
             addresses.update(Addr16.from_buffer_copy(raw), one)
 
+    def attached(self) -> None:
+        if self.tls is not None and self.obj is not None and not self.without:
+            self.tls.start(self.obj, time.monotonic())
+            self.attach_results = [*self.attach_results, *self.tls.results]
+
     # -------------------------------------------------------------- reading
 
     def tick(self, now: float) -> None:
+        if self.tls is not None and self.obj is not None and not self.without:
+            known = len(self.tls.results)
+            self.tls.tick(self.obj, time.monotonic())
+            if len(self.tls.results) != known:  # a new list: the HTTP thread reads it
+                self.attach_results = [*self.attach_results, *self.tls.results[known:]]
         with self.lock:
             now_ns = time.monotonic_ns()
             self._drain(now_ns, expire=True)
@@ -141,7 +159,7 @@ class L7Collector(Collector):
             authority=_text(key.authority), status=key.status, version=version,
             code=_code(protocol, key.status, bytes(key.code)),
             family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
-            server_port=key.server_port, start=key.start, cgroup_id=cgroup_id)
+            server_port=key.server_port, start=key.start, cgroup_id=cgroup_id, tls=bool(key.tls))
 
     def lost(self) -> Mapping[str, int]:
         counts = dict.fromkeys(LOST_REASONS, 0)
@@ -151,7 +169,8 @@ class L7Collector(Collector):
         return counts
 
     def counters(self) -> Mapping[str, int]:
-        return {"netobs.http.routes.folded": self.tracker.folded}
+        tls = self.tls.counters() if self.tls is not None else {}
+        return {"netobs.http.routes.folded": self.tracker.folded, **tls}
 
 
 def _minus(a: Any, b: Any) -> Any:

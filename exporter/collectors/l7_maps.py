@@ -11,7 +11,8 @@ TARGET_LEN = 64
 AUTHORITY_LEN = 64
 DURATION_BOUNDS = 14
 SIZE_BOUNDS = 12
-LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched", "unparsed", "statement_unknown")
+LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched", "unparsed", "statement_unknown",
+                "tls_socket_unknown")
 # enum l7_protocol: kernel number -> (name in Common.IncludeProtocols, db.system.name or "http")
 PROTOCOLS = {1: ("HTTP", "http"), 2: ("REDIS", "redis"), 3: ("PGSQL", "postgresql"), 4: ("MYSQL", "mysql"),
              5: ("MEMCACHED", "memcached")}
@@ -29,7 +30,7 @@ class SeriesKey(ctypes.Structure):
         ("protocol", ctypes.c_uint8),
         ("client", ctypes.c_uint8),
         ("version", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8),
+        ("tls", ctypes.c_uint8),
         ("op", ctypes.c_char * OP_LEN),
         ("target", ctypes.c_char * TARGET_LEN),
         ("authority", ctypes.c_char * AUTHORITY_LEN),

@@ -32,6 +32,7 @@ class SeriesKey(NamedTuple):
     code: str = ""  # databases: the error code (SQLSTATE, MySQL number, Redis prefix) or memcached's reply
     start: int = 0  # with pid: the process, for good (Owner)
     cgroup_id: int = 0
+    tls: bool = False  # encrypted: the plaintext came from the TLS library
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ class RequestTracker:
 def _row(key: SeriesKey, s: Series) -> Row:
     return Row(
         RequestKey(key.protocol, key.client, key.method, key.route, key.authority, key.status, key.version,
-                   key.family, key.server_address, key.server_port, key.code),
+                   key.family, key.server_address, key.server_port, key.code, key.tls),
         Owner(key.pid, key.comm, key.start, key.cgroup_id),
         RequestFigures(HistogramValue(tuple(s.buckets), s.sum_ns / 1e9, s.count),
                        HistogramValue(tuple(s.request_body_buckets), float(s.request_body_sum), s.count),

@@ -23,6 +23,7 @@ class RequestKey(NamedTuple):
     server_address: str  # the server's IP address
     server_port: int
     code: str = ""  # databases: the error code (SQLSTATE, MySQL number, Redis prefix) or memcached's reply
+    tls: bool = False  # the exchange was encrypted: its plaintext came from the TLS library
 
     @property
     def peer(self) -> str | None:

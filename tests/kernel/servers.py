@@ -63,8 +63,9 @@ def memcached() -> Iterator[int]:
 
 
 @contextmanager
-def postgres(tmp: Path | None = None) -> Iterator[int]:
-    """A PostgreSQL cluster owned by the `postgres` user, trusting local TCP connections."""
+def postgres(tmp: Path | None = None, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """A PostgreSQL cluster owned by the `postgres` user, trusting local TCP connections; with `tls`
+    (certificate, key), also over TLS."""
     port = free_port()
     # pytest's temporary directories are root's alone (0700): postgres gets one of its own
     tmp = Path(tempfile.mkdtemp(prefix="netobs-pg-"))
@@ -80,8 +81,15 @@ def postgres(tmp: Path | None = None) -> Iterator[int]:
 
     subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
                    check=True, capture_output=True, preexec_fn=as_postgres, cwd=tmp)
+    ssl = ["-c", "ssl=off"]
+    if tls is not None:  # postgres wants its key its own, and private
+        for source, name in zip(tls, ("server.crt", "server.key"), strict=True):
+            shutil.copy(source, tmp / name)
+            os.chown(tmp / name, user.pw_uid, user.pw_gid)
+            os.chmod(tmp / name, 0o600)
+        ssl = ["-c", "ssl=on", "-c", f"ssl_cert_file={tmp / 'server.crt'}", "-c", f"ssl_key_file={tmp / 'server.key'}"]
     proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                             "-k", str(tmp), "-c", "fsync=off", "-c", "ssl=off"],
+                             "-k", str(tmp), "-c", "fsync=off", *ssl],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=as_postgres, cwd=tmp)
     try:
         wait_port(port, proc, "postgres")

@@ -28,6 +28,11 @@ def error_type(key: RequestKey) -> str | None:
     return None
 
 
+def tls_attributes(key: RequestKey) -> Attributes:
+    """An encrypted exchange says so with OpenTelemetry's TLS attribute (absent when in clear)."""
+    return (("tls.protocol.name", "tls"),) if key.tls else ()
+
+
 def http_attributes(key: RequestKey) -> Attributes:
     attrs: list[tuple[str, str | int]] = [("http.request.method", key.method)]
     if key.status:
@@ -43,6 +48,8 @@ def http_attributes(key: RequestKey) -> Attributes:
         ("network.type", key.family),
         ("server.address", host_of(key.authority) or key.server_address),
         ("server.port", key.server_port),
+        *tls_attributes(key),
+        ("url.scheme", "https" if key.tls else "http"),
     ]
     return tuple(attrs)
 
@@ -69,6 +76,7 @@ def db_attributes(key: RequestKey) -> Attributes:
         ("network.type", key.family),
         ("server.address", key.server_address),
         ("server.port", key.server_port),
+        *tls_attributes(key),
     ]
     return tuple(attrs)
 

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+/* l7 over TLS: the plaintext of a TLS library's read and write calls, through the same engine as
+ * cleartext (bpf/l7.c). Included at the end of l7.c.
+ *
+ * OpenSSL: uprobes on SSL_read, SSL_write, SSL_read_ex and SSL_write_ex note each call's
+ * arguments by thread (`tls_calls`); one uretprobe takes the plaintext when the call returns: the
+ * bytes read are only there then. Which TCP connection a session uses is learnt from the socket
+ * layer: a socket whose data is TLS records has the verdict L7_VERDICT_TLS, and its calls made
+ * inside a library call name the session's socket (`tls_sessions`, for reads OpenSSL serves from
+ * its own buffer without a system call).
+ *
+ * A TLS connection's state is in a hash keyed by the socket (`tls_conns`), not in socket storage:
+ * uprobes may not use socket storage. The socket layer creates it, with the connection's
+ * endpoints; the plaintext decides its protocol, as a cleartext connection's first data does; its
+ * close (l7_state_change) counts what was in progress and deletes it. */
+
+/* A library read or write in progress on a thread. */
+struct tls_call {
+	__u64 ssl;     /* the session (SSL *) */
+	__u64 buf;     /* the caller's plaintext buffer */
+	__u64 len_ptr; /* _ex: where the call stores the bytes it moved; 0: its return value says */
+	__u64 sk;      /* the socket a system call inside it used; 0: none yet */
+	__u64 cookie;
+	__u8 sent;
+	__u8 pad[7];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* LRU: a thread killed inside a call leaves its entry */
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+struct tls_session_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+struct tls_socket {
+	__u64 sk;
+	__u64 cookie;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tls_session_key);
+	__type(value, struct tls_socket);
+} tls_sessions SEC(".maps");
+
+struct tls_conn {
+	__u64 cookie;
+	struct netobs_endpoints ep;
+	__u16 tries;   /* plaintext calls looked at without finding a protocol */
+	__u8 decided;  /* 1: not followed; nothing more is looked at */
+	__u8 pad[3];
+	struct l7_conn c; /* c.protocol 0: not decided yet */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384); /* L7.MaxConnections */
+	__type(key, __u64);         /* the socket's address */
+	__type(value, struct tls_conn);
+} tls_conns SEC(".maps");
+
+/* A new TLS connection's state: only the fields before `c` are ever written here, so `c` stays zero. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_conn);
+} tls_fresh SEC(".maps");
+
+/* A call on a socket with TLS data (from the socket layer): inside a library call, the socket is
+ * that session's. `cookie` 0: not known yet. */
+static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &id);
+	__u64 key = (__u64)sk;
+	__u32 zero = 0;
+
+	if (!call || call->sk == key)
+		return;
+	if (!cookie)
+		cookie = sock_cookie(sk);
+	call->sk = key;
+	call->cookie = cookie;
+	struct tls_session_key session = {.ssl = call->ssl, .tgid = id >> 32};
+	struct tls_socket where = {.sk = key, .cookie = cookie};
+	bpf_map_update_elem(&tls_sessions, &session, &where, BPF_ANY);
+	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &key);
+	if (t && t->cookie == cookie)
+		return;
+	if (t) /* an earlier socket's, whose close was not seen */
+		bpf_map_delete_elem(&tls_conns, &key);
+	t = bpf_map_lookup_elem(&tls_fresh, &zero);
+	if (!t)
+		return;
+	t->cookie = cookie;
+	sock_endpoints(sk, &t->ep);
+	if (bpf_map_update_elem(&tls_conns, &key, t, BPF_NOEXIST))
+		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
+}
+
+/* A socket with TLS data has closed. */
+static __always_inline void tls_close(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &key);
+
+	if (!t)
+		return;
+	if (t->c.protocol && t->cookie == sock_cookie(sk))
+		conn_close(&t->c);
+	bpf_map_delete_elem(&tls_conns, &key);
+}
+
+/* ---------------------------------------------------------------- the library's calls
+ * (BPF_KPROBE reads a function's arguments from its registers: the same in a uprobe) */
+
+static __always_inline void tls_enter(void *ssl, const void *buf, void *len_ptr, bool sent)
+{
+	if (!netobs_current_watched())
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call call = {.ssl = (__u64)ssl, .buf = (__u64)buf, .len_ptr = (__u64)len_ptr, .sent = sent};
+	bpf_map_update_elem(&tls_calls, &id, &call, BPF_ANY);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write, void *ssl, const void *buf, int num)
+{
+	tls_enter(ssl, buf, NULL, true);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read, void *ssl, void *buf, int num)
+{
+	tls_enter(ssl, buf, NULL, false);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+	tls_enter(ssl, buf, written, true);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+	tls_enter(ssl, buf, readbytes, false);
+	return 0;
+}
+
+/* The plaintext of one call goes to its connection: the first decides the protocol. */
+static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __u64 n, bool sent)
+{
+	struct l7_work *w = get_work();
+	struct l7_conn *c = &t->c;
+
+	if (!w)
+		return;
+	io_start(&w->io, sk, n, buf, n);
+	if (!c->protocol) {
+		bool client = sent;
+		__u8 protocol = fill(&w->p, &w->io) ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;
+		if (!protocol) {
+			if (++t->tries >= L7_SNIFF_TRIES)
+				t->decided = 1;
+			return;
+		}
+		if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling) {
+			t->decided = 1;
+			return;
+		}
+		if (!follow_one()) {
+			t->decided = 1;
+			return;
+		}
+		conn_identify(c, &t->ep, protocol, client, true);
+	}
+	conn_data(c, w, sent);
+}
+
+/* Every function's return: SSL_read and SSL_write return the bytes moved, the _ex ones 1 and the
+ * bytes in *len_ptr. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_return, int ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *found = bpf_map_lookup_elem(&tls_calls, &id);
+	struct tls_call call;
+	__u64 n = ret;
+
+	if (!found)
+		return 0;
+	call = *found;
+	bpf_map_delete_elem(&tls_calls, &id);
+	if (ret <= 0)
+		return 0;
+	if (call.len_ptr && (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (const void *)call.len_ptr)))
+		return 0;
+	if (!n)
+		return 0;
+	if (!call.sk) { /* served from the library's buffer: the session's socket, as last seen */
+		struct tls_session_key session = {.ssl = call.ssl, .tgid = id >> 32};
+		struct tls_socket *where = bpf_map_lookup_elem(&tls_sessions, &session);
+		if (!where) {
+			netobs_count(&l7_lost, L7_LOST_TLS_SOCKET_UNKNOWN);
+			return 0;
+		}
+		call.sk = where->sk;
+		call.cookie = where->cookie;
+	}
+	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &call.sk);
+	if (!t || t->cookie != call.cookie) {
+		netobs_count(&l7_lost, L7_LOST_TLS_SOCKET_UNKNOWN);
+		return 0;
+	}
+	if (!t->decided)
+		tls_data(t, call.sk, call.buf, n, call.sent);
+	return 0;
+}
