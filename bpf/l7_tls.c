@@ -2,7 +2,8 @@
 /* l7 over TLS: the plaintext of a TLS library's read and write calls, through the same engine as
  * cleartext (bpf/l7.c). Included at the end of l7.c.
  *
- * OpenSSL: uprobes on SSL_read, SSL_write, SSL_read_ex and SSL_write_ex note each call's
+ * OpenSSL: uprobes on SSL_read, SSL_write, SSL_read_ex and SSL_write_ex (or on the internal
+ * functions they call, where a uprobe costs less: exporter/collectors/x86_calls.py) note each call's
  * arguments by thread (`tls_calls`); one uretprobe takes the plaintext when the call returns: the
  * bytes read are only there then. Which TCP connection a session uses is learnt from the socket
  * layer: a socket whose data is TLS records has the verdict L7_VERDICT_TLS, and its calls made
@@ -186,8 +187,9 @@ static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __
 	conn_data(c, w, sent);
 }
 
-/* Every function's return: SSL_read and SSL_write return the bytes moved, the _ex ones 1 and the
- * bytes in *len_ptr. */
+/* Every function's return: SSL_read and SSL_write return the bytes moved; the _ex ones, and the
+ * internal functions they call (exporter/collectors/x86_calls.py), a positive number and the bytes
+ * in *len_ptr. */
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_return, int ret)
 {
@@ -202,7 +204,7 @@ int BPF_KRETPROBE(ssl_return, int ret)
 	bpf_map_delete_elem(&tls_calls, &id);
 	if (ret <= 0)
 		return 0;
-	if (call.len_ptr && (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (const void *)call.len_ptr)))
+	if (call.len_ptr && bpf_probe_read_user(&n, sizeof(n), (const void *)call.len_ptr))
 		return 0;
 	if (!n)
 		return 0;

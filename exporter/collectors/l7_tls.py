@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # the entry program of each function; one return program serves them all
 ENTRIES = {"SSL_write": "ssl_write", "SSL_read": "ssl_read", "SSL_write_ex": "ssl_write_ex",
-           "SSL_read_ex": "ssl_read_ex"}
+           "SSL_read_ex": "ssl_read_ex", "ssl_write_internal": "ssl_write_ex", "ssl_read_internal": "ssl_read_ex"}
 RETURN = "ssl_return"
 PROGRAMS = frozenset({*ENTRIES.values(), RETURN})
 MAX_FILES = 64  # files traced at most; bounds the program label of netobs_program_attached

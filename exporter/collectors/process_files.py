@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from exporter.collectors.elf import ElfError, symbol_file_offsets
+from exporter.collectors.elf import Buffer, ElfError, symbol_file_offsets
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
@@ -35,13 +35,16 @@ def display_name(seen_path: str, key: FileKey, process_dir: Path) -> str:
     return f"{name} (deleted)" if deleted else name
 
 
-def function_offsets(path: str, names: Iterable[str]) -> tuple[FileKey, dict[str, int]]:
+def function_offsets(path: str, names: Iterable[str],
+                     refine: Callable[[Buffer, dict[str, int]], dict[str, int]] | None = None,
+                     ) -> tuple[FileKey, dict[str, int]]:
     """The key of the file at `path` (of the file opened, whatever replaces the path meanwhile) and
-    the file offsets of the functions among `names` that it defines. ElfError for a file that is not
-    ELF, OSError for one that cannot be read."""
+    the file offsets of the functions among `names` that it defines, passed through `refine` (with the
+    file's bytes) if given. ElfError for a file that is not ELF, OSError for one that cannot be read."""
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         if st.st_size == 0:
             raise ElfError("empty file")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as image:
-            return (st.st_dev, st.st_ino), symbol_file_offsets(image, names)
+            offsets = symbol_file_offsets(image, names)
+            return (st.st_dev, st.st_ino), refine(image, offsets) if refine else offsets

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from exporter.collectors.elf import ElfError
+from exporter.collectors.elf import Buffer, ElfError
 from exporter.collectors.process_files import FileKey, display_name, file_key, function_offsets
+from exporter.collectors.x86_calls import first_call, starts_with_push
 
 OPENSSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
 REQUIRED_FUNCTIONS = ("SSL_write", "SSL_read")  # the _ex ones came with OpenSSL 1.1.1
+INTERNAL_FUNCTIONS = ("ssl_write_internal", "ssl_read_internal")  # what they call (probe_points)
 HOST_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
              "/lib/aarch64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib", "/usr/local/lib64",
              "/usr/local/lib")
@@ -37,7 +39,7 @@ class Library:
     key: FileKey
     path: str  # opens the file from here, for reading it and for attaching the uprobes
     display: str  # what logs and metrics call it: its path, seen from the host where possible
-    offsets: Mapping[str, int] = field(hash=False)  # file offset of each OPENSSL_FUNCTIONS it defines
+    offsets: Mapping[str, int] = field(hash=False)  # file offset of each function to probe (probe_points)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,31 @@ def parse_maps_line(line: str) -> MappedFile | None:
     return MappedFile(key, path, addresses)
 
 
+def probe_points(image: Buffer, offsets: dict[str, int]) -> dict[str, int]:
+    """Where to probe: the internal functions that SSL_read(_ex) and SSL_write(_ex) call, when all of
+    them call the same one and it begins with an instruction the kernel emulates at a uprobe (~1 us a
+    call instead of ~10 on a virtual machine; exporter/collectors/x86_calls.py), else the exported
+    functions. The internal ones take SSL_read_ex's and SSL_write_ex's arguments. x86-64 only."""
+    if not all(name in offsets for name in OPENSSL_FUNCTIONS) or not _is_x86_64(image):
+        return offsets
+    code = image[0:len(image)]
+    points = {}
+    for direction in ("read", "write"):
+        targets = {first_call(code, offsets[f"SSL_{direction}{ex}"]) for ex in ("", "_ex")}
+        target = targets.pop()
+        if targets or target is None or not starts_with_push(code, target):
+            return offsets
+        points[f"ssl_{direction}_internal"] = target
+    return points
+
+
+def _is_x86_64(image: Buffer) -> bool:
+    return len(image) > 20 and image[4:6] == b"\x02\x01" and image[18:20] == b"\x3e\x00"  # ELF64, LE, EM_X86_64
+
+
 def _library(key: FileKey, path: str, display: str, offsets: Mapping[str, int]) -> Library | None:
-    if not all(name in offsets for name in REQUIRED_FUNCTIONS):
+    if not all(name in offsets for name in REQUIRED_FUNCTIONS) and not all(
+            name in offsets for name in INTERNAL_FUNCTIONS):
         return None
     return Library(key, path, display, MappingProxyType(dict(offsets)))
 
@@ -83,7 +108,7 @@ def host_libraries(paths: Iterable[str] = HOST_PATHS) -> list[Library]:
         try:
             if file_key(real) in found:
                 continue
-            key, offsets = function_offsets(real, OPENSSL_FUNCTIONS)
+            key, offsets = function_offsets(real, OPENSSL_FUNCTIONS, probe_points)
         except (OSError, ElfError):
             continue
         found[key] = _library(key, real, real, offsets)
@@ -206,7 +231,7 @@ class LibraryFinder:
         else:
             path = display
         try:
-            opened_key, offsets = function_offsets(path, OPENSSL_FUNCTIONS)
+            opened_key, offsets = function_offsets(path, OPENSSL_FUNCTIONS, probe_points)
         except ElfError:
             opened_key, offsets = mapped.key, {}
         except OSError:

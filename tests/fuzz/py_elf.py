@@ -1,7 +1,9 @@
 """atheris target: the ELF reader that finds bash's readline and OpenSSL's functions
-(exporter/collectors/elf.py).
+(exporter/collectors/elf.py), and the x86-64 decoder that finds a wrapper's first call
+(exporter/collectors/x86_calls.py).
 
-Any bytes as a binary: symbols' addresses and file offsets, or None, or ElfError; nothing else."""
+Any bytes as a binary: symbols' addresses and file offsets, or None, or ElfError; a call target
+inside the bytes, or None; nothing else."""
 
 import contextlib
 import sys
@@ -16,6 +18,7 @@ with atheris.instrument_imports():
         symbol_file_offset,
         symbol_file_offsets,
     )
+    from exporter.collectors.x86_calls import first_call, starts_with_push
 
 
 def test_one_input(data: bytes) -> None:
@@ -27,6 +30,10 @@ def test_one_input(data: bytes) -> None:
                  lambda: symbol_file_offsets(image, ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"))):
         with contextlib.suppress(ElfError):
             call()
+    start = address % (len(image) + 1)
+    target = first_call(image, start)
+    assert target is None or 0 <= target < len(image)
+    starts_with_push(image, start)
 
 
 if __name__ == "__main__":

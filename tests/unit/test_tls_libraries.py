@@ -4,15 +4,17 @@ this process's own maps and the host's real libssl."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.collectors import tls_libraries
-from exporter.collectors.process_files import FileKey, file_key
+from exporter.collectors.process_files import FileKey, file_key, function_offsets
 from exporter.collectors.tls_libraries import (
     OPENSSL_FUNCTIONS,
     Library,
@@ -171,9 +173,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     paths: list[str] = []
     real = tls_libraries.function_offsets
 
-    def spy(path: str, names: tuple[str, ...]) -> tuple[FileKey, dict[str, int]]:
+    def spy(path: str, names: tuple[str, ...], *refine: Any) -> tuple[FileKey, dict[str, int]]:
         paths.append(path)
-        return real(path, names)
+        return real(path, names, *refine)
 
     monkeypatch.setattr(tls_libraries, "function_offsets", spy)
     return paths
@@ -397,6 +399,16 @@ def test_the_real_libssl_agrees_with_readelf() -> None:
     expected = {name: address - vaddr + offset for name, address in addresses.items()
                 for offset, vaddr, filesz in segments if vaddr <= address < vaddr + filesz}
     assert set(expected) == set(OPENSSL_FUNCTIONS)
+    assert function_offsets(str(HOST_LIBSSL), OPENSSL_FUNCTIONS)[1] == expected
+    # the probes go where objdump says SSL_read and SSL_write first call, both for them and their _ex
+    calls = {}
+    for name in OPENSSL_FUNCTIONS:
+        vaddr = addresses[name]
+        out = subprocess.run(["objdump", "-d", f"--start-address={vaddr:#x}", f"--stop-address={vaddr + 64:#x}",
+                              str(HOST_LIBSSL)], capture_output=True, text=True, check=True).stdout
+        target = int(re.search(r"\scall\s+([0-9a-f]+)", out).group(1), 16)  # type: ignore[union-attr]
+        calls[name] = next(target - v + o for o, v, size in segments if v <= target < v + size)
+    assert calls["SSL_read"] == calls["SSL_read_ex"] and calls["SSL_write"] == calls["SSL_write_ex"]
     [found] = host_libraries([str(HOST_LIBSSL)])
-    assert dict(found.offsets) == expected
+    assert dict(found.offsets) == {"ssl_read_internal": calls["SSL_read"], "ssl_write_internal": calls["SSL_write"]}
     assert found.key == file_key(HOST_LIBSSL)
