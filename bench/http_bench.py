@@ -6,16 +6,19 @@ exporter, then again with it: the default configuration with Common.DropLocalCon
 other collectors are off, to see the HTTP part alone. During ON rounds the exporter's CPU time
 is read from /proc, and wrk's request count is compared with the count the exporter reports for
 wrk: every request must be counted. With --server-only the exporter watches nginx alone, as on a
-node whose clients are elsewhere, and nginx's count is compared with wrk's.
+node whose clients are elsewhere, and nginx's count is compared with wrk's. With --tls, nginx
+serves HTTPS (a self-signed certificate) to h2load --h1 instead of wrk: the exporter reads the
+plaintext from OpenSSL's calls (docs/tls.md).
 
 Each run also gives the whole machine's CPU time per request (/proc/stat, steal excluded): on a
 shared virtual machine the rate follows the neighbours, the CPU time per request much less, so its
 OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload.
 
     .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--server-only]
-        [--set KEY=VALUE]...
+        [--tls] [--set KEY=VALUE]...
 
-Needs root, nginx, wrk. Prints a table; exit status 0 whatever the figures (a benchmark, not a test)."""
+Needs root, nginx, wrk (h2load and openssl for --tls). Prints a table; exit status 0 whatever the
+figures (a benchmark, not a test)."""
 
 from __future__ import annotations
 
@@ -49,9 +52,10 @@ http {{
     access_log off;
     sendfile on;
     keepalive_requests 100000000;
-    server {{ listen 127.0.0.1:{port}; root {dir}; }}
+    server {{ listen 127.0.0.1:{port}{tls}; root {dir}; }}
 }}
 """
+TLS = " ssl; ssl_certificate {dir}/cert.pem; ssl_certificate_key {dir}/key.pem"
 
 
 def free_port() -> int:
@@ -73,12 +77,27 @@ def wrk(port: int, seconds: float, connections: int) -> int:
     return int(match.group(1))
 
 
-def counted(url: str, server: bool) -> float:
-    """Requests the exporter counted for wrk (as its client), or for nginx (as its server)."""
+def h2load(port: int, seconds: float, connections: int) -> int:
+    """HTTP/1.1 over TLS: the requests h2load had answered (those in flight at the end are not)."""
+    out = subprocess.run(["h2load", "--h1", "-t1", f"-c{connections}", f"-D{seconds:g}",
+                          f"https://127.0.0.1:{port}{ROUTE}"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def certificate(directory: Path) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(directory / "key.pem"),
+                    "-out", str(directory / "cert.pem"), "-days", "2", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+
+
+def counted(url: str, server: bool, client: str) -> float:
+    """Requests the exporter counted for the client (wrk, h2load), or for nginx (as its server)."""
     with urllib.request.urlopen(url, timeout=10) as r:
         text = r.read().decode()
     name, comm = ("http_server_request_duration_seconds_count", "nginx") if server else \
-        ("http_client_request_duration_seconds_count", "wrk")
+        ("http_client_request_duration_seconds_count", client)
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == name and s.labels.get("http_route") == ROUTE
                and s.labels.get("process_executable_name") == comm and s.labels.get("http_response_status_code"))
@@ -100,13 +119,17 @@ def main() -> None:
     p.add_argument("--server-only", action="store_true",
                    help="watch nginx only (Common.IncludeCmdRegex), as a node serving remote clients would: "
                         "wrk stands for them and is not watched")
+    p.add_argument("--tls", action="store_true", help="HTTPS, driven by h2load --h1")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the ON runs (repeatable)")
     a = p.parse_args()
     port, web = free_port(), free_port()
     root = Path(tempfile.mkdtemp(prefix="http-bench-"))
     (root / ROUTE.lstrip("/")).write_text("<html>bench</html>\n" * 20)
-    (root / "nginx.conf").write_text(NGINX_CONF.format(dir=root, port=port))
+    if a.tls:
+        certificate(root)
+    (root / "nginx.conf").write_text(NGINX_CONF.format(dir=root, port=port, tls=TLS.format(dir=root) if a.tls else ""))
+    client, load = ("h2load", h2load) if a.tls else ("wrk", wrk)
     nginx = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-p", str(root)])
     time.sleep(0.5)
     settings = ["Common.DropLocalConnections=false"]
@@ -122,7 +145,7 @@ def main() -> None:
     def run(side: str) -> int:
         """One wrk run: its rate in rows[side], the machine's CPU time per request in rows['us_' + side]."""
         meter.start()
-        n = wrk(port, a.seconds, a.connections)
+        n = load(port, a.seconds, a.connections)
         rows["us_" + side].append(meter.stop() / max(n, 1) * 1e6)
         rows[side].append(n / a.seconds)
         return n
@@ -137,19 +160,19 @@ def main() -> None:
             exp = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             while True:
                 try:
-                    counted(url, a.server_only)
+                    counted(url, a.server_only, client)
                     break
                 except OSError:
                     time.sleep(0.2)
             stop = threading.Event()
             scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
             scraper.start()
-            before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only)
+            before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only, client)
             n = run("on")
             spent = cpu_s(exp.pid) - before_cpu
             rows["cpu_per_10k"].append(spent / a.seconds / (n / a.seconds) * 10_000)
             time.sleep(2.5)
-            lost += n - int(counted(url, a.server_only) - before)
+            lost += n - int(counted(url, a.server_only, client) - before)
             stop.set()
             scraper.join()
             exp.terminate()
@@ -164,12 +187,13 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     what = ("HTTP only" if a.only_l7 else "default collectors") + (", nginx only" if a.server_only else "") + \
         "".join(f", {x}" for x in a.set)
-    print(f"| requests/s (nginx + wrk -c{a.connections}, loopback, {what}) | {med['off']:.0f} | {med['on']:.0f} "
-          f"| {ratio_summary(rows['off'], rows['on'])} |")
+    scheme = ", HTTPS" if a.tls else ""
+    print(f"| requests/s (nginx + {client} -c{a.connections}{scheme}, loopback, {what}) "
+          f"| {med['off']:.0f} | {med['on']:.0f} | {ratio_summary(rows['off'], rows['on'])} |")
     print(f"| CPU time per request, whole machine (us) | {med['us_off']:.2f} | {med['us_on']:.2f} "
           f"| {ratio_summary(rows['us_off'], rows['us_on'], cost=True)} |")
     print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted "
-          f"({'nginx' if a.server_only else 'wrk'}'s side): {lost}")
+          f"({'nginx' if a.server_only else client}'s side): {lost}")
 
 
 if __name__ == "__main__":
