@@ -15,7 +15,7 @@
  * endpoints; the plaintext decides its protocol, as a cleartext connection's first data does; its
  * close (l7_state_change) counts what was in progress and deletes it. */
 
-/* A library read or write in progress on a thread. */
+/* A library read or write in progress on a thread; ssl 0: none. */
 struct tls_call {
 	__u64 ssl;     /* the session (SSL *) */
 	__u64 buf;     /* the caller's plaintext buffer */
@@ -25,10 +25,12 @@ struct tls_call {
 	__u8 sent;
 	__u8 pad[7];
 };
+/* In task storage: a pointer read per call where a hash costs ~250 ns an update; it goes with its
+ * thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* LRU: a thread killed inside a call leaves its entry */
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct tls_call);
 } tls_calls SEC(".maps");
 
@@ -77,11 +79,11 @@ struct {
 static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &id);
+	struct tls_call *call = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, 0);
 	__u64 key = (__u64)sk;
 	__u32 zero = 0;
 
-	if (!call || call->sk == key)
+	if (!call || !call->ssl || call->sk == key)
 		return;
 	if (!cookie)
 		cookie = sock_cookie(sk);
@@ -89,7 +91,9 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
 	call->cookie = cookie;
 	struct tls_session_key session = {.ssl = call->ssl, .tgid = id >> 32};
 	struct tls_socket where = {.sk = key, .cookie = cookie};
-	bpf_map_update_elem(&tls_sessions, &session, &where, BPF_ANY);
+	struct tls_socket *known = bpf_map_lookup_elem(&tls_sessions, &session);
+	if (!known || known->sk != key || known->cookie != cookie) /* a lookup costs less than an update */
+		bpf_map_update_elem(&tls_sessions, &session, &where, BPF_ANY);
 	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &key);
 	if (t && t->cookie == cookie)
 		return;
@@ -124,9 +128,16 @@ static __always_inline void tls_enter(void *ssl, const void *buf, void *len_ptr,
 {
 	if (!netobs_current_watched())
 		return;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call call = {.ssl = (__u64)ssl, .buf = (__u64)buf, .len_ptr = (__u64)len_ptr, .sent = sent};
-	bpf_map_update_elem(&tls_calls, &id, &call, BPF_ANY);
+	struct tls_call *call = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!call)
+		return;
+	call->ssl = (__u64)ssl;
+	call->buf = (__u64)buf;
+	call->len_ptr = (__u64)len_ptr;
+	call->sk = 0;
+	call->cookie = 0;
+	call->sent = sent;
 }
 
 SEC("uprobe")
@@ -194,14 +205,14 @@ SEC("uretprobe")
 int BPF_KRETPROBE(ssl_return, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *found = bpf_map_lookup_elem(&tls_calls, &id);
+	struct tls_call *found = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, 0);
 	struct tls_call call;
 	__u64 n = ret;
 
-	if (!found)
+	if (!found || !found->ssl)
 		return 0;
 	call = *found;
-	bpf_map_delete_elem(&tls_calls, &id);
+	found->ssl = 0;
 	if (ret <= 0)
 		return 0;
 	if (call.len_ptr && bpf_probe_read_user(&n, sizeof(n), (const void *)call.len_ptr))
