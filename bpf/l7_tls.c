@@ -23,7 +23,8 @@ struct tls_call {
 	__u64 sk;      /* the socket a system call inside it used; 0: none yet */
 	__u64 cookie;
 	__u8 sent;
-	__u8 pad[7];
+	__u8 done;     /* its data was counted at the entry (Go's Write) */
+	__u8 pad[6];
 };
 /* In task storage: a pointer read per call where a hash costs ~250 ns an update; it goes with its
  * thread. */
@@ -33,6 +34,23 @@ struct {
 	__type(key, int);
 	__type(value, struct tls_call);
 } tls_calls SEC(".maps");
+
+/* Go's crypto/tls: a call of (*Conn).Read or Write by goroutine, not by thread, since a goroutine
+ * waiting inside Read may resume on another thread. Its g is in a register at every instruction of
+ * Go code, and in the registers a system call entered with (current_user_g). */
+const volatile bool go_tls_enabled = false; /* L7.Tls.Libraries has go */
+
+struct go_call_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* LRU: a goroutine that never returns leaves its entry */
+	__uint(max_entries, 16384);
+	__type(key, struct go_call_key);
+	__type(value, struct tls_call);
+} go_calls SEC(".maps");
 
 struct tls_session_key {
 	__u64 ssl;
@@ -55,7 +73,9 @@ struct tls_conn {
 	struct netobs_endpoints ep;
 	__u16 tries;   /* plaintext calls looked at without finding a protocol */
 	__u8 decided;  /* 1: not followed; nothing more is looked at */
-	__u8 pad[3];
+	__u8 held_len; /* bytes of a short read held back (see tls_hold) */
+	__u8 pad[2];
+	__u64 held;
 	struct l7_conn c; /* c.protocol 0: not decided yet */
 };
 struct {
@@ -83,6 +103,10 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
 	__u64 key = (__u64)sk;
 	__u32 zero = 0;
 
+	if ((!call || !call->ssl) && go_tls_enabled) {
+		struct go_call_key go = {.g = current_user_g(), .tgid = id >> 32};
+		call = go.g ? bpf_map_lookup_elem(&go_calls, &go) : NULL;
+	}
 	if (!call || !call->ssl || call->sk == key)
 		return;
 	if (!cookie)
@@ -169,12 +193,41 @@ int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
 }
 
 /* The plaintext of one call goes to its connection: the first decides the protocol. */
+/* A request read a few bytes at a time: Go's net/http server reads one byte of the next request on
+ * its own (a background read, to notice a closed connection) and hands it to the reader of the
+ * request, whose next read lands right after it in the same buffer. A short read where an HTTP
+ * request must start is held back; if the next read's bytes follow it in memory, the two are one
+ * call's data. false: the call was held, nothing more to do. */
+static __always_inline bool tls_hold(struct tls_conn *t, __u64 *buf, __u64 *n, bool sent)
+{
+	struct l7_conn *c = &t->c;
+	__u64 before = 0, mask;
+
+	if (c->protocol != L7_PROTO_HTTP || c->client != sent || c->req_remaining || c->req_open)
+		return true;
+	if (t->held_len) {
+		__u8 len = t->held_len & 7;
+		mask = (1ULL << (len * 8)) - 1;
+		t->held_len = 0;
+		if (*buf > len && !bpf_probe_read_user(&before, len, (const void *)(*buf - len)) &&
+		    (before & mask) == (t->held & mask)) {
+			*buf -= len;
+			*n += len;
+		}
+		return true;
+	}
+	if (*n >= 8 || bpf_probe_read_user(&t->held, *n & 7, (const void *)*buf))
+		return true;
+	t->held_len = *n;
+	return false;
+}
+
 static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __u64 n, bool sent)
 {
 	struct l7_work *w = get_work();
 	struct l7_conn *c = &t->c;
 
-	if (!w)
+	if (!w || !tls_hold(t, &buf, &n, sent))
 		return;
 	io_start(&w->io, sk, n, buf, n);
 	if (!c->protocol) {
@@ -198,6 +251,28 @@ static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __
 	conn_data(c, w, sent);
 }
 
+/* The bytes a call moved go to its session's connection. */
+static __always_inline void tls_finish(struct tls_call *call, __u64 n, __u64 id)
+{
+	if (!call->sk) { /* served from the library's buffer: the session's socket, as last seen */
+		struct tls_session_key session = {.ssl = call->ssl, .tgid = id >> 32};
+		struct tls_socket *where = bpf_map_lookup_elem(&tls_sessions, &session);
+		if (!where) {
+			netobs_count(&l7_lost, L7_LOST_TLS_SOCKET_UNKNOWN);
+			return;
+		}
+		call->sk = where->sk;
+		call->cookie = where->cookie;
+	}
+	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &call->sk);
+	if (!t || t->cookie != call->cookie) {
+		netobs_count(&l7_lost, L7_LOST_TLS_SOCKET_UNKNOWN);
+		return;
+	}
+	if (!t->decided)
+		tls_data(t, call->sk, call->buf, n, call->sent);
+}
+
 /* Every function's return: SSL_read and SSL_write return the bytes moved; the _ex ones, and the
  * internal functions they call (exporter/collectors/x86_calls.py), a positive number and the bytes
  * in *len_ptr. */
@@ -217,24 +292,85 @@ int BPF_KRETPROBE(ssl_return, int ret)
 		return 0;
 	if (call.len_ptr && bpf_probe_read_user(&n, sizeof(n), (const void *)call.len_ptr))
 		return 0;
-	if (!n)
+	if (n)
+		tls_finish(&call, n, id);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- Go's crypto/tls
+ * (*Conn).Read(b []byte) (int, error) and Write: the receiver, then the slice's pointer and length,
+ * in registers; n comes back in the first result register. Returns are caught by uprobes on the
+ * function's RET instructions (user space finds them): a uretprobe rewrites the return address on
+ * the stack, which Go's stack growth and traceback do not expect. */
+
+static __always_inline void go_enter(struct pt_regs *ctx, bool sent)
+{
+	if (!netobs_current_watched())
+		return;
+	struct go_call_key key = {.g = NETOBS_GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_call call = {.ssl = NETOBS_GO_ARG1(ctx), .buf = NETOBS_GO_ARG2(ctx), .sent = sent};
+	bpf_map_update_elem(&go_calls, &key, &call, BPF_ANY);
+}
+
+SEC("uprobe")
+int go_tls_read(struct pt_regs *ctx)
+{
+	go_enter(ctx, false);
+	return 0;
+}
+
+/* A Write returns once all of b is written, or fails: its data is counted at the entry, when the
+ * session's socket is known, so that a reply read by another goroutine, on another thread, is never
+ * seen before its request (loopback answers before Write has returned). */
+SEC("uprobe")
+int go_tls_write(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_call_key key = {.g = NETOBS_GO_G(ctx), .tgid = id >> 32};
+	__u64 n = NETOBS_GO_ARG3(ctx);
+
+	go_enter(ctx, true);
+	struct tls_call *call = bpf_map_lookup_elem(&go_calls, &key);
+	struct tls_session_key session = {.ssl = NETOBS_GO_ARG1(ctx), .tgid = id >> 32};
+	struct tls_socket *where = bpf_map_lookup_elem(&tls_sessions, &session);
+	if (!call || !where || !n)
 		return 0;
-	if (!call.sk) { /* served from the library's buffer: the session's socket, as last seen */
-		struct tls_session_key session = {.ssl = call.ssl, .tgid = id >> 32};
-		struct tls_socket *where = bpf_map_lookup_elem(&tls_sessions, &session);
-		if (!where) {
-			netobs_count(&l7_lost, L7_LOST_TLS_SOCKET_UNKNOWN);
-			return 0;
-		}
-		call.sk = where->sk;
-		call.cookie = where->cookie;
-	}
-	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &call.sk);
-	if (!t || t->cookie != call.cookie) {
-		netobs_count(&l7_lost, L7_LOST_TLS_SOCKET_UNKNOWN);
+	struct tls_call now = *call;
+	now.sk = where->sk;
+	now.cookie = where->cookie;
+	call->done = 1;
+	tls_finish(&now, n, id);
+	return 0;
+}
+
+/* (*Conn).clientHandshake and serverHandshake: the socket they read and write is the session's,
+ * for a first Read served from the records the handshake read ahead (no system call). No data: the
+ * entry stays until the goroutine's next Read or Write replaces it. */
+SEC("uprobe")
+int go_tls_handshake(struct pt_regs *ctx)
+{
+	if (!netobs_current_watched())
 		return 0;
-	}
-	if (!t->decided)
-		tls_data(t, call.sk, call.buf, n, call.sent);
+	struct go_call_key key = {.g = NETOBS_GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct tls_call call = {.ssl = NETOBS_GO_ARG1(ctx)};
+	bpf_map_update_elem(&go_calls, &key, &call, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int go_tls_return(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_call_key key = {.g = NETOBS_GO_G(ctx), .tgid = id >> 32};
+	struct tls_call *found = bpf_map_lookup_elem(&go_calls, &key);
+	struct tls_call call;
+	long n = (long)NETOBS_GO_ARG1(ctx);
+
+	if (!found)
+		return 0;
+	call = *found;
+	bpf_map_delete_elem(&go_calls, &key);
+	if (n > 0 && !call.done)
+		tls_finish(&call, n, id);
 	return 0;
 }

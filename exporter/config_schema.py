@@ -336,7 +336,7 @@ def rtt_buckets(value: object) -> tuple[float, ...]:
     return tuple(m / 1e6 for m in micros)
 
 
-TLS_LIBRARIES = ("openssl",)  # exporter/collectors/l7_tls.py
+TLS_LIBRARIES = ("openssl", "go")  # exporter/collectors/l7_tls.py
 
 
 def tls_libraries(value: object) -> frozenset[str]:

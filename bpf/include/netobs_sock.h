@@ -102,10 +102,15 @@ static __always_inline void current_process_name(char (*buf)[16])
 #define NR_recvmsg 47
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
-#define NETOBS_SYSCALL_NR(regs) ((regs)->orig_ax)
-#define NETOBS_SYSCALL_ARG2(regs) ((regs)->si)
-#define NETOBS_SYSCALL_ARG3(regs) ((regs)->dx)
-#define NETOBS_SYSCALL_ARG5(regs) ((regs)->r8)
+#define NETOBS_SYSCALL_NR(r) ((r)->orig_ax)
+#define NETOBS_SYSCALL_ARG2(r) ((r)->si)
+#define NETOBS_SYSCALL_ARG3(r) ((r)->dx)
+#define NETOBS_SYSCALL_ARG5(r) ((r)->r8)
+/* Go's register ABI (Go >= 1.17): the first integer arguments and results, and the goroutine */
+#define NETOBS_GO_ARG1(r) ((r)->ax)
+#define NETOBS_GO_ARG2(r) ((r)->bx)
+#define NETOBS_GO_ARG3(r) ((r)->cx)
+#define NETOBS_GO_G(r) ((r)->r14)
 #elif defined(__TARGET_ARCH_arm64)
 /* asm-generic numbers */
 #define NR_read 63
@@ -118,10 +123,14 @@ static __always_inline void current_process_name(char (*buf)[16])
 #define NR_recvmsg 212
 #define NR_recvmmsg 243
 #define NR_sendmmsg 269
-#define NETOBS_SYSCALL_NR(regs) ((regs)->syscallno)
-#define NETOBS_SYSCALL_ARG2(regs) ((regs)->regs[1])
-#define NETOBS_SYSCALL_ARG3(regs) ((regs)->regs[2])
-#define NETOBS_SYSCALL_ARG5(regs) ((regs)->regs[4])
+#define NETOBS_SYSCALL_NR(r) ((r)->syscallno)
+#define NETOBS_SYSCALL_ARG2(r) ((r)->regs[1])
+#define NETOBS_SYSCALL_ARG3(r) ((r)->regs[2])
+#define NETOBS_SYSCALL_ARG5(r) ((r)->regs[4])
+#define NETOBS_GO_ARG1(r) ((r)->regs[0])
+#define NETOBS_GO_ARG2(r) ((r)->regs[1])
+#define NETOBS_GO_ARG3(r) ((r)->regs[2])
+#define NETOBS_GO_G(r) ((r)->regs[28])
 #else
 #error "netobs: no system call table for this __TARGET_ARCH (x86 and arm64 are built)"
 #endif
@@ -137,6 +146,21 @@ struct netobs_syscall {
 	__u64 arg3; /* its length, or the iovec count */
 	__u64 arg5; /* sendto/recvfrom's address */
 };
+
+/* The goroutine (Go's g) the current task ran when it entered the kernel: a Go program keeps it in a
+ * register (R14, X28), so the system calls of one goroutine tell it apart from others on the same
+ * thread. 0 outside a system call. For tp_btf programs. */
+static __always_inline __u64 current_user_g(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 g;
+
+	if (!regs)
+		return 0;
+	g = NETOBS_GO_G(regs);
+	barrier_var(g);
+	return g;
+}
 
 /* For tp_btf programs: direct loads from the task's saved registers. False outside a syscall. */
 static __always_inline bool current_syscall(struct netobs_syscall *call)

@@ -65,10 +65,11 @@ class L7Collector(Collector):
         super().__init__()
         self.config = config
         l7 = config.l7
-        self.tls = l7_tls.TlsTracer(l7.tls_rescan_interval) if l7.tls_enabled else None
-        if self.tls is not None:
-            self.programs = self.programs | l7_tls.PROGRAMS
-            self.optional_programs = l7_tls.PROGRAMS
+        kinds = l7.tls_libraries if l7.tls_enabled else frozenset()
+        self.tls = l7_tls.TlsTracer(l7.tls_rescan_interval, kinds) if kinds else None
+        if kinds:
+            self.programs = self.programs | l7_tls.TlsTracer.programs(kinds)
+            self.optional_programs = l7_tls.TlsTracer.programs(kinds)
         self.tracker = RequestTracker(
             duration_bounds=len(HTTP_DURATION_BOUNDS_S), size_bounds=len(SIZE_BOUNDS_BY),
             max_routes_per_process=l7.max_routes_per_process, expiry_ns=int(l7.series_expiry * 1e9))
@@ -90,6 +91,7 @@ class L7Collector(Collector):
             "size_bounds": b"".join(int(b).to_bytes(8, "little") for b in SIZE_BOUNDS_BY),
             "max_connections": l7.max_connections,
             "tls_enabled": self.tls is not None and not self.without,
+            "go_tls_enabled": self.tls is not None and not self.without and "go" in l7.tls_libraries,
         })
         obj.set_max_entries("tls_conns", l7.max_connections)
         obj.set_max_entries("l7_series", l7.max_series)

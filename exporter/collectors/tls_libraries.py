@@ -1,5 +1,6 @@
-"""Which files hold OpenSSL's functions, for the TLS uprobes: the host's libssl, and each libssl or
-statically linked executable that running processes map.
+"""Which files hold a TLS library's functions, for the TLS uprobes: the host's libssl, each libssl or
+statically linked executable that running processes map, and Go executables using crypto/tls
+(exporter/collectors/go_tls.py).
 
 A process's candidates come from /proc/<pid>/maps: its executable mappings of a file named libssl.so*,
 and of its main executable. Each maps line carries the device and inode of the mapped file, the inode
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from exporter.collectors.elf import Buffer, ElfError
+from exporter.collectors.go_tls import GoTls, go_tls
 from exporter.collectors.process_files import FileKey, display_name, file_key, function_offsets
 from exporter.collectors.x86_calls import first_call, starts_with_push
 
@@ -29,7 +31,10 @@ HOST_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aar
              "/lib/aarch64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib", "/usr/local/lib64",
              "/usr/local/lib")
 HOST_PATHS = tuple(f"{d}/{name}" for d in HOST_DIRS for name in ("libssl.so.3", "libssl.so.1.1"))
-MAX_IGNORED = 4096  # files without OpenSSL's functions remembered; the oldest is forgotten first
+OPENSSL, GO = "openssl", "go"  # the kinds of library (L7.Tls.Libraries)
+GO_READ, GO_WRITE = "go_read", "go_write"  # crypto/tls.(*Conn).Read and Write
+GO_HANDSHAKE = "go_handshake"  # + a number: the client's and the server's handshake
+MAX_IGNORED = 4096  # files without a library's functions remembered; the oldest is forgotten first
 MAX_LIBRARIES = 256  # files returned at most over a finder's life
 MAX_EXECUTABLES_PER_SCAN = 32  # main executables read per scan; the others wait for the next one
 
@@ -40,6 +45,9 @@ class Library:
     path: str  # opens the file from here, for reading it and for attaching the uprobes
     display: str  # what logs and metrics call it: its path, seen from the host where possible
     offsets: Mapping[str, int] = field(hash=False)  # file offset of each function to probe (probe_points)
+    kind: str = OPENSSL
+    # Go's: the file offsets of each function's RET instructions, probed instead of its return
+    returns: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,13 @@ def _library(key: FileKey, path: str, display: str, offsets: Mapping[str, int]) 
             name in offsets for name in INTERNAL_FUNCTIONS):
         return None
     return Library(key, path, display, MappingProxyType(dict(offsets)))
+
+
+def _go_library(key: FileKey, path: str, display: str, found: GoTls) -> Library:
+    handshakes = {f"{GO_HANDSHAKE}{i}": at for i, at in enumerate(found.handshakes)}
+    return Library(key, path, display,
+                   MappingProxyType({GO_READ: found.read, GO_WRITE: found.write, **handshakes}), GO,
+                   MappingProxyType({GO_READ: found.read_returns, GO_WRITE: found.write_returns}))
 
 
 def host_libraries(paths: Iterable[str] = HOST_PATHS) -> list[Library]:
@@ -163,10 +178,12 @@ def _candidates(process_dir: Path) -> Iterator[tuple[MappedFile, bool]]:
 
 
 class LibraryFinder:
-    """Finds the files holding OpenSSL's functions that processes map, each file once."""
+    """Finds the files holding the functions of the libraries of `kinds` that processes map, each
+    file once. A Go executable that also links OpenSSL statically is taken as Go's."""
 
     def __init__(self, known: Iterable[FileKey] = (), max_ignored: int = MAX_IGNORED,
-                 max_executables: int = MAX_EXECUTABLES_PER_SCAN) -> None:
+                 max_executables: int = MAX_EXECUTABLES_PER_SCAN, kinds: frozenset[str] = frozenset({OPENSSL})) -> None:
+        self._kinds = kinds
         self._libraries: set[FileKey] = set(known)  # returned, or known to the caller (host_libraries)
         self._ignored: dict[FileKey, None] = {}  # read, and without the functions: oldest first
         self._max_ignored = max_ignored
@@ -218,7 +235,8 @@ class LibraryFinder:
             return None
         self._started.pop(pid, None)
         try:
-            return started, [c for c in _candidates(process_dir) if not self.seen(c[0].key)]
+            return started, [(mapped, executable) for mapped, executable in _candidates(process_dir)
+                             if not self.seen(mapped.key) and (executable or OPENSSL in self._kinds)]
         except OSError:
             return None
 
@@ -230,14 +248,27 @@ class LibraryFinder:
             path = str(process_dir / "map_files" / mapped.addresses)
         else:
             path = display
+        go: list[GoTls] = []  # read from the bytes function_offsets maps, so that the file is opened once
+
+        def refine(image: Buffer, offsets: dict[str, int]) -> dict[str, int]:
+            if executable and GO in self._kinds and (found := go_tls(image)) is not None:
+                go.append(found)
+            return probe_points(image, offsets)
+
+        names = OPENSSL_FUNCTIONS if OPENSSL in self._kinds else ()
         try:
-            opened_key, offsets = function_offsets(path, OPENSSL_FUNCTIONS, probe_points)
+            opened_key, offsets = function_offsets(path, names, refine)
         except ElfError:
             opened_key, offsets = mapped.key, {}
         except OSError:
             return None
         # stat's key differs from the maps line's on btrfs and overlayfs: the file may be a known one.
-        library = None if self.seen(opened_key) else _library(mapped.key, path, display, offsets)
+        if self.seen(opened_key):
+            library = None
+        elif go:
+            library = _go_library(mapped.key, path, display, go[0])
+        else:
+            library = _library(mapped.key, path, display, offsets)
         self._remember(mapped.key, library is not None)
         self._remember(opened_key, library is not None)
         return library

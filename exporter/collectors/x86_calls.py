@@ -48,7 +48,7 @@ def _modrm_length(code: Sequence[int], at: int) -> int | None:
     return length + {0: 0, 1: 1, 2: 4, 3: 0}[mod]
 
 
-def _length(code: Sequence[int], at: int) -> tuple[int, int] | None:
+def instruction_length(code: Sequence[int], at: int) -> tuple[int, int] | None:
     """(opcode, length) of the instruction at `at`; None if it is not one this decoder knows. Two-byte
     opcodes come back as 0x0F00 | xx."""
     start, operand16, wide = at, False, False
@@ -98,7 +98,7 @@ def first_call(code: Sequence[int], start: int, limit: int = 96) -> int | None:
     unconditional jump or a return comes first, within `limit` bytes."""
     at = start
     while at < start + limit:
-        decoded = _length(code, at)
+        decoded = instruction_length(code, at)
         if decoded is None:
             return None
         op, length = decoded

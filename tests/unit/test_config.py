@@ -355,7 +355,7 @@ def test_a_subsection_is_spelled_with_dots_everywhere(tmp_path: Path) -> None:
     ("L7:\n  Tls: true\n", "config: L7.Tls: expected a map of keys, got true"),
     ("L7:\n  Tls:\n    Enable: true\n", "config: L7.Tls.Enable: unknown key (did you mean Tls.Enabled?)"),
     ("L7:\n  Tls:\n    Libraries: [gnutls]\n",
-     "config: L7.Tls.Libraries: unknown library 'gnutls' (expected some of openssl)"),
+     "config: L7.Tls.Libraries: unknown library 'gnutls' (expected some of openssl, go)"),
 ])
 def test_a_subsection_mistake_names_the_whole_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from exporter.collectors import tls_libraries
+from exporter.collectors.go_tls import go_tls
 from exporter.collectors.process_files import FileKey, file_key, function_offsets
 from exporter.collectors.tls_libraries import (
+    GO_READ,
+    GO_WRITE,
     OPENSSL_FUNCTIONS,
     Library,
     LibraryFinder,
@@ -26,6 +29,7 @@ from exporter.collectors.tls_libraries import (
     parse_start_time,
 )
 from tests.unit.elf_fixture import ET_DYN, LIBRARY_SEGMENTS, SEGMENT_OFFSET, SEGMENT_VADDR, build_elf, function
+from tests.unit.test_go_tls import go_programs
 
 # Functions in the second segment of a shared library, whose addresses are 0x1000 past their offsets.
 ADDRESSES = {"SSL_write": 0x2100, "SSL_read": 0x2200, "SSL_write_ex": 0x2300, "SSL_read_ex": 0x2400}
@@ -412,3 +416,34 @@ def test_the_real_libssl_agrees_with_readelf() -> None:
     [found] = host_libraries([str(HOST_LIBSSL)])
     assert dict(found.offsets) == {"ssl_read_internal": calls["SSL_read"], "ssl_write_internal": calls["SSL_write"]}
     assert found.key == file_key(HOST_LIBSSL)
+
+
+BOTH = frozenset({"openssl", "go"})
+
+
+def test_a_go_executable_is_a_go_library(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    fake = FakeProc(tmp_path)
+    server = fake.file("host/usr/bin/go-server", go_programs(tmp_path_factory)["stripped"].read_bytes())
+    fake.process(100, server, tmp_path / "host", [])
+    assert LibraryFinder().scan(fake.proc) == []  # OpenSSL only, as before L7.Tls.Libraries named go
+    found = go_tls(server.read_bytes())
+    assert found is not None
+    assert LibraryFinder(kinds=BOTH).scan(fake.proc) == [Library(
+        file_key(server), f"{fake.proc}/100/exe", str(server),
+        {GO_READ: found.read, GO_WRITE: found.write,
+         **{f"go_handshake{i}": at for i, at in enumerate(found.handshakes)}},
+        "go",
+        {GO_READ: found.read_returns, GO_WRITE: found.write_returns})]
+
+
+def test_the_kinds_say_which_files_are_read(fake: FakeProc, reads: list[str]) -> None:
+    assert LibraryFinder(kinds=frozenset({"go"})).scan(fake.proc) == []  # no Go executable there
+    assert reads and all(path.endswith("/exe") for path in reads)  # libssl files are not looked at
+    reads.clear()
+    assert len(LibraryFinder(kinds=BOTH).scan(fake.proc)) == 4
+    assert any(not path.endswith("/exe") for path in reads)
+
+
+def test_an_openssl_library_is_of_kind_openssl(fake: FakeProc) -> None:
+    found = LibraryFinder(kinds=BOTH).scan(fake.proc)
+    assert found and all(lib.kind == "openssl" and not lib.returns for lib in found)
