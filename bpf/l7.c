@@ -942,7 +942,8 @@ static __always_inline void io_start(struct l7_io *io, __u64 sk, __u64 ret, __u6
 
 static __always_inline void conn_close(struct l7_conn *c);
 
-/* A cleartext connection went TLS (PostgreSQL's SSLRequest was accepted): from now on its
+/* A cleartext connection went TLS (PostgreSQL's SSLRequest was accepted, MySQL's client sent its
+ * SSLRequest): from now on its
  * plaintext comes from the library, as for a connection that began with TLS. */
 static __always_inline void starttls(struct sock *sk, struct l7_conn *c)
 {
@@ -996,7 +997,7 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 			return;
 	}
 	conn_data(c, w, sent);
-	if (tls_enabled && c->protocol == L7_PROTO_POSTGRESQL && (c->db_state & PG_TLS))
+	if (tls_enabled && c->protocol != L7_PROTO_HTTP && (c->db_state & DB_TLS))
 		starttls(sk, c);
 }
 

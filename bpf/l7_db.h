@@ -522,6 +522,8 @@ static __always_inline void pg_error_code(struct l7_parse *p, __u32 pos)
 #define MYSQL_COM_STMT_SEND_LONG_DATA 0x18
 #define MYSQL_COM_STMT_CLOSE 0x19
 #define MYSQL_COM_STMT_RESET 0x1a
+#define MYSQL_CLIENT_SSL 0x0800     /* a capability flag of the client's SSLRequest */
+#define MYSQL_SSL_REQUEST_LEN 32    /* its payload: flags, max packet, charset, 23 zero bytes */
 
 /* A packet header at pos (4 bytes): msg.num (payload bytes) and msg.seq. MariaDB reads a header
  * alone, then its payload: the payload can begin in the next call. */

@@ -16,7 +16,7 @@
 enum db_state {
 	PG_STARTED = 1,   /* PostgreSQL: the startup message is behind */
 	PG_SSL_ASKED = 2, /* PostgreSQL: an SSLRequest waits for its one-byte answer */
-	PG_TLS = 4,       /* PostgreSQL: the connection went TLS: nothing more to read */
+	DB_TLS = 4,       /* PostgreSQL, MySQL: the connection went TLS: nothing more to read here */
 	PG_FAILED = 8,    /* PostgreSQL: an error; the server skips the rest until Sync */
 	MY_RQ_ALONE = 16, /* MySQL: a request packet's header came alone; its payload comes next */
 	MY_RS_ALONE = 32, /* MySQL: the same for a response packet */
@@ -437,7 +437,7 @@ static __always_inline long pg_response(struct l7_conn *c, struct l7_work *w, __
 		skip_rest(&c->rs_skip, io, left, &c->resp_bytes);
 		return 0;
 	}
-	if (c->db_state & PG_TLS) {
+	if (c->db_state & DB_TLS) {
 		io->off = io->ret;
 		return 1;
 	}
@@ -449,7 +449,7 @@ static __always_inline long pg_response(struct l7_conn *c, struct l7_work *w, __
 		c->db_state &= ~PG_SSL_ASKED;
 		if (answer == 'S' || answer == 'G' || answer == 'N') {
 			if (answer != 'N')
-				c->db_state |= PG_TLS;
+				c->db_state |= DB_TLS;
 			io->off += 1;
 			return 0;
 		}
@@ -547,6 +547,10 @@ static __always_inline long mysql_request(struct l7_conn *c, struct l7_work *w, 
 		return 0;
 	if (pos == ~0U)
 		return unparsed(c, io);
+	if (seq == 1 && p->msg.num == MYSQL_SSL_REQUEST_LEN && ((__u32)l7_word(p, pos) & MYSQL_CLIENT_SSL)) {
+		c->db_state |= DB_TLS; /* the client's SSLRequest: TLS follows (starttls) */
+		return 0;
+	}
 	if (!mysql_command(p, pos, seq))
 		return 0; /* the handshake, or a command we do not know: skipped */
 	if (c->resp_mode == RESP_UNTIL_NEXT) { /* the previous result set is over */

@@ -74,7 +74,8 @@ struct tls_conn {
 	__u16 tries;   /* plaintext calls looked at without finding a protocol */
 	__u8 decided;  /* 1: not followed; nothing more is looked at */
 	__u8 held_len; /* bytes of a short read held back (see tls_hold) */
-	__u8 pad[2];
+	__u8 held_sent;
+	__u8 pad;
 	__u64 held;
 	struct l7_conn c; /* c.protocol 0: not decided yet */
 };
@@ -193,19 +194,20 @@ int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
 }
 
 /* The plaintext of one call goes to its connection: the first decides the protocol. */
-/* A request read a few bytes at a time: Go's net/http server reads one byte of the next request on
- * its own (a background read, to notice a closed connection) and hands it to the reader of the
- * request, whose next read lands right after it in the same buffer. A short read where an HTTP
- * request must start is held back; if the next read's bytes follow it in memory, the two are one
- * call's data. false: the call was held, nothing more to do. */
+/* A message read a few bytes at a time, where its first bytes decide: Go's net/http server reads one
+ * byte of the next request on its own (a background read, to notice a closed connection) and hands
+ * it to the request's reader; MariaDB reads a packet's 4-byte header, then its payload. Each time the
+ * next read lands right after the first in the same buffer. A short read where a protocol is yet to
+ * be found, or an HTTP request must start, is held back; if the next read in the same direction
+ * follows it in memory, the two are one call's data. false: the call was held, nothing more to do. */
 static __always_inline bool tls_hold(struct tls_conn *t, __u64 *buf, __u64 *n, bool sent)
 {
 	struct l7_conn *c = &t->c;
 	__u64 before = 0, mask;
 
-	if (c->protocol != L7_PROTO_HTTP || c->client != sent || c->req_remaining || c->req_open)
+	if (c->protocol && (c->protocol != L7_PROTO_HTTP || c->client != sent || c->req_remaining || c->req_open))
 		return true;
-	if (t->held_len) {
+	if (t->held_len && t->held_sent == sent) {
 		__u8 len = t->held_len & 7;
 		mask = (1ULL << (len * 8)) - 1;
 		t->held_len = 0;
@@ -219,6 +221,7 @@ static __always_inline bool tls_hold(struct tls_conn *t, __u64 *buf, __u64 *n, b
 	if (*n >= 8 || bpf_probe_read_user(&t->held, *n & 7, (const void *)*buf))
 		return true;
 	t->held_len = *n;
+	t->held_sent = sent;
 	return false;
 }
 

@@ -100,15 +100,17 @@ def postgres(tmp: Path | None = None, tls: tuple[Path, Path] | None = None) -> I
 
 
 @contextmanager
-def mariadb(tmp: Path) -> Iterator[int]:
-    """A MariaDB server whose root user needs no password over TCP."""
+def mariadb(tmp: Path, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """A MariaDB server whose root user needs no password over TCP; with `tls` (certificate, key),
+    also over TLS."""
     port = free_port()
     data = tmp / "mysql"
     subprocess.run(["mariadb-install-db", f"--datadir={data}", "--user=root",
                     "--auth-root-authentication-method=normal", "--skip-test-db"], check=True, capture_output=True)
     proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", f"--port={port}",
                              "--bind-address=127.0.0.1", f"--socket={tmp / 'mysqld.sock'}", "--skip-grant-tables",
-                             "--innodb-buffer-pool-size=16M", "--skip-log-bin", f"--pid-file={tmp / 'mysqld.pid'}"],
+                             "--innodb-buffer-pool-size=16M", "--skip-log-bin", f"--pid-file={tmp / 'mysqld.pid'}",
+                             *([f"--ssl-cert={tls[0]}", f"--ssl-key={tls[1]}"] if tls else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_port(port, proc, "mariadbd", timeout=60)
     yield port
