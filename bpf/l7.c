@@ -941,17 +941,20 @@ static __always_inline void io_start(struct l7_io *io, __u64 sk, __u64 ret, __u6
 }
 
 static __always_inline void conn_close(struct l7_conn *c);
+static __always_inline void tls_adopt(struct sock *sk, __u8 protocol, bool client);
 
 /* A cleartext connection went TLS (PostgreSQL's SSLRequest was accepted, MySQL's client sent its
  * SSLRequest): from now on its
  * plaintext comes from the library, as for a connection that began with TLS. */
 static __always_inline void starttls(struct sock *sk, struct l7_conn *c)
 {
-	__u8 verdict = L7_VERDICT_TLS;
+	__u8 verdict = L7_VERDICT_TLS, protocol = c->protocol;
+	bool client = c->client;
 
 	conn_close(c);
 	bpf_sk_storage_delete(&conns, sk);
 	bpf_sk_storage_get(&ignored, sk, &verdict, BPF_SK_STORAGE_GET_F_CREATE);
+	tls_adopt(sk, protocol, client);
 }
 
 static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)

@@ -133,6 +133,28 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
 		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
 }
 
+/* A followed cleartext connection went TLS (starttls): its protocol and roles stay what they were,
+ * since a server may read its plaintext in pieces no first message can be told from (MariaDB reads a
+ * packet's header, then its payload). */
+static __always_inline void tls_adopt(struct sock *sk, __u8 protocol, bool client)
+{
+	__u64 key = (__u64)sk;
+	__u32 zero = 0;
+	struct tls_conn *t = bpf_map_lookup_elem(&tls_fresh, &zero);
+
+	if (!t)
+		return;
+	t->cookie = sock_cookie(sk);
+	sock_endpoints(sk, &t->ep);
+	if (bpf_map_update_elem(&tls_conns, &key, t, BPF_ANY)) {
+		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
+		return;
+	}
+	t = bpf_map_lookup_elem(&tls_conns, &key);
+	if (t && follow_one())
+		conn_identify(&t->c, &t->ep, protocol, client, true);
+}
+
 /* A socket with TLS data has closed. */
 static __always_inline void tls_close(struct sock *sk)
 {
