@@ -116,3 +116,42 @@ def mariadb(tmp: Path, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
     yield port
     _stop(proc)
     shutil.rmtree(data, ignore_errors=True)
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port}{listen};
+        root {dir}/html;
+{locations}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(root: Path, port: int, locations: str = "", listen: str = "") -> Iterator[Path]:
+    """nginx serving root/html on 127.0.0.1:port, its temporary files in root; `listen` adds to the
+    listen directive (" ssl"), `locations` to the server block."""
+    (root / "html").mkdir(exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=root, port=port, listen=listen, locations=locations))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.PIPE)
+    wait_port(port, proc, "nginx")
+    yield root
+    _stop(proc)
+

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.harness import Exporter, free_port, wait_until
+from tests.kernel.servers import nginx as nginx_server
 
 pytestmark = pytest.mark.usefixtures("bpf_ready")
 
@@ -28,31 +29,10 @@ SLOW_DELAY = 0.3  # seconds the slow server waits before answering
 BIG = 5 * 1024 * 1024
 BASE = f"http://127.0.0.1:{NGINX_PORT}"
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {dir}/html;
-        location /echo {{ return 200 "echo\\n"; }}
-        location /users/ {{ return 200 "user\\n"; }}
-        location /fail {{ return 503 "down\\n"; }}
-    }}
-}}
-"""
+LOCATIONS = """
+        location /echo { return 200 "echo\\n"; }
+        location /users/ { return 200 "user\\n"; }
+        location /fail { return 503 "down\\n"; }"""
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +42,8 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "html" / "index.html").write_text("hello\n")
     (root / "html" / "wrk.html").write_text("wrk\n")
     (root / "html" / "big.bin").write_bytes(bytes(range(256)) * (BIG // 256))
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=root, port=NGINX_PORT))
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", NGINX_PORT), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {proc.stderr.read() if proc.stderr else ''}") from None
-            time.sleep(0.1)
-    yield root
-    proc.terminate()
-    proc.wait()
+    with nginx_server(root, NGINX_PORT, LOCATIONS):
+        yield root
 
 
 class SlowHandler(http.server.BaseHTTPRequestHandler):

@@ -21,6 +21,7 @@ import pytest
 from tests.kernel.db_series import db_counts, wait_deltas
 from tests.kernel.harness import Exporter, free_port, wait_until
 from tests.kernel.servers import mariadb, postgres, redis_server, wait_port
+from tests.kernel.servers import nginx as nginx_server
 
 pytestmark = pytest.mark.usefixtures("bpf_ready")
 
@@ -30,30 +31,6 @@ ENCRYPTED = {"tls_protocol_name": "tls"}
 HTTPS = {"url_scheme": "https", **ENCRYPTED}
 LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {dir}/cert.pem;
-        ssl_certificate_key {dir}/key.pem;
-        root {dir}/html;
-        location /echo {{ return 200 "echo\\n"; }}
-    }}
-}}
-"""
 
 # A client linking OpenSSL statically: N requests over one TLS connection, once a line is read.
 STATIC_CLIENT = r"""
@@ -100,13 +77,9 @@ def nginx(tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Pat
     (root / "html" / "index.html").write_text("hello\n")
     shutil.copy(certificate[0], root / "cert.pem")
     shutil.copy(certificate[1], root / "key.pem")
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=root, port=PORT))
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.PIPE)
-    wait_port(PORT, proc, "nginx")  # type: ignore[arg-type]
-    yield root
-    proc.terminate()
-    proc.wait()
+    tls = f" ssl;\n        ssl_certificate {root}/cert.pem;\n        ssl_certificate_key {root}/key.pem"
+    with nginx_server(root, PORT, '        location /echo { return 200 "echo\\n"; }', listen=tls):
+        yield root
 
 
 @pytest.fixture(scope="module")
