@@ -47,9 +47,11 @@ def redis_server(tmp: Path, *extra: str) -> Iterator[int]:
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_port(port, proc, "redis-server")
-    yield port
-    _stop(proc)
+    try:
+        wait_port(port, proc, "redis-server")
+        yield port
+    finally:
+        _stop(proc)
 
 
 @contextmanager
@@ -57,9 +59,11 @@ def memcached() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(["memcached", "-u", "root", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-t", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_port(port, proc, "memcached")
-    yield port
-    _stop(proc)
+    try:
+        wait_port(port, proc, "memcached")
+        yield port
+    finally:
+        _stop(proc)
 
 
 @contextmanager
@@ -112,10 +116,12 @@ def mariadb(tmp: Path, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
                              "--innodb-buffer-pool-size=16M", "--skip-log-bin", f"--pid-file={tmp / 'mysqld.pid'}",
                              *([f"--ssl-cert={tls[0]}", f"--ssl-key={tls[1]}"] if tls else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_port(port, proc, "mariadbd", timeout=60)
-    yield port
-    _stop(proc)
-    shutil.rmtree(data, ignore_errors=True)
+    try:
+        wait_port(port, proc, "mariadbd", timeout=60)
+        yield port
+    finally:
+        _stop(proc)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 NGINX_CONF = """
@@ -151,7 +157,9 @@ def nginx(root: Path, port: int, locations: str = "", listen: str = "") -> Itera
     conf = root / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=root, port=port, listen=listen, locations=locations))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.PIPE)
-    wait_port(port, proc, "nginx")
-    yield root
-    _stop(proc)
+    try:
+        wait_port(port, proc, "nginx")
+        yield root
+    finally:
+        _stop(proc)
 
