@@ -50,10 +50,17 @@ which Prometheus selects it by): those win over the chart's. Called with (list $
 {{- if hasKey $bash "Enabled" }}{{ $bash.Enabled }}{{ else }}true{{ end }}
 {{- end }}
 
+{{/* Whether TLS is read through uprobes: the exporter's default is true. */}}
+{{- define "netobs.tlsEnabled" -}}
+{{- $l7 := (.Values.config | default dict).L7 | default dict }}
+{{- $tls := $l7.Tls | default dict }}
+{{- if hasKey $tls "Enabled" }}{{ $tls.Enabled }}{{ else }}true{{ end }}
+{{- end }}
+
 {{/* The capabilities the exporter needs (docs/install.md says which feature needs which). */}}
 {{- define "netobs.capabilities" -}}
 {{- $caps := list "BPF" "PERFMON" "NET_ADMIN" "SYS_PTRACE" "DAC_READ_SEARCH" }}
-{{- if eq (include "netobs.bashEnabled" .) "true" }}
+{{- if or (eq (include "netobs.bashEnabled" .) "true") (eq (include "netobs.tlsEnabled" .) "true") }}
 {{- $caps = append $caps "SYS_ADMIN" }}
 {{- end }}
 {{- range .Values.securityContext.extraCapabilities }}

@@ -139,7 +139,7 @@ sum by ($GROUP, db_system_name, server_address, server_port) (rate(db_client_ope
       {{- include "netobs.rule" (dict "root" . "name" "NetobsProgramNotAttached"
         "expr" `netobs_program_attached{$SEL} == 0`
         "summary" `BPF program {{ $labels.program }} ({{ $labels.collector }}) is not attached on {{ $labels.instance }}`
-        "description" `The {{ $labels.collector }} collector could not attach {{ $labels.program }} on {{ $labels.instance }}, so part of its data is missing. The exporter's log says why at start-up; netobs-exporter --check-config on the node prints the table of programs. Usual causes: a kernel without the tracepoint (the socket tracepoints need Linux 6.3), a missing capability (the bash audit needs CAP_SYS_ADMIN), or a lockdown mode that forbids BPF.`
+        "description" `The {{ $labels.collector }} collector could not attach {{ $labels.program }} on {{ $labels.instance }}, so part of its data is missing. The exporter's log says why at start-up; netobs-exporter --check-config on the node prints the table of programs. Usual causes: a kernel without the tracepoint (the socket tracepoints need Linux 6.3), a missing capability (the uprobes of the bash audit and TLS need CAP_SYS_ADMIN), or a lockdown mode that forbids BPF.`
       ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsCollectorFailing"
         "expr" `netobs_collector_success{$SEL} == 0`

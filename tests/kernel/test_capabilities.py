@@ -38,17 +38,21 @@ def test_the_default_capabilities_attach_everything() -> None:
     assert "bash_readline" in done.stdout
 
 
-def test_the_bash_audit_needs_sys_admin() -> None:
-    caps = chart_capabilities("otlp-filters")  # Bash.Enabled: false
+NO_UPROBES = ("Bash.Enabled=false", "L7.Tls.Enabled=false")
+
+
+def test_uprobes_need_sys_admin() -> None:
+    """The bash audit's and TLS's: a uprobe perf event."""
+    caps = chart_capabilities("otlp-filters")  # Bash.Enabled and L7.Tls.Enabled: false
     assert "SYS_ADMIN" not in caps
-    done = check_config(caps, "Bash.Enabled=false")
+    done = check_config(caps, *NO_UPROBES)
     assert done.returncode == 0, done.stdout + done.stderr
-    without = check_config(caps)  # the bash audit on, without CAP_SYS_ADMIN: its uprobe fails
-    assert without.returncode == 1 and "bash_readline" in without.stdout
+    without = check_config(caps)  # both on, without CAP_SYS_ADMIN: their uprobes fail
+    assert without.returncode == 1 and "bash_readline" in without.stdout and "tls:" in without.stdout
 
 
 @pytest.mark.parametrize("needed", ["BPF", "PERFMON", "NET_ADMIN"])
 def test_bpf_perfmon_and_net_admin_are_each_needed(needed: str) -> None:
-    """Without the bash audit's CAP_SYS_ADMIN, which would stand in for each."""
+    """Without the uprobes' CAP_SYS_ADMIN, which would stand in for each."""
     caps = [c for c in chart_capabilities("otlp-filters") if c != needed]
-    assert check_config(caps, "Bash.Enabled=false").returncode != 0
+    assert check_config(caps, *NO_UPROBES).returncode != 0

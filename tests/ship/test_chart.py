@@ -176,7 +176,7 @@ def test_otlp_and_filters(tmp_path: Path) -> None:
     assert e["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
     assert (e["OTEL_EXPORTER_OTLP_PROTOCOL"], e["OTEL_METRIC_EXPORT_INTERVAL"]) == ("http/protobuf", "15000")
     assert e["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.node.name=$(NODE_NAME),k8s.cluster.name=prod-eu"
-    # Bash audit off: no CAP_SYS_ADMIN; the extra capability is added.
+    # Bash audit and TLS off (no uprobes): no CAP_SYS_ADMIN; the extra capability is added.
     assert container(m)["securityContext"]["capabilities"]["add"] == [
         "BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_RESOURCE"]
     assert container(m)["args"][-2:] == ["--config.set", "Telemetry.MaxSeriesPerInstrument=50000"]
@@ -188,6 +188,7 @@ def test_otlp_and_filters(tmp_path: Path) -> None:
         assert {k: file[section][k] for k in keys} == keys
     assert config.common.include_namespace_name_regex.pattern == "^(shop|payments)$"  # type: ignore[union-attr]
     assert config.bash.enabled is False and config.netflow.series_expiry == 120
+    assert config.l7.tls_enabled is False
 
 
 def test_privileged_and_optional_mounts(tmp_path: Path) -> None:
