@@ -27,6 +27,7 @@ import pytest
 from tests.kernel.dns_peers import dnsmasq
 from tests.kernel.harness import Exporter, free_port
 from tests.kernel.prometheus import Prometheus
+from tests.kernel.servers import NGINX_CONF
 from tests.ship.promql import substitute
 
 pytestmark = pytest.mark.usefixtures("bpf_ready")
@@ -35,27 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 JOB = "netobs-exporter"
 VALUES = {"job": JOB, "__rate_interval": "15s", "__range": "5m"}
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ return 200 "ok\\n"; }}
-        location /fail {{ return 503 "down\\n"; }}
-    }}
-}}
-"""
+LOCATIONS = """
+        location / { return 200 "ok\\n"; }
+        location /fail { return 503 "down\\n"; }"""
 
 
 class Servers:
@@ -64,7 +47,8 @@ class Servers:
     def __init__(self, workdir: Path) -> None:
         self.http, self.dns, self.redis, self.closed = free_port(), free_port(), free_port(), free_port()
         self.silent = free_port()
-        (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=self.http))
+        (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=self.http, listen="",
+                                                              locations=LOCATIONS))
         self.procs = [
             subprocess.Popen(["nginx", "-c", str(workdir / "nginx.conf"), "-p", str(workdir)]),
             dnsmasq(self.dns, "127.0.0.1"),
