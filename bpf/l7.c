@@ -807,10 +807,16 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
 	return L7_PROTO_UNKNOWN;
 }
 
+/* Whether Common.Sampling leaves a new connection out. */
+static __always_inline bool sampled_out(void)
+{
+	return sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling;
+}
+
 /* Whether sampling or Common.DropLocalConnections leaves a connection with these endpoints out. */
 static __always_inline bool left_out(const struct netobs_endpoints *ep)
 {
-	if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling)
+	if (sampled_out())
 		return true;
 	return drop_local && (addr_is_loopback(ep->remote_addr, ep->family) ||
 			      bpf_map_lookup_elem(&local_addrs, ep->remote_addr));

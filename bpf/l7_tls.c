@@ -95,6 +95,25 @@ struct {
 	__type(value, struct tls_conn);
 } tls_fresh SEC(".maps");
 
+/* A TLS connection's state, new (an earlier socket's at that address, whose close was not seen, is
+ * replaced): its socket and endpoints, its protocol not decided yet. */
+static __always_inline struct tls_conn *tls_conn_new(struct sock *sk, __u64 cookie)
+{
+	__u64 key = (__u64)sk;
+	__u32 zero = 0;
+	struct tls_conn *t = bpf_map_lookup_elem(&tls_fresh, &zero);
+
+	if (!t)
+		return NULL;
+	t->cookie = cookie;
+	sock_endpoints(sk, &t->ep);
+	if (bpf_map_update_elem(&tls_conns, &key, t, BPF_ANY)) {
+		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&tls_conns, &key);
+}
+
 /* A call on a socket with TLS data (from the socket layer): inside a library call, the socket is
  * that session's. `cookie` 0: not known yet. */
 static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
@@ -102,7 +121,6 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_call *call = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), 0, 0);
 	__u64 key = (__u64)sk;
-	__u32 zero = 0;
 
 	if ((!call || !call->ssl) && go_tls_enabled) {
 		struct go_call_key go = {.g = current_user_g(), .tgid = id >> 32};
@@ -120,17 +138,8 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
 	if (!known || known->sk != key || known->cookie != cookie) /* a lookup costs less than an update */
 		bpf_map_update_elem(&tls_sessions, &session, &where, BPF_ANY);
 	struct tls_conn *t = bpf_map_lookup_elem(&tls_conns, &key);
-	if (t && t->cookie == cookie)
-		return;
-	if (t) /* an earlier socket's, whose close was not seen */
-		bpf_map_delete_elem(&tls_conns, &key);
-	t = bpf_map_lookup_elem(&tls_fresh, &zero);
-	if (!t)
-		return;
-	t->cookie = cookie;
-	sock_endpoints(sk, &t->ep);
-	if (bpf_map_update_elem(&tls_conns, &key, t, BPF_NOEXIST))
-		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
+	if (!t || t->cookie != cookie)
+		tls_conn_new(sk, cookie);
 }
 
 /* A followed cleartext connection went TLS (starttls): its protocol and roles stay what they were,
@@ -138,19 +147,8 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie)
  * packet's header, then its payload). */
 static __always_inline void tls_adopt(struct sock *sk, __u8 protocol, bool client)
 {
-	__u64 key = (__u64)sk;
-	__u32 zero = 0;
-	struct tls_conn *t = bpf_map_lookup_elem(&tls_fresh, &zero);
+	struct tls_conn *t = tls_conn_new(sk, sock_cookie(sk));
 
-	if (!t)
-		return;
-	t->cookie = sock_cookie(sk);
-	sock_endpoints(sk, &t->ep);
-	if (bpf_map_update_elem(&tls_conns, &key, t, BPF_ANY)) {
-		netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
-		return;
-	}
-	t = bpf_map_lookup_elem(&tls_conns, &key);
 	if (t && follow_one())
 		conn_identify(&t->c, &t->ep, protocol, client, true);
 }
@@ -263,7 +261,7 @@ static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __
 				t->decided = 1;
 			return;
 		}
-		if (sampling < 100 && bpf_get_prandom_u32() % 100 >= sampling) {
+		if (sampled_out()) {
 			t->decided = 1;
 			return;
 		}
