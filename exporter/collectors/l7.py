@@ -1,4 +1,5 @@
-"""l7: requests of application protocols (HTTP/1.x), paired and counted in the kernel.
+"""l7: requests of application protocols (HTTP/1.x, HTTP/2, gRPC, the databases), paired and
+counted in the kernel.
 
 bpf/l7.c keeps one series of cumulative figures per (process, role, method, route, status,
 server). Here they are read at each collection and tick, and only the increments of series that
@@ -29,6 +30,7 @@ from exporter.collectors.l7_requests import SeriesKey as RequestKey
 from exporter.config import Config
 from exporter.series.addresses import NETWORK_TYPE, format_address
 from exporter.series.instruments import DB_DURATION_BOUNDS_S, HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
+from exporter.series.requests import GRPC, HTTP
 from exporter.series.rows import Row
 
 assert len(SIZE_BOUNDS_BY) == SIZE_BOUNDS
@@ -45,6 +47,15 @@ def _text(raw: bytes) -> str:
 
 def _seconds_ns(bounds: tuple[float, ...]) -> bytes:
     return b"".join(round(b * 1e9).to_bytes(8, "little") for b in bounds)
+
+
+def _version(raw: int) -> str:
+    """HTTP's version from the kernel's 10, 11 or 20: "1.0", "1.1", or "2" as OpenTelemetry writes
+    HTTP/2 (network.protocol.version); "" when the kernel did not read it."""
+    if not raw:
+        return ""
+    major, minor = divmod(raw, 10)
+    return str(major) if major >= 2 else f"{major}.{minor}"
 
 
 def _code(protocol: str, status: int, raw: bytes) -> str:
@@ -152,13 +163,12 @@ class L7Collector(Collector):
 
     @staticmethod
     def _key(key: SeriesKey, comm: bytes, cgroup_id: int) -> RequestKey:
-        version = f"{key.version // 10}.{key.version % 10}" if key.version else ""
         protocol = PROTOCOLS.get(key.protocol, ("", "unknown"))[1]
-        route = _text(key.target) or "/" if protocol == "http" else ""
+        route = _text(key.target) or "/" if protocol in (HTTP, GRPC) else ""  # gRPC: the path, whole
         return RequestKey(
             protocol=protocol, client=bool(key.client), pid=key.pid,
             comm=comm.decode(errors="replace"), method=_text(key.op), route=route,
-            authority=_text(key.authority), status=key.status, version=version,
+            authority=_text(key.authority), status=key.status, version=_version(key.version),
             code=_code(protocol, key.status, bytes(key.code)),
             family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
             server_port=key.server_port, start=key.start, cgroup_id=cgroup_id, tls=bool(key.tls))

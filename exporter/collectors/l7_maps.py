@@ -12,10 +12,12 @@ AUTHORITY_LEN = 64
 DURATION_BOUNDS = 14
 SIZE_BOUNDS = 12
 LOST_REASONS = ("conns_full", "series_full", "pipeline_full", "unmatched", "unparsed", "statement_unknown",
-                "tls_socket_unknown")
-# enum l7_protocol: kernel number -> (name in Common.IncludeProtocols, db.system.name or "http")
+                "tls_socket_unknown", "header_unknown")
+# enum l7_protocol: kernel number -> (name in Common.IncludeProtocols, db.system.name, "http" or "grpc").
+# HTTP enables HTTP/1.x, HTTP/2 and gRPC. 7 (L7_PROTO_HTTP2) marks connections, never series: it is here
+# so that HTTP sets its bit of the kernel's `protocols` too.
 PROTOCOLS = {1: ("HTTP", "http"), 2: ("REDIS", "redis"), 3: ("PGSQL", "postgresql"), 4: ("MYSQL", "mysql"),
-             5: ("MEMCACHED", "memcached")}
+             5: ("MEMCACHED", "memcached"), 6: ("HTTP", "grpc"), 7: ("HTTP", "http")}
 DB_OK, DB_ERROR = 1, 2  # enum l7_db_status; 0: no response
 
 

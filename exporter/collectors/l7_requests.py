@@ -3,33 +3,32 @@
 The kernel (bpf/l7.c) pairs each request with its response and adds the exchange to a series
 of cumulative figures. This module turns the increments read from it into series keyed the way
 users slice them (role, process, method, route, status, server), folds a process's routes beyond
-its cap into "~other", and hands them on as rows. Pure logic: the tests feed it increments directly."""
+its cap into "~other" (a gRPC path is a route: one cap for both), and hands them on as rows. Pure
+logic: the tests feed it increments directly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from exporter.series.requests import RequestFigures, RequestKey
+from exporter.series.requests import OTHER_ROUTE, RequestFigures, RequestKey
 from exporter.series.rows import HistogramValue, Owner, Row
-
-OTHER_ROUTE = "~other"
 
 
 class SeriesKey(NamedTuple):
-    protocol: str  # "http", or the db.system.name: "redis", "postgresql", "mysql", "memcached"
+    protocol: str  # "http", "grpc", or the db.system.name: "redis", "postgresql", "mysql", "memcached"
     client: bool   # the process sent the request (client) rather than answered it (server)
     pid: int
     comm: str
-    method: str     # HTTP method, or database operation
-    route: str      # HTTP only
-    authority: str  # Host header, as sent
+    method: str     # HTTP method (gRPC: "POST"), or database operation
+    route: str      # HTTP: the folded path; gRPC: the whole path "/package.Service/Method"
+    authority: str  # Host header or :authority, as sent
     status: int     # HTTP status, or DB_OK / DB_ERROR; 0: no response
-    version: str    # "1.0", "1.1"
+    version: str    # "1.0", "1.1", "2"
     family: str
     server_address: str  # the server's IP address
     server_port: int
-    code: str = ""  # databases: the error code (SQLSTATE, MySQL number, Redis prefix) or memcached's reply
+    code: str = ""  # databases: the error code or memcached's reply; gRPC: grpc-status, "" when none was seen
     start: int = 0  # with pid: the process, for good (Owner)
     cgroup_id: int = 0
     tls: bool = False  # encrypted: the plaintext came from the TLS library

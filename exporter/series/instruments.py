@@ -18,7 +18,7 @@ DNS_BOUNDS_S: tuple[float, ...] = (
     0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
 
-# Seconds; OpenTelemetry's advice for http.*.request.duration.
+# Seconds; OpenTelemetry's advice for http.*.request.duration and rpc.*.call.duration.
 HTTP_DURATION_BOUNDS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
@@ -102,6 +102,20 @@ HTTP = _table(*(
     )
 ))
 
+_RPC_SIDES = {
+    "server": "as the answering process saw them: from reading the request's first frame to writing the "
+              "END_STREAM of the response",
+    "client": "as the calling process saw them: from writing the request's first frame to reading the "
+              "END_STREAM of the response",
+}
+
+RPC = _table(*(
+    Instrument(f"rpc.{role}.call.duration", "histogram", "s",
+               f"Duration of gRPC calls, {seen}; a streaming call is one call, and a call whose stream was reset "
+               "or whose connection closed before any status has error.type=no_response.", HTTP_DURATION_BOUNDS_S)
+    for role, seen in _RPC_SIDES.items()
+))
+
 DB = _table(
     Instrument("db.client.operation.duration", "histogram", "s",
                "Duration of database and cache operations (Redis, PostgreSQL, MySQL, memcached) as the client "
@@ -131,7 +145,7 @@ SELF = _table(
                "Commands typed in interactive bash and seen by the exporter."),
     Instrument("netobs.dns.names.folded", "counter", "{lookup}", "DNS lookups whose name was folded into ~other."),
     Instrument("netobs.http.routes.folded", "counter", "{request}",
-               "HTTP requests whose route was folded into ~other (L7.MaxRoutesPerProcess)."),
+               "HTTP requests and gRPC calls whose route or path was folded into ~other (L7.MaxRoutesPerProcess)."),
     Instrument("netobs.tls.files", "gauge", "{file}",
                "Files whose TLS library calls are traced: shared libraries, and binaries linking one statically."),
     Instrument("netobs.tls.attach.failures", "counter", "{file}",
@@ -145,7 +159,7 @@ SELF = _table(
                "OTLP metric pushes by outcome (success or failure); a push may be several requests."),
 )
 
-KERNEL: dict[str, Instrument] = {**NETFLOW, **DNS, **HTTP, **DB}
+KERNEL: dict[str, Instrument] = {**NETFLOW, **DNS, **HTTP, **RPC, **DB}
 ALL: dict[str, Instrument] = {**KERNEL, **SELF}
 SCOPES = {"netobs.kernel": KERNEL, "netobs.exporter": SELF}  # OTLP instrumentation scope -> its instruments
 

@@ -7,22 +7,26 @@ from typing import NamedTuple
 from exporter.series.rows import HistogramValue
 
 HTTP = "http"
+GRPC = "grpc"  # gRPC calls: HTTP/2 requests whose content-type is application/grpc
 DB_SYSTEMS = ("redis", "postgresql", "mysql", "memcached")  # db.system.name of each database protocol
 DB_OK, DB_ERROR = 1, 2  # RequestKey.status of a database operation; 0: no response
+OTHER_ROUTE = "~other"  # the route (or gRPC path) of a process's requests beyond L7.MaxRoutesPerProcess
 
 
 class RequestKey(NamedTuple):
-    protocol: str  # "http", or a db.system.name of DB_SYSTEMS
+    protocol: str  # "http", "grpc", or a db.system.name of DB_SYSTEMS
     client: bool  # the process sent the request (client) rather than answered it (server)
-    method: str  # HTTP method, or database operation
-    route: str  # HTTP only: the folded path, or "~other"
-    authority: str  # HTTP Host header, as sent
+    method: str  # HTTP method (gRPC: "POST"), or database operation
+    route: str  # HTTP: the folded path; gRPC: the path "/package.Service/Method"; or "~other"
+    authority: str  # HTTP Host header or HTTP/2 :authority, as sent
     status: int  # HTTP status, or DB_OK / DB_ERROR; 0: no response
-    version: str  # HTTP "1.0", "1.1"
+    version: str  # HTTP "1.0", "1.1", "2"
     family: str  # "ipv4" or "ipv6"
     server_address: str  # the server's IP address
     server_port: int
-    code: str = ""  # databases: the error code (SQLSTATE, MySQL number, Redis prefix) or memcached's reply
+    # databases: the error code (SQLSTATE, MySQL number, Redis prefix) or memcached's reply;
+    # gRPC: grpc-status as sent ("0".."16"), "" when none was seen
+    code: str = ""
     tls: bool = False  # the exchange was encrypted: its plaintext came from the TLS library
 
     @property
@@ -31,7 +35,12 @@ class RequestKey(NamedTuple):
 
     @property
     def http(self) -> bool:
+        """An HTTP request (HTTP/1.x or HTTP/2) that is not a gRPC call."""
         return self.protocol == HTTP
+
+    @property
+    def grpc(self) -> bool:
+        return self.protocol == GRPC
 
 
 class RequestFigures(NamedTuple):

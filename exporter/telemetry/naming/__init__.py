@@ -13,7 +13,15 @@ from exporter.telemetry.naming.flows import FAILED, FLOWS
 from exporter.telemetry.naming.health import HEALTH
 from exporter.telemetry.naming.kinds import Kind, Point
 from exporter.telemetry.naming.lookups import LOOKUPS
-from exporter.telemetry.naming.requests import DB_CLIENT, DB_SERVER, HTTP_CLIENT, HTTP_SERVER, request_kind
+from exporter.telemetry.naming.requests import (
+    DB_CLIENT,
+    DB_SERVER,
+    HTTP_CLIENT,
+    HTTP_SERVER,
+    RPC_CLIENT,
+    RPC_SERVER,
+    request_kind,
+)
 
 __all__ = ["Kind", "Point", "all_kinds", "kind_of"]
 
@@ -31,4 +39,5 @@ def kind_of(key: Any) -> Kind:
 
 
 def all_kinds() -> list[Kind]:
-    return [FLOWS, FAILED, LOOKUPS, HTTP_CLIENT, HTTP_SERVER, DB_CLIENT, DB_SERVER, *HEALTH.values()]
+    return [FLOWS, FAILED, LOOKUPS, HTTP_CLIENT, HTTP_SERVER, RPC_CLIENT, RPC_SERVER, DB_CLIENT, DB_SERVER,
+            *HEALTH.values()]

@@ -1,13 +1,22 @@
-"""How the rows of HTTP and the databases are named: their attributes (OpenTelemetry's HTTP and
-database conventions), and iLogtail's `protocols` records."""
+"""How the rows of HTTP, gRPC and the databases are named: their attributes (OpenTelemetry's HTTP,
+RPC and database conventions), and iLogtail's `protocols` records."""
 
 from __future__ import annotations
 
-from exporter.series.requests import DB_ERROR, RequestFigures, RequestKey
+from exporter.series.requests import DB_ERROR, OTHER_ROUTE, RequestFigures, RequestKey
 from exporter.series.rows import Attributes
 from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord
 
 NO_RESPONSE = "no_response"  # error.type of a request whose connection closed before its response
+OTHER = "_OTHER"  # OpenTelemetry's value for what cannot be named (an error, a gRPC service or method)
+
+GRPC_OK, GRPC_UNKNOWN = 0, 2  # github.com/grpc/grpc/blob/master/doc/statuscodes.md
+# The codes that are errors of the server (OpenTelemetry's gRPC conventions): UNKNOWN, DEADLINE_EXCEEDED,
+# UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. For a client, every code but OK is.
+GRPC_SERVER_ERRORS = frozenset({2, 4, 12, 13, 14, 15})
+# The code a gRPC client takes from an HTTP status that came without grpc-status; any other status is
+# UNKNOWN (github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md).
+HTTP_TO_GRPC = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 431: 13, 502: 14, 503: 14, 504: 14}
 
 
 def host_of(authority: str) -> str:
@@ -58,7 +67,7 @@ def db_error_type(key: RequestKey) -> str | None:
     if key.status == 0:
         return NO_RESPONSE
     if key.status == DB_ERROR:
-        return key.code or "_OTHER"
+        return key.code or OTHER
     return None
 
 
@@ -81,17 +90,78 @@ def db_attributes(key: RequestKey) -> Attributes:
     return tuple(attrs)
 
 
+def grpc_status(key: RequestKey) -> int | None:
+    """A gRPC call's status code: its grpc-status (one that is not a decimal number is UNKNOWN); without
+    one, the code a client takes from an HTTP status other than 200; None when neither came: the stream
+    was reset or the connection closed first."""
+    if key.code:
+        return int(key.code) if key.code.isascii() and key.code.isdigit() else GRPC_UNKNOWN
+    if key.status and key.status != 200:
+        return HTTP_TO_GRPC.get(key.status, GRPC_UNKNOWN)
+    return None
+
+
+def rpc_error_type(key: RequestKey) -> str | None:
+    """The status code as text when it is an error for the role (GRPC_SERVER_ERRORS for a server, any
+    code but OK for a client), as HTTP's error.type is the status number; no_response without one."""
+    status = grpc_status(key)
+    if status is None:
+        return NO_RESPONSE
+    if status != GRPC_OK and (key.client or status in GRPC_SERVER_ERRORS):
+        return str(status)
+    return None
+
+
+def rpc_service_method(path: str) -> tuple[str, str]:
+    """"/helloworld.Greeter/SayHello" -> ("helloworld.Greeter", "SayHello"). A missing or empty part is
+    "_OTHER"; a path folded into "~other" (L7.MaxRoutesPerProcess) is "~other" in both."""
+    if path == OTHER_ROUTE:
+        return OTHER_ROUTE, OTHER_ROUTE
+    service, _, method = path.removeprefix("/").partition("/")
+    return service or OTHER, method or OTHER
+
+
+def rpc_attributes(key: RequestKey) -> Attributes:
+    service, method = rpc_service_method(key.route)
+    attrs: list[tuple[str, str | int]] = [("rpc.system", "grpc"), ("rpc.service", service), ("rpc.method", method)]
+    status = grpc_status(key)
+    if status is not None:
+        attrs.append(("rpc.grpc.status_code", status))
+    error = rpc_error_type(key)
+    if error:
+        attrs.append(("error.type", error))
+    attrs += [
+        ("network.protocol.name", "http"),
+        ("network.protocol.version", key.version),
+        ("network.transport", "tcp"),
+        ("network.type", key.family),
+        ("server.address", host_of(key.authority) or key.server_address),
+        ("server.port", key.server_port),
+        *tls_attributes(key),
+    ]
+    return tuple(attrs)
+
+
 _RECORD_PROTOCOL = {"postgresql": "pgsql"}  # iLogtail's protocol names
 
 
+def _resp_code(key: RequestKey) -> str:
+    if key.http:
+        return str(key.status)
+    if key.grpc:
+        status = grpc_status(key)
+        return NO_RESPONSE if status is None else str(status)
+    return db_error_type(key) or key.code or "OK"
+
+
 class Protocols(ProtocolRecord):
-    """iLogtail's `protocols` record of HTTP and the databases. For databases, `method` is the operation
+    """iLogtail's `protocols` record of HTTP, gRPC and the databases. For gRPC, `url` is the path and
+    `resp_code` the status code (grpc_status) or no_response; for databases, `method` is the operation
     and `resp_code` the error code (or memcached's reply)."""
 
     def fields(self, key: RequestKey) -> dict[str, str]:
         return {"protocol": _RECORD_PROTOCOL.get(key.protocol, key.protocol), "version": key.version,
-                "host": key.authority, "method": key.method, "url": key.route,
-                "resp_code": str(key.status) if key.http else (db_error_type(key) or key.code or "OK")}
+                "host": key.authority, "method": key.method, "url": key.route, "resp_code": _resp_code(key)}
 
 
 def _figure(name: str) -> int:
@@ -113,6 +183,17 @@ class HttpKind(Kind):
         return http_attributes(key)
 
 
+class RpcKind(Kind):
+    record = Protocols()
+
+    def __init__(self, role: str) -> None:
+        self.name = f"rpc.{role}"
+        self.points = (Point(f"rpc.{role}.call.duration", _figure("duration")),)
+
+    def attributes(self, key: RequestKey, level: str, domain: str | None) -> Attributes:
+        return rpc_attributes(key)
+
+
 class DbKind(Kind):
     record = Protocols()
 
@@ -125,10 +206,13 @@ class DbKind(Kind):
 
 
 HTTP_CLIENT, HTTP_SERVER = HttpKind("client"), HttpKind("server")
+RPC_CLIENT, RPC_SERVER = RpcKind("client"), RpcKind("server")
 DB_CLIENT, DB_SERVER = DbKind("client"), DbKind("server")
 
 
 def request_kind(key: RequestKey) -> Kind:
     if key.http:
         return HTTP_CLIENT if key.client else HTTP_SERVER
+    if key.grpc:
+        return RPC_CLIENT if key.client else RPC_SERVER
     return DB_CLIENT if key.client else DB_SERVER
