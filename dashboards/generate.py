@@ -355,16 +355,78 @@ def red_rows(title: str, metric: str, by: str, legend: str, unit: str, selector:
     ]
 
 
+# HTTP/2 and gRPC latency: the median and the tail.
+TAIL = (0.5, 0.95, 0.99)
+
+
+def http2_rows(selector: str) -> list[Json]:
+    """HTTP/1.x against HTTP/2 on the HTTP instruments, and HTTP/2's own duration, server and client."""
+    h2 = f'{selector},network_protocol_version="2"'
+    by_version = "HTTP/{{network_protocol_version}}"
+    return [
+        row("HTTP/2"),
+        timeseries("HTTP server: requests by version", "reqps", target(sum_rate(
+            "network_protocol_version", "http_server_request_duration_seconds_count", selector), by_version),
+            stack=True,
+            description="Requests per second answered by local servers, by HTTP version "
+                        "(`network_protocol_version`: `1.0`, `1.1`, `2`), stacked: each band is that version's "
+                        "share of the traffic. `HTTP/` alone is an HTTP/1.x request line longer than "
+                        "L7.CaptureBytes, whose version was not seen."),
+        timeseries("HTTP client: requests by version", "reqps", target(sum_rate(
+            "network_protocol_version", "http_client_request_duration_seconds_count", selector), by_version),
+            stack=True,
+            description="Requests per second that local processes sent, by HTTP version, stacked. HTTP/2 is "
+                        "seen over TLS (ALPN `h2`, read through L7.Tls) and in clear on connections that start "
+                        "with the HTTP/2 preface (prior knowledge); docs/grpc.md says what is not covered."),
+        timeseries("HTTP/2 server: duration", "s", *quantiles("http_server_request_duration_seconds", h2, qs=TAIL),
+                   description="p50, p95 and p99 of HTTP/2 requests answered by local servers, per stream: from "
+                               "reading the request's first frame to writing the frame that ends the response "
+                               "(END_STREAM). The streams of one connection are each timed on their own."),
+        timeseries("HTTP/2 client: duration", "s", *quantiles("http_client_request_duration_seconds", h2, qs=TAIL),
+                   description="p50, p95 and p99 of HTTP/2 requests sent by local processes, per stream: from "
+                               "writing the request's first frame to reading the frame that ends the response. "
+                               "Much above the server side's duration means the network or a proxy in between."),
+    ]
+
+
+def grpc_rows(side: str, metric: str, selector: str, *, calls_text: str, errors_text: str,
+              duration_text: str) -> list[Json]:
+    """Calls, error ratio, duration and status codes of one side's gRPC calls."""
+    grpc = f'{selector},rpc_system="grpc"'
+    count = f"{metric}_count"
+    title = f"gRPC {side}"
+    return [
+        row(title),
+        timeseries(f"{title}: calls", "reqps", target(sum_rate("rpc_service, rpc_method", count, grpc),
+                   "{{rpc_service}}/{{rpc_method}}"), description=calls_text),
+        timeseries(f"{title}: error ratio", "percentunit",
+                   target(ratio("rpc_service", count, grpc, 'error_type!=""'), "{{rpc_service}}"),
+                   description=errors_text),
+        timeseries(f"{title}: duration", "s", *quantiles(metric, grpc, "rpc_service, rpc_method", TAIL),
+                   description=duration_text),
+        timeseries(f"{title}: calls by status", "reqps", target(sum_rate("rpc_grpc_status_code", count, grpc),
+                   "{{rpc_grpc_status_code}}"), stack=True,
+                   description="Calls per second by `rpc_grpc_status_code` from the trailers (or a Trailers-Only "
+                               "response): 0 OK, 1 CANCELLED, 2 UNKNOWN, 3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, "
+                               "5 NOT_FOUND, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, "
+                               "9 FAILED_PRECONDITION, 10 ABORTED, 11 OUT_OF_RANGE, 12 UNIMPLEMENTED, 13 INTERNAL, "
+                               "14 UNAVAILABLE, 15 DATA_LOSS, 16 UNAUTHENTICATED. No code: the call ended without "
+                               "a status (`error_type=\"no_response\"`), or its status was in a header block the "
+                               "exporter could not decode (docs/grpc.md)."),
+    ]
+
+
 def l7() -> Json:
     w = WORKLOAD
     db = f'{w},db_system_name=~"$db_system"'
     panels = [
         *red_rows("HTTP server", "http_server_request_duration_seconds", "process_executable_name, server_port",
                   "{{process_executable_name}} :{{server_port}}", "reqps", w,
-                  rate_text="HTTP/1.x requests per second answered by each local server process and port "
-                            "(`http_server_request_duration_seconds_count`). HTTPS, HTTP/2 and, by default, "
-                            "clients on the node itself (Common.DropLocalConnections) are not seen. A drop from the "
-                            "usual level means fewer clients or a server that stopped answering.",
+                  rate_text="HTTP/1.x and HTTP/2 requests per second answered by each local server process and "
+                            "port (`http_server_request_duration_seconds_count`), in clear and, through L7.Tls, "
+                            "over TLS. By default, clients on the node itself (Common.DropLocalConnections) are "
+                            "not seen. A drop from the usual level means fewer clients or a server that stopped "
+                            "answering.",
                   errors_text="Share of requests answered with a 5xx status or not at all (`error_type`: the "
                               "status, or `no_response` when the connection closed first); 4xx are the client's "
                               "mistakes and do not count. Normally near 0; NetobsHTTPServerErrorRatioHigh fires at "
@@ -383,9 +445,10 @@ def l7() -> Json:
                           "empty status is a request with no response."),
         *red_rows("HTTP client", "http_client_request_duration_seconds", "server_address, server_port",
                   "{{server_address}}:{{server_port}}", "reqps", w,
-                  rate_text="HTTP/1.x requests per second that local processes sent, by server (the Host header, "
-                            "else its IP address) and port (`http_client_request_duration_seconds_count`). "
-                            "HTTPS is not seen.",
+                  rate_text="HTTP/1.x and HTTP/2 requests per second that local processes sent, by server (the "
+                            "Host header or HTTP/2's `:authority`, else its IP address) and port "
+                            "(`http_client_request_duration_seconds_count`), in clear and, through L7.Tls, over "
+                            "TLS.",
                   errors_text="Share of requests that got a 4xx or 5xx status or no response (the connection "
                               "closed first: a client timeout, a reset). Unlike the server side, 4xx count: a "
                               "steady share of 404 can be the client's normal. A load generator that stops with "
@@ -394,6 +457,35 @@ def l7() -> Json:
                                 "the response's last byte: the server's time plus the network and the transfer "
                                 "of both bodies, without the DNS lookup and the TCP connect. Much above the "
                                 "server side's duration means the network or a proxy in between."),
+        *http2_rows(w),
+        *grpc_rows("server", "rpc_server_call_duration_seconds", w,
+                   calls_text="gRPC calls per second answered by local servers, by service and method "
+                              "(`rpc_server_call_duration_seconds_count`; `rpc_service` and `rpc_method` from the "
+                              "request's `:path`, e.g. `helloworld.Greeter` and `SayHello`). A streaming call counts "
+                              "once, when it ends. When the path was in a header block the exporter could not "
+                              "decode, the call is counted without its service and method (docs/grpc.md).",
+                   errors_text="Share of calls, per service, that the server ended with a status that is its own "
+                               "failure (2 UNKNOWN, 4 DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 13 INTERNAL, "
+                               "14 UNAVAILABLE, 15 DATA_LOSS) or without a status (`no_response`): the calls with "
+                               "an `error_type`. Other codes (NOT_FOUND, INVALID_ARGUMENT...) answer the caller's "
+                               "mistakes and do not count. Normally near 0; NetobsGRPCServerErrorRatioHigh fires "
+                               "at 5 % (chart default).",
+                   duration_text="p50, p95 and p99 per service and method, from reading the request's first frame "
+                                 "to writing the end of the response (END_STREAM, with the trailers): the server's "
+                                 "own time. A streaming call lasts as long as its stream, so read streaming "
+                                 "methods apart from unary ones."),
+        *grpc_rows("client", "rpc_client_call_duration_seconds", w,
+                   calls_text="gRPC calls per second that local processes made, by service and method "
+                              "(`rpc_client_call_duration_seconds_count`). A streaming call counts once, when it "
+                              "ends. Calls over TLS are seen through L7.Tls.",
+                   errors_text="Share of calls, per service, that ended with any status but 0 OK, or without one "
+                               "(`no_response`: the stream was reset or the connection closed first). Unlike the "
+                               "server side, every code counts: a steady share of NOT_FOUND can be the client's "
+                               "normal. Calls by status says which codes.",
+                   duration_text="p50, p95 and p99 per service and method, from writing the request's first frame "
+                                 "to reading the end of the response (END_STREAM): the server's time plus the "
+                                 "network. Much above the server side's duration means the network or a proxy in "
+                                 "between. A streaming call lasts as long as its stream."),
         *red_rows("Database client", "db_client_operation_duration_seconds", "db_system_name, db_operation_name",
                   "{{db_system_name}} {{db_operation_name}}", "ops", db,
                   rate_text="Redis, PostgreSQL, MySQL and memcached operations per second that local processes "
@@ -430,7 +522,8 @@ def l7() -> Json:
                'db_system_name)')
     variables = [*workload_variables(), query_variable("db_system", "Database", systems)]
     return dashboard("netobs-l7", "netobs / L7 RED",
-                     "Rate, errors and duration of HTTP requests and database operations, client and server side.",
+                     "Rate, errors and duration of HTTP requests (HTTP/1.x and HTTP/2), gRPC calls and database "
+                     "operations, client and server side.",
                      variables, panels)
 
 

@@ -104,6 +104,17 @@ sum by ($GROUP, server_port) (rate(http_server_request_duration_seconds_count{$S
         "summary" `{{ $labels.process_executable_name }} takes {{ $value | humanizeDuration }} to answer HTTP requests on port {{ $labels.server_port }}`
         "description" `The HTTP server {{ $labels.process_executable_name }} ({{ $labels.k8s_namespace_name }}/{{ $labels.k8s_pod_name }} on {{ $labels.instance }}, port {{ $labels.server_port }}) needs {{ $value | humanizeDuration }} at the configured percentile, from reading a request to writing the end of its response. Check the L7 dashboard for the slow routes, the latency of the databases it calls, CPU throttling of its pod, and the TCP retransmits and RTT of its clients.`
       ) | nindent 6 }}
+      {{- include "netobs.rule" (dict "root" . "name" "NetobsGRPCServerErrorRatioHigh"
+        "expr" `(
+  sum by ($GROUP, rpc_service) (rate(rpc_server_call_duration_seconds_count{$SEL,rpc_system="grpc",error_type!=""}[$RANGE]))
+/
+  sum by ($GROUP, rpc_service) (rate(rpc_server_call_duration_seconds_count{$SEL,rpc_system="grpc"}[$RANGE]))
+) > $T
+and
+sum by ($GROUP, rpc_service) (rate(rpc_server_call_duration_seconds_count{$SEL,rpc_system="grpc"}[$RANGE])) > $MIN`
+        "summary" `{{ $labels.process_executable_name }} answers {{ $value | humanizePercentage }} of gRPC calls to {{ $labels.rpc_service }} with a server error or no status`
+        "description" `The gRPC server {{ $labels.process_executable_name }} ({{ $labels.k8s_namespace_name }}/{{ $labels.k8s_pod_name }} on {{ $labels.instance }}) ends {{ $value | humanizePercentage }} of the calls to {{ $labels.rpc_service }} with a status that is the server's failure (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS) or without a status (error_type="no_response": the stream was reset or the connection closed first). Codes that answer the caller's mistakes (NOT_FOUND, INVALID_ARGUMENT...) do not count. Callers see errors now. Check the L7 dashboard's gRPC server panels for the methods and status codes concerned, the application's logs, and the backends it calls itself (UNAVAILABLE and DEADLINE_EXCEEDED often come from there).`
+      ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsDatabaseErrorRatioHigh"
         "expr" `(
   sum by ($GROUP, db_system_name, server_address, server_port) (rate(db_client_operation_duration_seconds_count{$SEL,error_type!=""}[$RANGE]))
@@ -147,11 +158,11 @@ sum by ($GROUP, db_system_name, server_address, server_port) (rate(db_client_ope
         "description" `The last read of the {{ $labels.collector }} collector's kernel tables failed on {{ $labels.instance }}: its series are missing from every collection. The exporter logs the error of each failed read; restart the pod if it persists and report the error.`
       ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsEventsLost"
-        "expr" `sum by ($CLUSTER, instance, collector, reason) (rate(netobs_events_lost_total{$SEL,reason!~"malformed|unmatched|unparsed|tcp_desync|statement_unknown|tls_socket_unknown"}[$RANGE])) > $T
+        "expr" `sum by ($CLUSTER, instance, collector, reason) (rate(netobs_events_lost_total{$SEL,reason!~"malformed|unmatched|unparsed|tcp_desync|header_unknown|statement_unknown|tls_socket_unknown"}[$RANGE])) > $T
 or
-sum by ($CLUSTER, instance, collector, reason) (rate(netobs_events_lost_total{$SEL,reason=~"malformed|unmatched|unparsed|tcp_desync"}[$RANGE])) > $ROUTINE`
+sum by ($CLUSTER, instance, collector, reason) (rate(netobs_events_lost_total{$SEL,reason=~"malformed|unmatched|unparsed|tcp_desync|header_unknown"}[$RANGE])) > $ROUTINE`
         "summary" `The {{ $labels.collector }} collector loses events on {{ $labels.instance }} ({{ $labels.reason }})`
-        "description" `The kernel side of {{ $labels.collector }} on {{ $labels.instance }} could not record {{ $value | humanize }} updates per second (reason {{ $labels.reason }}), so its counts are low. A full table calls for a larger one in the chart's config: flow_table_full (netflow) Netflow.MaxFlows, series_full Dns.MaxSeries (dns) or L7.MaxSeries (l7), conns_full L7.MaxConnections, pending_full Dns.MaxPending; failed_table_full and pipeline_full are fixed limits. ring_full means user space does not keep up; no_socket_state and read_failed that the kernel refused memory or a read. malformed, unmatched, unparsed and tcp_desync are traffic the parsers could not use, routine at a low rate: they alert only above a rate of their own (routineThreshold, 1/s by default). statement_unknown and tls_socket_unknown never alert (the operation is counted without its name; TLS plaintext whose connection was not seen has nothing to fix).`
+        "description" `The kernel side of {{ $labels.collector }} on {{ $labels.instance }} could not record {{ $value | humanize }} updates per second (reason {{ $labels.reason }}), so its counts are low. A full table calls for a larger one in the chart's config: flow_table_full (netflow) Netflow.MaxFlows, series_full Dns.MaxSeries (dns) or L7.MaxSeries (l7), conns_full L7.MaxConnections, pending_full Dns.MaxPending; failed_table_full and pipeline_full are fixed limits. ring_full means user space does not keep up; no_socket_state and read_failed that the kernel refused memory or a read. malformed, unmatched, unparsed, tcp_desync and header_unknown are traffic the parsers could not use, routine at a low rate: they alert only above a rate of their own (routineThreshold, 1/s by default). statement_unknown and tls_socket_unknown never alert (the operation is counted without its name; TLS plaintext whose connection was not seen has nothing to fix).`
       ) | nindent 6 }}
       {{- include "netobs.rule" (dict "root" . "name" "NetobsSeriesNearLimit"
         "expr" `max by ($CLUSTER, instance, instrument) (netobs_series{$SEL})
