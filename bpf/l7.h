@@ -21,7 +21,9 @@ enum l7_protocol {
 	L7_PROTO_POSTGRESQL = 3,
 	L7_PROTO_MYSQL = 4,
 	L7_PROTO_MEMCACHED = 5,
-	L7_PROTOCOLS = 6,
+	L7_PROTO_GRPC = 6,    /* series only: gRPC calls of an HTTP/2 connection */
+	L7_PROTO_HTTP2 = 7,   /* connections only: their series are HTTP's or gRPC's */
+	L7_PROTOCOLS = 8,
 };
 
 /* The status of a database or cache operation (struct l7_series_key.status). */
@@ -39,7 +41,8 @@ enum l7_lost_reason {
 	L7_LOST_UNPARSED = 4,      /* data of a followed connection that is not where a message starts */
 	L7_LOST_STATEMENT_UNKNOWN = 5, /* a prepared statement run whose preparation is not known (see `statements`) */
 	L7_LOST_TLS_SOCKET_UNKNOWN = 6, /* TLS plaintext whose connection is not known (its socket calls were not seen) */
-	L7_LOST_REASONS = 7,
+	L7_LOST_HEADER_UNKNOWN = 7, /* HTTP/2: a response whose :status referred to a header table entry not known */
+	L7_LOST_REASONS = 8,
 };
 
 /* One series of requests, as one process saw them (client or server). */
@@ -52,7 +55,7 @@ struct l7_series_key {
 	__u16 family;
 	__u8 protocol;        /* enum l7_protocol */
 	__u8 client;          /* 1: the process sent the request, 0: it answered it */
-	__u8 version;         /* HTTP: 10 or 11 */
+	__u8 version;         /* HTTP: 10, 11 or 20 */
 	__u8 tls;             /* 1: the exchange was encrypted (its plaintext came from the TLS library) */
 	char op[L7_OP_LEN];
 	char target[L7_TARGET_LEN];

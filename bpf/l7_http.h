@@ -406,6 +406,28 @@ static __always_inline void head_reset(struct l7_parse *p)
 	p->head.content_length = -1;
 }
 
+/* The route of the request target at `from` into head.target: the path without its query, ids
+ * folded to {id}. p->target_end is where the target ends (0: at the window's end). HTTP/2 folds its
+ * :path with it too. */
+static __always_inline void http_route(struct l7_parse *p, __u32 from)
+{
+	struct l7_loop_ctx ctx = {.p = p};
+
+	p->pos = from;
+	p->out = 0;
+	p->seg_out = 0;
+	p->seg_len = 0;
+	p->seg_flags = SEG_DIGITS | SEG_HEX;
+	p->target_end = 0;
+	p->in_query = 0;
+	p->written = 0;
+	L7_LOOP(L7_CAPTURE_MAX, target_byte, &ctx);
+	if (!p->target_end && !p->in_query)
+		segment_end(p); /* the window ended inside the target: its last segment still folds */
+	if (p->written > p->out) /* a folded id left bytes behind */
+		L7_LOOP(p->written - p->out, target_clear, &ctx);
+}
+
 /* Parses a request head at the start of the window. Returns false if the window does not start
  * with one. */
 static __always_inline bool http_parse_request(struct l7_parse *p)
@@ -423,19 +445,7 @@ static __always_inline bool http_parse_request(struct l7_parse *p)
 	head_reset(p);
 	p->head.request = 1;
 	*(__u64 *)p->head.op = l7_word(p, 0) & L7_MASK(mlen);
-	p->pos = mlen + 1;
-	p->out = 0;
-	p->seg_out = 0;
-	p->seg_len = 0;
-	p->seg_flags = SEG_DIGITS | SEG_HEX;
-	p->target_end = 0;
-	p->in_query = 0;
-	p->written = 0;
-	L7_LOOP(L7_CAPTURE_MAX, target_byte, &ctx);
-	if (!p->target_end && !p->in_query)
-		segment_end(p); /* the window ended inside the target: its last segment still folds */
-	if (p->written > p->out) /* a folded id left bytes behind */
-		L7_LOOP(p->written - p->out, target_clear, &ctx);
+	http_route(p, mlen + 1);
 	end = p->target_end;
 	if (!end)
 		return true; /* a target longer than the window: method and route prefix only */

@@ -1,0 +1,89 @@
+/* The kernel's HPACK decoder (bpf/l7_hpack.h), built for the host so that tests/unit/test_hpack.py can feed it
+ * RFC 7541's examples, the blocks of an encoder and random bytes through ctypes.
+ *
+ *   clang -Ibpf -Wall -Werror -O2 -shared -fPIC -o h2_host.so tests/unit/h2_host.c
+ *
+ * As in tests/unit/l7_host.c, bpf_loop becomes a plain loop with the same contract (the callback returns 1
+ * to stop) and the unaligned 8-byte load a memcpy. Everything else is the very code the BPF program runs. */
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#define L7_LOOP(n, cb, ctx)                                   \
+	do {                                                  \
+		for (__u64 l7_i_ = 0; l7_i_ < (n); l7_i_++)   \
+			if ((cb)(l7_i_, (ctx)))               \
+				break;                        \
+	} while (0)
+#define L7_LOAD64(w, src) memcpy(&(w), (src), sizeof(__u64))
+
+#include <linux/types.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "l7_hpack.h"
+
+/* The sizes of the structs, then the offset of every field of struct h2_fields, struct hpack_table and
+ * struct hpack_value, for the ctypes mirrors to check themselves. */
+const unsigned long hpack_layout[] = {
+	sizeof(struct hpack_table),
+	sizeof(struct hpack_value),
+	sizeof(struct h2_fields),
+	offsetof(struct h2_fields, status),
+	offsetof(struct h2_fields, seen),
+	offsetof(struct h2_fields, unknown),
+	offsetof(struct h2_fields, grpc),
+	offsetof(struct h2_fields, error),
+	offsetof(struct h2_fields, method),
+	offsetof(struct h2_fields, path),
+	offsetof(struct h2_fields, authority),
+	offsetof(struct h2_fields, grpc_status),
+	offsetof(struct hpack_table, inserted),
+	offsetof(struct hpack_table, known),
+	offsetof(struct hpack_table, kept),
+	offsetof(struct hpack_table, pad),
+	offsetof(struct hpack_table, field),
+	offsetof(struct hpack_table, value),
+	offsetof(struct hpack_table, values),
+	offsetof(struct hpack_value, len),
+	offsetof(struct hpack_value, pad),
+	offsetof(struct hpack_value, value),
+};
+
+/* The lengths the mirrors and the tests' expectations are built with. */
+const unsigned long hpack_constants[] = {
+	L7_CAPTURE_MAX, L7_OP_LEN, H2_VALUE_LEN, HPACK_DEPTH, HPACK_VALUES, HPACK_FIELDS_PER_BLOCK,
+};
+
+/* Static like the per-CPU map value the BPF program decodes in: every call reuses it. The whole struct is
+ * first set to fill, then the window to the stale bytes (say, a longer block decoded before), then to the
+ * block: a test can prove that neither stale bytes nor an earlier decode leak into the result. The window
+ * holds the first n bytes of the block (at most L7_CAPTURE_MAX), which ends at `end`: a block larger than
+ * the window, as its frame's length says, goes on past it. */
+static struct l7_parse parse_state;
+
+void hpack_decode_over(const unsigned char *block, unsigned n, unsigned end, int fill, const unsigned char *stale,
+		       unsigned stale_n, struct hpack_table *t, struct h2_fields *out)
+{
+	struct l7_parse *p = &parse_state;
+
+	if (n > L7_CAPTURE_MAX)
+		n = L7_CAPTURE_MAX;
+	if (stale_n > sizeof(p->buf))
+		stale_n = sizeof(p->buf);
+	memset(p, fill, sizeof(*p));
+	if (stale_n)
+		memcpy(p->buf, stale, stale_n);
+	if (n)
+		memcpy(p->buf, block, n);
+	p->n = n;
+	hpack_decode(p, 0, end, t, out);
+}
+
+/* Decodes one block with *t carried between calls. */
+void hpack_decode_block(const unsigned char *block, unsigned n, struct hpack_table *t, struct h2_fields *out)
+{
+	hpack_decode_over(block, n, n, 0xff, 0, 0, t, out);
+}
