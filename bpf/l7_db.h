@@ -5,7 +5,8 @@
  * Each parser looks at one message (or RESP element) at position pos of the window of a struct
  * l7_parse and fills p->msg: its type, its length, the operation (command name or SQL keyword) and
  * the error code. They only read p->buf below p->n, so the same code builds for the kernel and for
- * the unit tests (tests/unit/l7_host.c). How messages pair into exchanges is bpf/l7_db_flow.h. */
+ * the unit tests (tests/unit/l7_host.c). How messages pair into exchanges is bpf/l7_db_flow.c and
+ * each protocol's steps (bpf/l7_redis.c, bpf/l7_postgresql.c, bpf/l7_mysql.c, bpf/l7_memcached.c). */
 #ifndef NETOBS_L7_DB_H
 #define NETOBS_L7_DB_H
 

@@ -225,7 +225,7 @@ static __always_inline bool tls_hold(struct tls_conn *t, __u64 *buf, __u64 *n, b
 	struct l7_conn *c = &t->c;
 	__u64 before = 0, mask;
 
-	if (c->protocol && (c->protocol != L7_PROTO_HTTP || c->client != sent || c->req_remaining || c->req_open))
+	if (c->protocol && (c->protocol != L7_PROTO_HTTP || c->client != sent || http1_in_request(c)))
 		return true;
 	if (t->held_len && t->held_sent == sent) {
 		__u8 len = t->held_len & 7;

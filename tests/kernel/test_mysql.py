@@ -147,7 +147,7 @@ def test_prepared_statements_count_as_their_operation(exporter: Exporter, my: in
 
 
 def test_statements_sharing_a_cache_slot_keep_their_own_operations(exporter: Exporter, my: int) -> None:
-    # a connection caches its statements' operations by id modulo 8 (bpf/l7_db_flow.h): MariaDB numbers
+    # a connection caches its statements' operations by id modulo 8 (bpf/l7_db_flow.c): MariaDB numbers
     # a connection's statements one after another, so the 1st and the 9th share a slot
     before = counts(exporter, CLIENT, "python", my)
     client = RawClient(my)

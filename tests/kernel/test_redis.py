@@ -115,7 +115,7 @@ def test_error_replies_carry_their_code(exporter: Exporter, redis: int) -> None:
 
 def test_alike_lengths_are_told_apart_by_their_bytes(exporter: Exporter) -> None:
     """A command or reply that repeats the last whole one byte for byte is counted without a parse, it and its
-    copies in one step (bpf/l7_db_flow.h); one of the same length with other bytes is parsed: a DEL among GETs,
+    copies in one step (bpf/l7_redis.c); one of the same length with other bytes is parsed: a DEL among GETs,
     an error among integer replies. Scripted server: redis-server answers no GET with an integer."""
     commands = [resp("GET", "aa")] * 3 + [resp("DEL", "aa")] + [resp("GET", "aa")] * 2
     replies = b":100\r\n" * 2 + b"-ERR\r\n" + b":100\r\n" * 3

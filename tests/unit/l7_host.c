@@ -220,7 +220,7 @@ int l7_number_over(L7_DB_WINDOW, unsigned pos, struct l7_msg *out, long long *nu
 	return r;
 }
 
-/* A command remembered whole (bpf/l7_db_flow.h): resp_command_span after resp_command at pos (0 if
+/* A command remembered whole (bpf/l7_redis.c): resp_command_span after resp_command at pos (0 if
  * that fails), l7_repeats and l7_hash_at. */
 unsigned resp_command_span_over(L7_DB_WINDOW, unsigned pos)
 {
