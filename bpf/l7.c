@@ -106,9 +106,10 @@ struct {
 /* Per-CPU room: the parse window and the key of the series being updated. */
 struct l7_work {
 	struct l7_io io; /* loop state in a map value: the verifier does not walk its every value */
-	struct l7_parse p;
 	struct l7_series zero; /* a new series: zero figures, its key and process name */
 	struct l7_conn conn_zero;
+	struct l7_parse p;     /* last, and followed by room that fill_gather's copies may reach */
+	__u8 spare[L7_CAPTURE_MAX];
 };
 
 struct {
@@ -256,12 +257,13 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	}
 	if (s)
 		bpf_map_delete_elem(&sniffed, &key); /* tracked from now on: `conns` has it */
-	return true;
+	c = bpf_sk_storage_get(&conns, sk, 0, 0);
+	return c && protocol_start(c, &w->p, key, cookie);
 }
 
 /* ---------------------------------------------------------------- a call's data */
 
-static __always_inline void conn_close(struct l7_conn *c);
+static __always_inline void conn_close(struct l7_conn *c, __u64 sk);
 static __always_inline void tls_adopt(struct sock *sk, __u8 protocol, bool client);
 
 /* A cleartext connection went TLS (PostgreSQL's SSLRequest was accepted, MySQL's client sent its
@@ -272,7 +274,7 @@ static __always_inline void starttls(struct sock *sk, struct l7_conn *c)
 	__u8 verdict = L7_VERDICT_TLS, protocol = c->protocol;
 	bool client = c->client;
 
-	conn_close(c);
+	conn_close(c, (__u64)sk);
 	bpf_sk_storage_delete(&conns, sk);
 	bpf_sk_storage_get(&ignored, sk, &verdict, BPF_SK_STORAGE_GET_F_CREATE);
 	tls_adopt(sk, protocol, client);
@@ -346,13 +348,14 @@ static long flush_unanswered(__u64 i, void *data)
 	return 0;
 }
 
-/* A followed connection has ended: what was in progress is counted, and its place given back. */
-static __always_inline void conn_close(struct l7_conn *c)
+/* A followed connection (of socket sk) has ended: what was in progress is counted, and its place
+ * given back. */
+static __always_inline void conn_close(struct l7_conn *c, __u64 sk)
 {
 	if (c->closed)
 		return;
 	struct close_ctx x = {.c = c, .now = bpf_ktime_get_ns()};
-	protocol_close(c, x.now);
+	protocol_close(c, sk, x.now);
 	bpf_loop(L7_QUEUE, flush_unanswered, &x, 0);
 	c->closed = 1;
 	__sync_fetch_and_sub(&followed, 1);
@@ -368,7 +371,7 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 		return;
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
 	if (c) {
-		conn_close(c);
+		conn_close(c, (__u64)sk);
 		return;
 	}
 	__u8 *verdict = bpf_sk_storage_get(&ignored, sk, 0, 0);

@@ -15,6 +15,8 @@ struct l7_io {
 	__u64 off;  /* bytes of ret handled */
 	__u64 now;
 	__u64 win_off; /* the window (struct l7_parse) holds the call's bytes from win_off on */
+	__u64 gathered;    /* fill_gather's loop: bytes copied so far, of gather_want */
+	__u64 gather_want;
 	bool win_valid;
 	bool request_dir;
 	bool resolved; /* buf and cap were looked up (only when data must be read) */
@@ -132,6 +134,58 @@ static __always_inline bool fill_upto(struct l7_parse *p, struct l7_io *io, __u3
 	io->win_off = io->off;
 	io->win_valid = true;
 	return true;
+}
+
+struct gather_ctx {
+	struct l7_parse *p;
+	struct l7_io *io;
+};
+
+static long gather_step(__u64 i, void *data)
+{
+	struct gather_ctx *x = data;
+	struct l7_io *io = x->io;
+	__u64 n = io->gathered, len;
+
+	if (n >= io->gather_want || io->off >= io->ret)
+		return 1;
+	next_segment(io);
+	if (!io->buf || io->off >= io->seg_off + io->cap)
+		return 1;
+	len = io->seg_off + io->cap < io->ret ? io->seg_off + io->cap - io->off : io->ret - io->off;
+	if (len > io->gather_want - n)
+		len = io->gather_want - n;
+	barrier_var(len);
+	if (len > L7_CAPTURE_MAX)
+		len = L7_CAPTURE_MAX;
+	/* n < L7_CAPTURE_MAX and len <= L7_CAPTURE_MAX: the copy may pass the window's end, into the
+	 * spare room that follows it in struct l7_work */
+	if (n >= L7_CAPTURE_MAX || !len ||
+	    bpf_probe_read_user(&x->p->buf[n & (L7_CAPTURE_MAX - 1)], len,
+				(const void *)(io->buf + (io->off - io->seg_off))))
+		return 1;
+	io->gathered = n + len;
+	io->off += len;
+	return 0;
+}
+
+/* Copies up to `want` bytes (at most L7_CAPTURE_MAX) of the call's data from io->off into the
+ * window, across as many iovecs as hold them: a writer may hand one message to sendmsg in many
+ * pieces (grpc-core writes an HTTP/2 header block as ~25). Leaves the call's segment where the
+ * copy ended: the caller moves io->off at least that far before reading on. */
+static __always_inline bool fill_gather(struct l7_parse *p, struct l7_io *io, __u32 want)
+{
+	struct gather_ctx x = {.p = p, .io = io};
+	__u64 start = io->off;
+
+	io->win_valid = false;
+	io_resolve(io);
+	io->gathered = 0;
+	io->gather_want = want < L7_CAPTURE_MAX ? want : L7_CAPTURE_MAX;
+	bpf_loop(64, gather_step, &x, 0);
+	io->off = start;
+	p->n = io->gathered;
+	return p->n > 0;
 }
 
 /* The window from io->off: L7.CaptureBytes of it. */

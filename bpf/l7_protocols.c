@@ -7,6 +7,7 @@
  * l7_<protocol>.c, included and listed here. */
 
 #include "l7_http1.c"
+#include "l7_http2.c"
 #include "l7_db_flow.c"
 #include "l7_redis.c"
 #include "l7_postgresql.c"
@@ -28,6 +29,8 @@ static __always_inline __u8 detect(struct l7_parse *p, bool sent, bool *client)
 	*client = sent;
 	if (protocol_enabled(L7_PROTO_HTTP) && http1_detect(p))
 		return L7_PROTO_HTTP;
+	if (protocol_enabled(L7_PROTO_HTTP) && (h2_preface(p) || h2_headers_frame(p, sent, client)))
+		return L7_PROTO_HTTP2;
 	if (l7_at(p, 0) == '*') /* a Redis command: no other protocol is tried */
 		return protocol_enabled(L7_PROTO_REDIS) && redis_detect(p) ? L7_PROTO_REDIS : L7_PROTO_UNKNOWN;
 	if (protocol_enabled(L7_PROTO_POSTGRESQL) && pg_detect(p))
@@ -131,6 +134,10 @@ static __always_inline void conn_data(struct l7_conn *c, struct l7_work *w, bool
 	io->request_dir = c->client == sent;
 	io->win_valid = false;
 	struct message_ctx m = {.w = w, .c = c};
+	if (c->protocol == L7_PROTO_HTTP2) {
+		h2_data(c, w);
+		return;
+	}
 	if (c->protocol == L7_PROTO_HTTP) {
 		bpf_loop(L7_MSGS_PER_CALL, http_step, &m, 0);
 		return;
@@ -141,13 +148,26 @@ static __always_inline void conn_data(struct l7_conn *c, struct l7_work *w, bool
 
 /* ---------------------------------------------------------------- close */
 
-/* A followed connection has ended: what its protocol had in progress is counted (the requests
- * still waiting are counted after, with no response). */
-static __always_inline void protocol_close(struct l7_conn *c, __u64 now)
+/* A connection begins to be followed, its first data in the window: false if the state its protocol
+ * keeps beside struct l7_conn could not be made (counted). */
+static __always_inline bool protocol_start(struct l7_conn *c, const struct l7_parse *p, __u64 sk, __u64 cookie)
+{
+	if (c->protocol != L7_PROTO_HTTP2 || h2_start(sk, cookie, h2_preface(p)))
+		return true;
+	netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
+	return false;
+}
+
+/* A followed connection (of socket sk) has ended: what its protocol had in progress is counted (the
+ * requests still waiting are counted after, with no response). */
+static __always_inline void protocol_close(struct l7_conn *c, __u64 sk, __u64 now)
 {
 	switch (c->protocol) {
 	case L7_PROTO_HTTP:
 		http1_close(c);
+		return;
+	case L7_PROTO_HTTP2:
+		h2_close(c, sk);
 		return;
 	case L7_PROTO_MYSQL:
 		mysql_close(c);

