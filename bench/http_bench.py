@@ -8,14 +8,15 @@ is read from /proc, and wrk's request count is compared with the count the expor
 wrk: every request must be counted. With --server-only the exporter watches nginx alone, as on a
 node whose clients are elsewhere, and nginx's count is compared with wrk's. With --tls, nginx
 serves HTTPS (a self-signed certificate) to h2load --h1 instead of wrk: the exporter reads the
-plaintext from OpenSSL's calls (docs/tls.md).
+plaintext from OpenSSL's calls (docs/tls.md). With --h2, nginx speaks HTTP/2 (in clear, or over TLS
+with --tls) to h2load -m 10: ten streams at once on each connection (docs/grpc.md).
 
 Each run also gives the whole machine's CPU time per request (/proc/stat, steal excluded): on a
 shared virtual machine the rate follows the neighbours, the CPU time per request much less, so its
 OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload.
 
     .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--server-only]
-        [--tls] [--set KEY=VALUE]...
+        [--tls] [--h2] [--set KEY=VALUE]...
 
 Needs root, nginx, wrk (h2load and openssl for --tls). Prints a table; exit status 0 whatever the
 figures (a benchmark, not a test)."""
@@ -55,7 +56,7 @@ http {{
     server {{ listen 127.0.0.1:{port}{tls}; root {dir}; }}
 }}
 """
-TLS = " ssl; ssl_certificate {dir}/cert.pem; ssl_certificate_key {dir}/key.pem"
+CERTS = "; ssl_certificate {dir}/cert.pem; ssl_certificate_key {dir}/key.pem"
 
 
 def free_port() -> int:
@@ -77,10 +78,11 @@ def wrk(port: int, seconds: float, connections: int) -> int:
     return int(match.group(1))
 
 
-def h2load(port: int, seconds: float, connections: int) -> int:
-    """HTTP/1.1 over TLS: the requests h2load had answered (those in flight at the end are not)."""
-    out = subprocess.run(["h2load", "--h1", "-t1", f"-c{connections}", f"-D{seconds:g}",
-                          f"https://127.0.0.1:{port}{ROUTE}"], capture_output=True, text=True, check=True).stdout
+def h2load(port: int, seconds: float, connections: int, scheme: str, h2: bool) -> int:
+    """HTTP/1.1 over TLS, or HTTP/2 with 10 streams at once: the requests h2load had answered (those in flight
+    at the end are not)."""
+    out = subprocess.run(["h2load", *(["-m10"] if h2 else ["--h1"]), "-t1", f"-c{connections}", f"-D{seconds:g}",
+                          f"{scheme}://127.0.0.1:{port}{ROUTE}"], capture_output=True, text=True, check=True).stdout
     match = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
     assert match, out
     return int(match.group(1))
@@ -120,6 +122,7 @@ def main() -> None:
                    help="watch nginx only (Common.IncludeCmdRegex), as a node serving remote clients would: "
                         "wrk stands for them and is not watched")
     p.add_argument("--tls", action="store_true", help="HTTPS, driven by h2load --h1")
+    p.add_argument("--h2", action="store_true", help="HTTP/2, driven by h2load -m10 (over TLS with --tls)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the ON runs (repeatable)")
     a = p.parse_args()
@@ -128,8 +131,10 @@ def main() -> None:
     (root / ROUTE.lstrip("/")).write_text("<html>bench</html>\n" * 20)
     if a.tls:
         certificate(root)
-    (root / "nginx.conf").write_text(NGINX_CONF.format(dir=root, port=port, tls=TLS.format(dir=root) if a.tls else ""))
-    client, load = ("h2load", h2load) if a.tls else ("wrk", wrk)
+    listen = (" ssl" if a.tls else "") + (" http2" if a.h2 else "") + (CERTS.format(dir=root) if a.tls else "")
+    (root / "nginx.conf").write_text(NGINX_CONF.format(dir=root, port=port, tls=listen))
+    scheme = "https" if a.tls else "http"
+    client, load = ("h2load", lambda port, s, c: h2load(port, s, c, scheme, a.h2)) if a.tls or a.h2 else ("wrk", wrk)
     nginx = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-p", str(root)])
     time.sleep(0.5)
     settings = ["Common.DropLocalConnections=false"]
@@ -187,8 +192,8 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     what = ("HTTP only" if a.only_l7 else "default collectors") + (", nginx only" if a.server_only else "") + \
         "".join(f", {x}" for x in a.set)
-    scheme = ", HTTPS" if a.tls else ""
-    print(f"| requests/s (nginx + {client} -c{a.connections}{scheme}, loopback, {what}) "
+    kind = (", HTTPS" if a.tls else "") + (", HTTP/2 -m10" if a.h2 else "")
+    print(f"| requests/s (nginx + {client} -c{a.connections}{kind}, loopback, {what}) "
           f"| {med['off']:.0f} | {med['on']:.0f} | {ratio_summary(rows['off'], rows['on'])} |")
     print(f"| CPU time per request, whole machine (us) | {med['us_off']:.2f} | {med['us_on']:.2f} "
           f"| {ratio_summary(rows['us_off'], rows['us_on'], cost=True)} |")
