@@ -90,6 +90,12 @@ def test_http2_requests_stay_http_with_version_2() -> None:
     assert "http.client.request.duration" in snapshot(t)
 
 
+def test_http2_fields_not_known_are_not_guessed() -> None:
+    """A :path and :method that referred to header table entries the kernel did not know arrive empty."""
+    attrs = dict(http_attributes(request_key(key(version="2", method="", route=""))))
+    assert attrs["http.request.method"] == "_OTHER" and "http.route" not in attrs
+
+
 @pytest.mark.parametrize(("path", "service", "method"), [
     (PATH, "helloworld.Greeter", "SayHello"),
     ("/Echo/Echo", "Echo", "Echo"),

@@ -43,10 +43,13 @@ def tls_attributes(key: RequestKey) -> Attributes:
 
 
 def http_attributes(key: RequestKey) -> Attributes:
-    attrs: list[tuple[str, str | int]] = [("http.request.method", key.method)]
+    # HTTP/2 leaves a field empty when its header referred to a table entry not known (docs/grpc.md):
+    # OpenTelemetry's _OTHER for the method, and no route
+    attrs: list[tuple[str, str | int]] = [("http.request.method", key.method or "_OTHER")]
     if key.status:
         attrs.append(("http.response.status_code", key.status))
-    attrs.append(("http.route", key.route))
+    if key.route:
+        attrs.append(("http.route", key.route))
     error = error_type(key)
     if error:
         attrs.append(("error.type", error))
