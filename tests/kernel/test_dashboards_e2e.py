@@ -1,6 +1,7 @@
 """Every dashboard query returns data from a real Prometheus that scrapes the real exporter while
-traffic of every kind runs on loopback: HTTP (nginx and curl, with 5xx), TCP connections and
-refusals, DNS (dnsmasq and dig: NOERROR, NXDOMAIN, REFUSED, timeouts) and Redis.
+traffic of every kind runs on loopback: HTTP (nginx and curl, with 5xx), HTTP/2 (nginx and h2load),
+gRPC (grpc_peer.py, with failing calls), TCP connections and refusals, DNS (dnsmasq and dig: NOERROR,
+NXDOMAIN, REFUSED, timeouts) and Redis.
 
 The dashboard variables are replaced by their "All" values (`.*`), as on a plain host where the
 Kubernetes labels are absent."""
@@ -16,6 +17,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -33,6 +35,7 @@ from tests.ship.promql import substitute
 pytestmark = pytest.mark.usefixtures("bpf_ready")
 
 REPO = Path(__file__).resolve().parents[2]
+GRPC_PEER = Path(__file__).with_name("grpc_peer.py")
 JOB = "netobs-exporter"
 VALUES = {"job": JOB, "__rate_interval": "15s", "__range": "5m"}
 
@@ -42,15 +45,19 @@ LOCATIONS = """
 
 
 class Servers:
-    """nginx, dnsmasq, a DNS port that never answers, a closed TCP port, and redis-server."""
+    """nginx (HTTP/1.x, and HTTP/2 in clear on a port of its own), dnsmasq, a DNS port that never
+    answers, a closed TCP port, redis-server and a gRPC server."""
 
     def __init__(self, workdir: Path) -> None:
         self.http, self.dns, self.redis, self.closed = free_port(), free_port(), free_port(), free_port()
-        self.silent = free_port()
-        (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=self.http, listen="",
+        self.silent, self.http2, self.grpc = free_port(), free_port(), free_port()
+        # nginx 1.22: http2 is a parameter of listen (see test_http2.py)
+        h2 = f";\n        listen 127.0.0.1:{self.http2} http2"
+        (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=self.http, listen=h2,
                                                               locations=LOCATIONS))
         self.procs = [
             subprocess.Popen(["nginx", "-c", str(workdir / "nginx.conf"), "-p", str(workdir)]),
+            subprocess.Popen([sys.executable, str(GRPC_PEER), "serve", str(self.grpc)]),
             dnsmasq(self.dns, "127.0.0.1"),
             subprocess.Popen(["redis-server", "--port", str(self.redis), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL),
@@ -104,11 +111,14 @@ def traffic_round(s: Servers) -> None:
     run("dig", "@127.0.0.1", "-p", str(s.silent), "+tries=1", "+timeout=1", "silent.example", "A")  # TIMEOUT
     run("redis-benchmark", "-p", str(s.redis), "-n", "200", "-q", "-t", "get,set")
     run("redis-cli", "-p", str(s.redis), "nosuchcommand")  # an error reply
+    run("h2load", "-n", "200", "-c", "1", "-m", "10", f"http://127.0.0.1:{s.http2}/")  # prior knowledge
+    # NOT_FOUND is an error on the client's side only, UNAVAILABLE on both
+    run(sys.executable, str(GRPC_PEER), "call", str(s.grpc), "ok=8", "not_found=1", "unavailable=1")
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    for tool in ("prometheus", "nginx", "dnsmasq", "dig", "redis-server", "redis-benchmark"):
+    for tool in ("prometheus", "nginx", "dnsmasq", "dig", "redis-server", "redis-benchmark", "h2load"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run make setup-test")
     workdir = tmp_path_factory.mktemp("dashboards-e2e")
