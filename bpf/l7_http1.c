@@ -196,9 +196,18 @@ static __always_inline long http1_response_step(struct l7_conn *c, struct l7_par
 		io->off = io->ret;
 		return 1;
 	}
+	if (status == 101) { /* counted once what follows is known (h2_upgrade): HTTP/2 or another protocol */
+		__u64 take = h->header_len && h->header_len < left ? h->header_len : left;
+		h1->upgraded = HTTP1_UPGRADE_PENDING;
+		h1->resp_status = status;
+		h1->resp_header_len = h->header_len;
+		c->resp_bytes = take;
+		io->off += take;
+		return 1;
+	}
 	struct l7_req *req = &c->q[c->head & (L7_QUEUE - 1)];
-	/* 101 and a CONNECT's 2xx: what follows is another protocol, not a body */
-	bool no_body = req->no_body || status == 204 || status == 304 || status == 101 ||
+	/* a CONNECT's 2xx: what follows is another protocol, not a body */
+	bool no_body = req->no_body || status == 204 || status == 304 ||
 		       (req->op[0] == 'C' && status < 300);
 	h1->resp_status = status;
 	h1->resp_header_len = h->header_len;
@@ -219,6 +228,6 @@ static __always_inline long http1_response_step(struct l7_conn *c, struct l7_par
 /* The connection has ended: a response without a length that was open ends with its last data. */
 static __always_inline void http1_close(struct l7_conn *c)
 {
-	if (c->http1.resp_mode != RESP_IDLE)
+	if (c->http1.resp_mode != RESP_IDLE || c->http1.upgraded == HTTP1_UPGRADE_PENDING)
 		http1_finish_response(c, c->resp_last_ns);
 }

@@ -13,6 +13,13 @@ enum resp_mode {
 	RESP_UNTIL_NEXT = 3,  /* no length: ends at the next head or when the connection closes */
 };
 
+/* After a 101 (Switching Protocols), what follows is another protocol. */
+enum http1_upgrade {
+	HTTP1_UPGRADE_NONE = 0,
+	HTTP1_UPGRADE_PENDING = 1, /* q[head] got its 101: the next data says whether HTTP/2 follows (h2c) */
+	HTTP1_UPGRADE_OTHER = 2,   /* another protocol (WebSocket...): the 101 is counted, nothing more is read */
+};
+
 struct http1_state {
 	__u64 req_remaining;  /* bytes of the latest request still to come */
 	__u64 resp_remaining; /* RESP_LENGTH: bytes of the response still to come */
@@ -26,6 +33,7 @@ struct http1_state {
 	__u16 like_cl;        /* http_parse_response_like); 0: none yet */
 	__u8 resp_mode;       /* enum resp_mode */
 	__u8 req_open;        /* the latest request's body has no length: its data continues until a head */
+	__u8 upgraded;        /* enum http1_upgrade */
 	struct l7_names names[L7_PIPELINE]; /* of q[i] in names[i % L7_PIPELINE] */
 };
 

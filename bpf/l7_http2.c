@@ -156,6 +156,15 @@ static __always_inline bool h2_headers_frame(const struct l7_parse *p, bool sent
 	return false;
 }
 
+/* Whether the window starts with a SETTINGS frame (not an acknowledgement): what a server sends
+ * first on an HTTP/2 connection. */
+static __always_inline bool h2_settings(const struct l7_parse *p)
+{
+	__u32 len = (__u32)l7_at(p, 0) << 16 | (__u32)l7_at(p, 1) << 8 | l7_at(p, 2);
+
+	return p->n >= 9 && len % 6 == 0 && len <= 16384 && l7_at(p, 3) == 4 && !l7_at(p, 4) && !l7_be32(p, 5);
+}
+
 /* A connection found to be HTTP/2: its state, fresh. */
 static __always_inline bool h2_start(__u64 sk, __u64 cookie, bool preface)
 {
@@ -504,4 +513,38 @@ static __always_inline void h2_close(struct l7_conn *c, __u64 sk)
 		return;
 	bpf_loop(H2_STREAMS, h2_close_stream, &x, 0);
 	bpf_map_delete_elem(&h2_conns, &sk);
+}
+
+/* An HTTP/1.1 request got its 101 (HTTP1_UPGRADE_PENDING), and data follows at io->off. If it is
+ * HTTP/2 (the client's preface, or the server's SETTINGS: an `Upgrade: h2c`), the connection goes on
+ * as HTTP/2, the upgrading request as its stream 1, whose response comes in frames (RFC 7540 3.2);
+ * otherwise the 101 is counted and nothing more is read. */
+static __always_inline void h2_upgrade(struct l7_conn *c, struct l7_work *w)
+{
+	struct l7_io *io = &w->io;
+	struct l7_req *req = &c->q[c->head & (L7_QUEUE - 1)];
+	__u64 key = io->sk;
+	struct h2_stream *s;
+	struct h2_conn *h;
+
+	if (!fill_upto(&w->p, io, H2_PREFACE_LEN, L7_CAPTURE_MAX))
+		return;
+	if (!(io->request_dir ? h2_preface(&w->p) : h2_settings(&w->p)) || c->head == c->tail ||
+	    !h2_start(key, 0, true) || !(h = bpf_map_lookup_elem(&h2_conns, &key))) {
+		http1_finish_response(c, c->resp_last_ns);
+		c->http1.upgraded = HTTP1_UPGRADE_OTHER;
+		return;
+	}
+	s = h2_slot(h, 1);
+	s->id = 1;
+	s->start_ns = req->start_ns;
+	s->req_bytes = req->bytes;
+	s->req_body = req->bytes > req->header_len ? req->bytes - req->header_len : 0;
+	s->resp_bytes = c->resp_bytes; /* the 101's head */
+	__builtin_memcpy(s->method, req->op, L7_OP_LEN);
+	__builtin_memcpy(&s->names, &c->http1.names[c->head & (L7_PIPELINE - 1)], sizeof(s->names));
+	c->head = c->tail;
+	c->resp_bytes = 0;
+	c->protocol = L7_PROTO_HTTP2; /* the union's HTTP/1.x state is no longer read */
+	h2_data(c, w);
 }

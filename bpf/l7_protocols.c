@@ -139,7 +139,10 @@ static __always_inline void conn_data(struct l7_conn *c, struct l7_work *w, bool
 		return;
 	}
 	if (c->protocol == L7_PROTO_HTTP) {
-		bpf_loop(L7_MSGS_PER_CALL, http_step, &m, 0);
+		if (!c->http1.upgraded)
+			bpf_loop(L7_MSGS_PER_CALL, http_step, &m, 0);
+		if (c->http1.upgraded == HTTP1_UPGRADE_PENDING && io->off < io->ret)
+			h2_upgrade(c, w); /* the rest of the call, if HTTP/2 follows */
 		return;
 	}
 	bpf_loop(L7_DB_STEPS_PER_CALL, db_step, &m, 0);

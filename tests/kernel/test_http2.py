@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.kernel.grpc_peer import STREAM_GAP, STREAM_MESSAGES
 from tests.kernel.harness import WITH_PID, Exporter, free_port, wait_until
@@ -299,3 +303,102 @@ def test_connection_open_before_the_exporter_counts_what_is_certain(nginx: Path)
     finally:
         load.kill()
         load.wait()
+
+
+def test_h2c_upgrade_from_http_1_1(exporter: Exporter) -> None:
+    """curl --http2 asks a cleartext server to upgrade (Upgrade: h2c): the upgrading request's response comes
+    as stream 1 after the 101, the next requests as streams of their own on the same connection. All are
+    HTTP/2 requests on both sides; the 101 is no request of its own."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("h2c_peer.py")), str(port)])
+    try:
+        wait_port(port, server, "the h2c server")
+        urls = [f"http://127.0.0.1:{port}{path}" for path in ("/items/42", "/b", "/b")]
+        out = subprocess.run(["curl", "-sS", "--http2", *[a for u in urls for a in ("-o", "/dev/null", u)],
+                              "-w", "%{http_version} "], capture_output=True, text=True, timeout=30, check=True).stdout
+        assert out.split() == ["2", "2", "2"], out
+        for route, n in (("/items/{id}", 1), ("/b", 2)):
+            labels = {"http_request_method": "GET", "http_route": route, "http_response_status_code": "200", **CLEAR}
+            assert count(exporter, "client", n, "curl", port, **labels) == n, route
+            server_side = exporter.wait_for("http_server_request_duration_seconds_count", n, timeout=15,
+                                            process_pid=str(server.pid), server_port=str(port), **H2, **labels)
+            assert server_side == n, route
+        for side in ("client", "server"):
+            versions = {labels.get("network_protocol_version") for labels, _ in
+                        exporter.samples(f"http_{side}_request_duration_seconds_count", server_port=str(port))}
+            assert versions == {"2"}, side
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_other_upgrades_count_their_101_once(exporter: Exporter) -> None:
+    """A 101 to another protocol (WebSocket here): the upgrading request is counted once, with status 101,
+    and the frames that follow are not read as HTTP."""
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            while data := conn.recv(4096):
+                conn.sendall(data)  # an echo of the "frames"
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        assert client.recv(4096).startswith(b"HTTP/1.1 101")
+        for _ in range(5):  # frames that would read as HTTP heads if parsed as such
+            client.sendall(b"GET /not-a-request HTTP/1.1\r\n\r\n")
+            client.recv(4096)
+    thread.join()
+    listener.close()
+    labels = {"http_request_method": "GET", "http_route": "/chat", "http_response_status_code": "101",
+              "network_protocol_version": "1.1"}
+    for side in ("client", "server"):
+        name = f"http_{side}_request_duration_seconds_count"
+        assert exporter.wait_for(name, 1, timeout=15, server_port=str(port), **labels) == 1, side
+        assert exporter.value(name, server_port=str(port)) == 1, side  # nothing after the 101
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAMES = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 255), st.sampled_from([0, 1, 2, 3, 5, 2**31 - 1]),
+                            st.binary(max_size=80), st.one_of(st.none(), st.integers(0, 2**24 - 1))), max_size=12)
+
+
+def _frames(frames: list[tuple[int, int, int, bytes, int | None]]) -> bytes:
+    """Frames whose length is their payload's, or a lie."""
+    return b"".join((len(payload) if length is None else length).to_bytes(3, "big") + bytes([kind, flags])
+                    + stream.to_bytes(4, "big") + payload for kind, flags, stream, payload, length in frames)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=FRAMES, responses=FRAMES)
+def test_random_frames_leave_no_state_and_do_not_disturb_other_connections(
+        exporter: Exporter, requests: list[tuple[int, int, int, bytes, int | None]],
+        responses: list[tuple[int, int, int, bytes, int | None]]) -> None:
+    """Random frames (lying lengths, unknown types, random header blocks) both ways on a connection that began
+    with the preface: whatever the kernel makes of them, its state goes with the connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        with client, server:
+            client.sendall(PREFACE + _frames(requests))
+            server.settimeout(5)
+            server.recv(65536)
+            server.sendall(_frames(responses))
+            client.settimeout(5)
+            if responses:
+                client.recv(65536)
+
+
+def test_after_random_frames_nothing_is_left_and_counts_stay_exact(exporter: Exporter) -> None:
+    assert wait_until(lambda: len(exporter.kernel_map("h2_conns")), lambda n: n == 0, timeout=20) == 0
+    labels = {"http_request_method": "GET", "http_route": "/", "http_response_status_code": "200", **CLEAR}
+    before = exporter.value("http_server_request_duration_seconds_count", process_executable_name="nginx",
+                            server_port=str(PORT), **H2, **labels)
+    assert "100 succeeded" in h2load(f"http://127.0.0.1:{PORT}/", 100)
+    assert count(exporter, "server", before + 100, "nginx", PORT, **labels) == before + 100
