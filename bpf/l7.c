@@ -258,7 +258,7 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 	if (s)
 		bpf_map_delete_elem(&sniffed, &key); /* tracked from now on: `conns` has it */
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
-	return c && protocol_start(c, &w->p, key, cookie);
+	return c && protocol_start(c, &w->p, key);
 }
 
 /* ---------------------------------------------------------------- a call's data */

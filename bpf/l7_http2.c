@@ -1,7 +1,8 @@
 /* HTTP/2 (RFC 9113) and gRPC: the frames of a followed connection, their streams paired and counted.
  *
  * A connection whose first data is the client preface is followed as L7_PROTO_HTTP2, in clear or as
- * TLS plaintext. Each direction is a sequence of frames, cut anywhere by the calls: `struct h2_dir`
+ * TLS plaintext; so is an HTTP/1.1 connection upgraded to h2c (h2_upgrade), and one begun before the
+ * exporter, found by a HEADERS frame (h2_headers_frame). Each direction is a sequence of frames, cut anywhere by the calls: `struct h2_dir`
  * keeps the frame in progress (a header cut by a call is put together in `hdr`). A HEADERS block is
  * decoded (bpf/l7_hpack.h) with its direction's dynamic table, in the call where its payload starts.
  *
@@ -10,7 +11,7 @@
  * and the :authority; a gRPC call (content-type application/grpc) is a series of L7_PROTO_GRPC, its
  * path not folded and its grpc-status as the code. A streaming call is one stream, so one call.
  *
- * The state of an HTTP/2 connection (~12 KB: two dynamic tables and the streams in progress) is kept
+ * The state of an HTTP/2 connection (~20 KB: two dynamic tables and the streams in progress) is kept
  * in `h2_conns`, beside the connection's struct l7_conn, only for HTTP/2 connections. */
 
 #include "l7_hpack.h"
@@ -68,7 +69,6 @@ struct h2_dir {
 };
 
 struct h2_conn {
-	__u64 cookie;        /* the socket's: an address is reused by later sockets */
 	__u32 preface;       /* bytes of the client preface still to come */
 	__u32 pad;
 	struct h2_dir dir[2]; /* [1]: the requests' direction (client to server), [0]: the responses' */
@@ -77,9 +77,10 @@ struct h2_conn {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* ~12 KB each: memory for the HTTP/2 connections there are */
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* ~20 KB each: memory for the HTTP/2 connections there are */
 	__uint(max_entries, 16384);            /* L7.MaxConnections */
-	__type(key, __u64);                    /* the socket's address */
+	__type(key, __u64);                    /* the socket's address: replaced when a later socket there
+						* is found HTTP/2, deleted at the close */
 	__type(value, struct h2_conn);
 } h2_conns SEC(".maps");
 
@@ -134,6 +135,8 @@ static __always_inline bool h2_headers_frame(const struct l7_parse *p, bool sent
 	if (len == 0 || len > 16384 || l7_at(p, 3) != H2_HEADERS || (stream & 0x80000000) || !(stream & 1) ||
 	    (flags & ~(H2_END_STREAM | H2_END_HEADERS | H2_PADDED | H2_PRIORITY)))
 		return false;
+	if (p->n < capture_bytes && p->n < 9 + len)
+		return false; /* the window holds all the call's data, and the frame does not fit in it */
 	if (flags & H2_PADDED)
 		at++;
 	if (flags & H2_PRIORITY)
@@ -166,7 +169,7 @@ static __always_inline bool h2_settings(const struct l7_parse *p)
 }
 
 /* A connection found to be HTTP/2: its state, fresh. */
-static __always_inline bool h2_start(__u64 sk, __u64 cookie, bool preface)
+static __always_inline bool h2_start(__u64 sk, bool preface)
 {
 	__u32 zero = 0;
 	struct h2_conn *init = bpf_map_lookup_elem(&h2_zero, &zero);
@@ -177,7 +180,6 @@ static __always_inline bool h2_start(__u64 sk, __u64 cookie, bool preface)
 	h = bpf_map_lookup_elem(&h2_conns, &sk);
 	if (!h)
 		return false;
-	h->cookie = cookie;
 	h->preface = preface ? H2_PREFACE_LEN : 0;
 	h->dir[0].unsynced = !preface;
 	h->dir[1].unsynced = !preface;
@@ -530,7 +532,7 @@ static __always_inline void h2_upgrade(struct l7_conn *c, struct l7_work *w)
 	if (!fill_upto(&w->p, io, H2_PREFACE_LEN, L7_CAPTURE_MAX))
 		return;
 	if (!(io->request_dir ? h2_preface(&w->p) : h2_settings(&w->p)) || c->head == c->tail ||
-	    !h2_start(key, 0, true) || !(h = bpf_map_lookup_elem(&h2_conns, &key))) {
+	    !h2_start(key, true) || !(h = bpf_map_lookup_elem(&h2_conns, &key))) {
 		http1_finish_response(c, c->resp_last_ns);
 		c->http1.upgraded = HTTP1_UPGRADE_OTHER;
 		return;

@@ -153,9 +153,9 @@ static __always_inline void conn_data(struct l7_conn *c, struct l7_work *w, bool
 
 /* A connection begins to be followed, its first data in the window: false if the state its protocol
  * keeps beside struct l7_conn could not be made (counted). */
-static __always_inline bool protocol_start(struct l7_conn *c, const struct l7_parse *p, __u64 sk, __u64 cookie)
+static __always_inline bool protocol_start(struct l7_conn *c, const struct l7_parse *p, __u64 sk)
 {
-	if (c->protocol != L7_PROTO_HTTP2 || h2_start(sk, cookie, h2_preface(p)))
+	if (c->protocol != L7_PROTO_HTTP2 || h2_start(sk, h2_preface(p)))
 		return true;
 	netobs_count(&l7_lost, L7_LOST_CONNS_FULL);
 	return false;

@@ -270,7 +270,7 @@ static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __
 			return;
 		}
 		conn_identify(c, &t->ep, protocol, client, true);
-		if (!protocol_start(c, &w->p, sk, t->cookie)) {
+		if (!protocol_start(c, &w->p, sk)) {
 			t->decided = 1;
 			return;
 		}
