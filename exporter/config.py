@@ -145,6 +145,9 @@ class KubernetesConfig:
     kubeconfig: str = field(metadata=_key("Kubeconfig", check.text))
     node_name: str = field(metadata=_key("NodeName", check.text))
     pod_labels: tuple[str, ...] = field(metadata=_key("PodLabels", check.str_list))
+    peers_enabled: bool = field(metadata=_key("Peers.Enabled", check.boolean))
+    peers_namespaces: tuple[str, ...] = field(metadata=_key("Peers.Namespaces", check.namespaces))
+    peers_resync_interval: float = field(metadata=_key("Peers.ResyncInterval", check.resync_interval))
 
 
 @dataclass(frozen=True)

@@ -303,6 +303,32 @@ def str_list(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS label (RFC 1123), as Kubernetes wants
+
+
+def namespaces(value: object) -> tuple[str, ...]:
+    """Kubernetes namespace names, as a list or one comma-separated string; empty: every namespace."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of namespace names, got {show(value)}")
+    for item in value:
+        if not isinstance(item, str) or not _NAMESPACE.fullmatch(item):
+            raise Invalid(f"expected a list of namespace names (lower-case letters, digits and '-', at most 63), "
+                          f"got {show(item)}")
+    return tuple(dict.fromkeys(value))
+
+
+RESYNC_MIN = 60.0  # every node lists the whole cluster at each resync: not more often than this
+
+
+def resync_interval(value: object) -> float:
+    """Seconds between full lists of a watched resource; 0: never (the watch alone keeps it current)."""
+    if not _is_number(value) or (value != 0 and value < RESYNC_MIN):
+        raise Invalid(f"expected 0 (never) or a number of seconds from {RESYNC_MIN:g}, {_got(value)}")
+    return float(value)
+
+
 NETFLOW_LEVELS = ("flow", "peer", "peer_address", "workload")  # exporter/telemetry/naming/flows.py
 RTT_BOUNDS_MAX = 18  # NETFLOW_RTT_BOUNDS in bpf/netflow.h
 

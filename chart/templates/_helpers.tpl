@@ -57,6 +57,13 @@ which Prometheus selects it by): those win over the chart's. Called with (list $
 {{- if hasKey $tls "Enabled" }}{{ $tls.Enabled }}{{ else }}true{{ end }}
 {{- end }}
 
+{{/* Whether the cluster-wide watch of peers is on: the exporter's default is false. */}}
+{{- define "netobs.peersEnabled" -}}
+{{- $k8s := (.Values.config | default dict).Kubernetes | default dict }}
+{{- $peers := $k8s.Peers | default dict }}
+{{- if hasKey $peers "Enabled" }}{{ $peers.Enabled }}{{ else }}false{{ end }}
+{{- end }}
+
 {{/* The capabilities the exporter needs (docs/install.md says which feature needs which). */}}
 {{- define "netobs.capabilities" -}}
 {{- $caps := list "BPF" "PERFMON" "NET_ADMIN" "SYS_PTRACE" "DAC_READ_SEARCH" }}

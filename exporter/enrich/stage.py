@@ -30,7 +30,10 @@ from exporter.enrich.filters import Filters
 from exporter.enrich.http_client import SourceError
 from exporter.enrich.kubernetes import PodWatcher
 from exporter.enrich.kubernetes_api import ApiServer, from_kubeconfig, in_cluster
+from exporter.enrich.kubernetes_peer_index import PeerIndex
+from exporter.enrich.kubernetes_peer_watch import PeerWatcher
 from exporter.enrich.kubernetes_pods import PodIndex
+from exporter.enrich.kubernetes_watch import Timing
 from exporter.enrich.verdicts import kernel_verdicts, mode
 from exporter.series.rows import AttributedRow, Owner, Row
 
@@ -87,6 +90,13 @@ class Enrichment:
         if api is not None:
             self.pods = PodIndex()
             self.watcher = PodWatcher(api, node_name(config.kubernetes.node_name), self.pods, self.errors)
+        # who is behind a peer address (Kubernetes.Peers): read with self.peers.peer(address)
+        self.peers: PeerIndex | None = None
+        self.peer_watcher: PeerWatcher | None = None
+        if api is not None and config.kubernetes.peers_enabled:
+            self.peers = PeerIndex()
+            self.peer_watcher = PeerWatcher(api, self.peers, self.errors, config.kubernetes.peers_namespaces,
+                                            Timing(resync=config.kubernetes.peers_resync_interval))
         mount = None
         try:
             mount = cgroups.unified_mount(Path(f"{proc}/self/mountinfo").read_text())
@@ -110,6 +120,10 @@ class Enrichment:
             log.info("kubernetes: watching the pods of node %s", self.watcher.node)
             if self.filters.active:
                 self.watcher.synced.wait(FIRST_SYNC_WAIT)
+        if self.peer_watcher is not None:
+            self.peer_watcher.start()
+            where = ", ".join(self.peer_watcher.namespaces) or "every namespace"
+            log.info("kubernetes: watching pods and services (%s) and nodes, for peers", where)
         if self.filters.active:
             self.scan()
         self._scanner.start()
@@ -118,6 +132,8 @@ class Enrichment:
         self._stop.set()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.peer_watcher is not None:
+            self.peer_watcher.stop()
 
     def scan(self) -> None:
         cgroup_verdicts, pid_verdicts = kernel_verdicts(self.filters, self.attribution.scan().values())

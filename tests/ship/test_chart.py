@@ -202,8 +202,18 @@ def test_privileged_and_optional_mounts(tmp_path: Path) -> None:
     # A section the chart does not know reaches the exporter's file unchanged.
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
     file = yaml.safe_load(exporter_config(m, tmp_path).read_text())
-    assert file == {**defaults, "Kubernetes": {"FutureKey": "value"}}
+    assert file == {**defaults, "Kubernetes": {**defaults["Kubernetes"], "FutureKey": "value"}}
     assert not [c for c in m["ConfigMap"] if "grafana_dashboard" in c["metadata"]["labels"]]
+
+
+def test_peers_widen_the_cluster_role(tmp_path: Path) -> None:
+    """config.Kubernetes.Peers.Enabled: list and watch on services and nodes too (pods are already there)."""
+    m = render_values({"config": {"Kubernetes": {"Peers": {"Enabled": True, "Namespaces": ["shop"]}}}})
+    validate(m)
+    (role,) = m["ClusterRole"]
+    assert {"apiGroups": [""], "resources": ["services", "nodes"], "verbs": ["list", "watch"]} in role["rules"]
+    config = load_config(str(exporter_config(m, tmp_path)), {})
+    assert config.kubernetes.peers_enabled is True and config.kubernetes.peers_namespaces == ("shop",)
 
 
 @pytest.mark.parametrize("bad", [
@@ -212,6 +222,8 @@ def test_privileged_and_optional_mounts(tmp_path: Path) -> None:
     {"prometheusRule": {"alerts": {"NetobsEventsLost": {"enabled": True, "severity": "warning", "for": "soon"}}}},
     {"config": {"Common": {"Tags": {"team": 7}}}},
     {"otlp": {"protocol": "thrift"}},
+    {"config": {"Kubernetes": {"Peers": {"Enabled": "yes"}}}},
+    {"config": {"Kubernetes": {"Peers": {"Namespaces": ["Shop"]}}}},
     {"commonLabels": {"tier": 1}},
     {"probes": {"type": "exec"}},
     {"dnsPolicy": "None"},

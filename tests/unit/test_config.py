@@ -361,3 +361,21 @@ def test_a_subsection_mistake_names_the_whole_key(tmp_path: Path, text: str, mes
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, text), {})
     assert str(error.value) == message
+
+
+def test_kubernetes_peers_keys(tmp_path: Path) -> None:
+    config = load_config(None, {})
+    assert (config.kubernetes.peers_enabled, config.kubernetes.peers_namespaces,
+            config.kubernetes.peers_resync_interval) == (False, (), 3600.0)
+    config = load_config(write(tmp_path, "Kubernetes:\n  Peers:\n    Enabled: true\n    Namespaces: [shop]\n"),
+                         {"NETOBS_KUBERNETES_PEERS_RESYNCINTERVAL": "0"})
+    assert (config.kubernetes.peers_enabled, config.kubernetes.peers_namespaces,
+            config.kubernetes.peers_resync_interval) == (True, ("shop",), 0.0)
+    flags = ["Kubernetes.Peers.Namespaces=shop, payments,shop"]
+    assert load_config(None, {}, flags).kubernetes.peers_namespaces == ("shop", "payments")
+    assert error_of(None, {}, ("Kubernetes.Peers.Namespaces=[Shop]",)) == (
+        "config: Kubernetes.Peers.Namespaces (from --config.set): expected a list of namespace names "
+        "(lower-case letters, digits and '-', at most 63), got 'Shop'")
+    assert error_of(None, {"NETOBS_KUBERNETES_PEERS_RESYNCINTERVAL": "5"}) == (
+        "config: Kubernetes.Peers.ResyncInterval (from NETOBS_KUBERNETES_PEERS_RESYNCINTERVAL): "
+        "expected 0 (never) or a number of seconds from 60, got 5")
