@@ -20,11 +20,10 @@ import ipaddress
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from exporter.enrich.kubernetes_pods import workload_of
-
-PeerKind = Literal["pod", "service", "node"]
+from exporter.series.peers import Peer
 
 # workload_of's attributes, the outermost owner first: a Deployment's pod names its Deployment
 _WORKLOADS = (("k8s.deployment.name", "Deployment"), ("k8s.cronjob.name", "CronJob"),
@@ -32,18 +31,6 @@ _WORKLOADS = (("k8s.deployment.name", "Deployment"), ("k8s.cronjob.name", "CronJ
               ("k8s.job.name", "Job"), ("k8s.replicaset.name", "ReplicaSet"))
 _ENDED_PHASES = ("Succeeded", "Failed")
 _NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The Kubernetes identity behind an address."""
-
-    kind: PeerKind
-    name: str
-    namespace: str = ""  # "" for nodes
-    workload_kind: str = ""  # pods: Deployment, StatefulSet, DaemonSet, CronJob, Job, ReplicaSet; or ""
-    workload_name: str = ""
-    node: str = ""  # pods: spec.nodeName; nodes: their name; Services: ""
 
 
 @dataclass(slots=True, eq=False)

@@ -1,13 +1,15 @@
 """The attribution stage, assembled from the configuration: sources, the per-pid lookup, the rows'
-processes and peers' names, and the scanner that keeps the kernel's filter verdicts current.
+processes and peers, and the scanner that keeps the kernel's filter verdicts current.
 
-`attribute()` takes a collector's rows and gives each the Process it belongs to and the DNS name of
-its peer, leaving out the rows of processes the filters do not watch. The kernel names a row's
+`attribute()` takes a collector's rows and gives each the Process it belongs to and what is known of
+its peer (the address its key names, Key.peer): the DNS name and the Kubernetes identity behind it,
+leaving out the rows of processes the filters do not watch. The kernel names a row's
 process by pid and start, so a reused pid is another row, attributed to its own process even when
 that process has gone (Attribution.owner); a row without a start keeps the first process its pid
-was seen with. A
-row's peer keeps the first name found for it. A row, process and name that did not change give the
-same AttributedRow object as before, so the series table sees at once that nothing changed."""
+was seen with. A row's peer keeps the first name found for it; its Kubernetes identity is looked up
+again whenever the index of peers changed (PeerIndex.version), since an address passes from pod to
+pod. A row, process and peer that did not change give the same AttributedRow object as before, so
+the series table sees at once that nothing changed."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from exporter.enrich.kubernetes_peer_watch import PeerWatcher
 from exporter.enrich.kubernetes_pods import PodIndex
 from exporter.enrich.kubernetes_watch import Timing
 from exporter.enrich.verdicts import kernel_verdicts, mode
+from exporter.series.peers import NOWHERE, Peer, Remote
 from exporter.series.rows import AttributedRow, Owner, Row
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,9 @@ class _Bound:
     """What attribution decided for one row (key and owner) of a collector."""
 
     workload: Workload
-    domain: str | None
+    remote: Remote
     domains_version: int  # DomainCache.version when a nameless peer was last looked up
+    peers_version: int  # PeerIndex.version when the peer's Kubernetes identity was last looked up
     attributed: AttributedRow | None  # None: its process is not watched
     generation: int
 
@@ -160,6 +164,7 @@ class Enrichment:
         generation = self._generation
         bound = self._bound.setdefault(collector, {})
         processes: dict[Owner, Workload] = {}  # one /proc look per process and call
+        peers: dict[str, Peer | None] = {}  # one look in the index per address and call
         out = []
         for row in rows:
             owner = row.owner
@@ -173,34 +178,61 @@ class Enrichment:
                     and before.workload.start != current.start:
                 workload = before.workload  # the pid was reused: the row keeps its first process
             if not workload.watched:
-                bound[part] = _Bound(workload, None, 0, None, generation)
+                bound[part] = _Bound(workload, NOWHERE, 0, 0, None, generation)
                 continue
-            domain, checked = self._domain(row, before)
+            remote, domains_version, peers_version = self._remote(row, before, peers)
             attributed = before.attributed if before is not None else None
             if attributed is None or attributed.row is not row or attributed.process is not workload.process \
-                    or attributed.domain != domain:
-                attributed = AttributedRow(row, workload.process, domain)
+                    or attributed.remote is not remote:
+                attributed = AttributedRow(row, workload.process, remote)
             if before is None:
-                bound[part] = _Bound(workload, domain, checked, attributed, generation)
+                bound[part] = _Bound(workload, remote, domains_version, peers_version, attributed, generation)
             else:
-                before.workload, before.domain, before.domains_version = workload, domain, checked
+                before.workload, before.remote = workload, remote
+                before.domains_version, before.peers_version = domains_version, peers_version
                 before.attributed, before.generation = attributed, generation
             out.append(attributed)
         if len(bound) > len(rows):
             self._bound[collector] = {k: b for k, b in bound.items() if b.generation == generation}
         return out
 
-    def _domain(self, row: Row, before: _Bound | None) -> tuple[str | None, int]:
-        """The name of the row's peer (kept once found), and the cache version it was looked up at."""
-        if before is not None and before.domain is not None:
-            return before.domain, before.domains_version
-        if self.domains is None:
-            return None, 0
-        version = self.domains.version
-        if before is not None and before.domains_version == version:
-            return None, version
-        peer = row.key.peer
-        return (self.domains.name(peer) if peer is not None else None), version
+    def _remote(self, row: Row, before: _Bound | None, peers: dict[str, Peer | None]) -> tuple[Remote, int, int]:
+        """What is known of the row's peer, and the versions of the domain cache and the peer index it
+        was looked up at. The same Remote object as before when nothing changed; the address is only
+        formatted when something is to be looked up."""
+        domains_version = self.domains.version if self.domains is not None else 0
+        peers_version = self.peers.version if self.peers is not None else 0
+        if before is not None and before.peers_version == peers_version and \
+                (before.domains_version == domains_version or before.remote.domain is not None):
+            return before.remote, before.domains_version, peers_version
+        address = row.key.peer
+        if address is None:
+            return NOWHERE, domains_version, peers_version
+        domain = self._domain(address, before, domains_version)
+        peer = self._peer(address, before, peers_version, peers)
+        if before is not None and before.remote.domain == domain and before.remote.peer == peer:
+            return before.remote, domains_version, peers_version
+        remote = Remote(domain, peer) if domain is not None or peer is not None else NOWHERE
+        return remote, domains_version, peers_version
+
+    def _domain(self, address: str, before: _Bound | None, version: int) -> str | None:
+        """The name of the row's peer, kept once found."""
+        if before is not None and before.remote.domain is not None:
+            return before.remote.domain
+        if self.domains is None or (before is not None and before.domains_version == version):
+            return None
+        return self.domains.name(address)
+
+    def _peer(self, address: str, before: _Bound | None, version: int, peers: dict[str, Peer | None]) -> Peer | None:
+        """Who has the row's peer address in the cluster. `version` was read before the look, so a
+        change during it is looked at again next time."""
+        if self.peers is None:
+            return None
+        if before is not None and before.peers_version == version:
+            return before.remote.peer
+        if address not in peers:
+            peers[address] = self.peers.peer(address)
+        return peers[address]
 
     def log_attributes(self, pid: int, comm: str) -> dict[str, str | int] | None:
         """Attributes for a log record of a process (every one known but its command line, which a bash

@@ -33,6 +33,19 @@ NAMES: tuple[str, ...] = (
     "k8s.cronjob.name",
 )
 
+# The other side's Kubernetes identity (exporter/series/peers.py Peer), on series that name a peer. Ours:
+# OpenTelemetry has no convention for a peer's Kubernetes attributes. A series carries those that apply.
+PEER_KIND = "netobs.peer.kind"  # pod, service, node
+PEER_NAMESPACE = "netobs.peer.k8s.namespace.name"  # pods and Services
+PEER_POD = "netobs.peer.k8s.pod.name"
+PEER_SERVICE = "netobs.peer.k8s.service.name"
+PEER_NODE = "netobs.peer.k8s.node.name"  # a pod's node, or the node itself
+PEER_WORKLOAD_KIND = "netobs.peer.k8s.workload.kind"  # a pod's owner workload: Deployment, StatefulSet ...
+PEER_WORKLOAD_NAME = "netobs.peer.k8s.workload.name"
+PEER_NAMES: tuple[str, ...] = (PEER_KIND, PEER_NAMESPACE, PEER_POD, PEER_SERVICE, PEER_NODE, PEER_WORKLOAD_KIND,
+                               PEER_WORKLOAD_NAME)
+
+
 def known(name: str) -> bool:
     """A name Attributes.* may select: one of NAMES, k8s.pod.label.<key>, or k8s.pod.label.* for all."""
     return name in NAMES or (name.startswith(POD_LABEL_PREFIX) and len(name) > len(POD_LABEL_PREFIX))

@@ -19,7 +19,7 @@ class LookupKey(NamedTuple):
 
     @property
     def peer(self) -> str | None:
-        return None  # no DNS name decorates this kind of series
+        return self.server_address if self.client else None  # a server's clients are not in its key
 
 
 class LookupFigures(NamedTuple):

@@ -31,7 +31,7 @@ class RequestKey(NamedTuple):
 
     @property
     def peer(self) -> str | None:
-        return None  # no DNS name decorates this kind of series
+        return self.server_address if self.client else None  # a server's clients are not in its key
 
     @property
     def http(self) -> bool:

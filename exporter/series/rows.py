@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from exporter.series.attributes import selected
+from exporter.series.peers import NOWHERE, Remote
 
 # Attribute sets are tuples of (name, value) pairs so they can key dicts. Values are strings,
 # or ints where the semantic convention says int (process.pid, server.port).
@@ -27,7 +28,8 @@ class Key(Hashable, Protocol):
 
     @property
     def peer(self) -> str | None:
-        """The remote address whose DNS name may decorate the series (destination.domain), or None."""
+        """The address of the other side, when the key has it: what its DNS name and Kubernetes
+        identity are looked up by (exporter/series/peers.py Remote). None: the key has no remote address."""
         ...
 
 
@@ -92,4 +94,4 @@ def process_of(owner: Owner) -> Process:
 class AttributedRow(NamedTuple):
     row: Row
     process: Process
-    domain: str | None  # the DNS name of the row's peer, when one is known
+    remote: Remote = NOWHERE  # what is known of the row's peer: its DNS name, its Kubernetes identity

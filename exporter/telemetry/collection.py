@@ -65,7 +65,7 @@ def unattributed(_source: str, rows: Sequence[Row]) -> list[AttributedRow]:
         process = processes.get(row.owner)
         if process is None:
             process = processes[row.owner] = process_of(row.owner)
-        out.append(AttributedRow(row, process, None))
+        out.append(AttributedRow(row, process))
     return out
 
 
@@ -127,7 +127,7 @@ class Collection:
 
         def add(instrument: str, attributes: tuple[tuple[str, str | int], ...], value: int | float) -> None:
             row = Row(HealthKey(instrument, attributes), _HEALTH_OWNER, HealthFigures(value))
-            rows.append(AttributedRow(row, _HEALTH_PROCESS, None))
+            rows.append(AttributedRow(row, _HEALTH_PROCESS))
 
         for source in self.sources:
             name = source.name

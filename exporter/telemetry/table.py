@@ -208,10 +208,10 @@ class View:
                 part.generation = generation
                 return
             before = part.attributed
-            if before.process is attributed.process and before.domain == attributed.domain:
+            if before.process is attributed.process and before.remote == attributed.remote:
                 self._update(part, attributed, generation)
                 return
-        key_attributes = self.kind.attributes(row.key, self.level, attributed.domain)
+        key_attributes = self.kind.attributes(row.key, self.level, attributed.remote)
         identity = key_attributes + attributed.process.selected(self.selection)
         if part is not None:
             if identity == part.series.identity:  # new metadata, the same attributes: the same series

@@ -10,6 +10,7 @@ import atheris
 
 with atheris.instrument_imports():
     from exporter.series.flows import FlowFigures, FlowKey
+    from exporter.series.peers import Remote
     from exporter.series.rows import AttributedRow, HistogramValue, Owner, Process, Row
     from exporter.telemetry.records import RecordDeltas
 
@@ -34,7 +35,7 @@ def row(fdp: atheris.FuzzedDataProvider) -> AttributedRow:
     attributes = {text(fdp): text(fdp) for _ in range(fdp.ConsumeIntInRange(0, 4))}
     records = {text(fdp): text(fdp) for _ in range(fdp.ConsumeIntInRange(0, 3))}
     return AttributedRow(Row(key, owner, figures), Process(attributes, records, text(fdp)),
-                         text(fdp) if fdp.ConsumeBool() else None)
+                         Remote(text(fdp) if fdp.ConsumeBool() else None))
 
 
 def test_one_input(data: bytes) -> None:

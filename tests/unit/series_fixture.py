@@ -17,6 +17,7 @@ from exporter.series.flows import (
     FlowKey,
 )
 from exporter.series.lookups import LookupFigures, LookupKey
+from exporter.series.peers import Peer, Remote
 from exporter.series.requests import DB_ERROR, RequestFigures, RequestKey
 from exporter.series.rows import AttributedRow, HistogramValue, Owner, Process, Row
 from exporter.telemetry.collection import Collection
@@ -39,6 +40,11 @@ API = Process({"process.pid": 77, "process.executable.name": "api", "netobs.runn
                "k8s.deployment.name": "api", 'k8s.pod.label.team': 'pay"ments\\'},
               {"_running_mode_": "container", "_container_id_": "ab" * 32}, "/api --port 8080")
 
+# who has the peer addresses of the rows below in the cluster (Kubernetes.Peers)
+WEB_POD = Peer("pod", "web-5f9c7-abcde", "shop", "Deployment", "web", "node-2")  # 10.0.0.7
+GREETER = Peer("service", "greeter", "shop")  # 10.0.0.8
+DB_NODE = Peer("node", "node-3", node="node-3")  # 10.0.0.5, a database on the host network
+
 CLIENT_FLOW = FlowKey(2, 6, v4(10, 0, 0, 1), 0, v4(10, 0, 0, 9), 443, DIRECTION_OUTGOING)
 SERVER_FLOW = FlowKey(2, 6, v4(10, 0, 0, 1), 8080, v4(10, 0, 0, 7), 0, DIRECTION_INCOMING)
 UDP_FLOW = FlowKey(10, 17, bytes(15) + b"\x01", 0, bytes(15) + b"\x01", 53, DIRECTION_OUTGOING)
@@ -53,13 +59,14 @@ def rtt(buckets: int = 19) -> HistogramValue:
 
 
 def rows(rtt_buckets: int = 19) -> list[AttributedRow]:
-    def at(row: Row, process: Process, domain: str | None = None) -> AttributedRow:
-        return AttributedRow(row, process, domain)
+    def at(row: Row, process: Process, domain: str | None = None, peer: Peer | None = None) -> AttributedRow:
+        return AttributedRow(row, process, Remote(domain, peer))
 
     return [
         at(Row(CLIENT_FLOW, Owner(4242, "curl"),
                FlowFigures(87, 100204, 7, 9, 1, 3, 3, 0, 4.5e-05, 5.5e-05, rtt(rtt_buckets))), CURL, "api.example.com"),
-        at(Row(SERVER_FLOW, Owner(77, "api"), FlowFigures(300612, 261, 12, 10, 0, 3, 2, 1, None, None, None)), API),
+        at(Row(SERVER_FLOW, Owner(77, "api"), FlowFigures(300612, 261, 12, 10, 0, 3, 2, 1, None, None, None)), API,
+           peer=WEB_POD),
         at(Row(UDP_FLOW, Owner(4242, "curl"), FlowFigures(120, 360, 3, 3, *(None,) * 7)), CURL),
         at(Row(FailedKey(CLIENT_FLOW._replace(remote_port=444), 111), Owner(4242, "curl"), FailedFigures(1)), CURL),
         at(Row(LookupKey(True, "udp", "ipv6", "::1", 53, "api.example.com", "A", "NOERROR"), Owner(4242, "curl"),
@@ -80,7 +87,7 @@ def rows(rtt_buckets: int = 19) -> list[AttributedRow]:
                Owner(77, "api"),
                RequestFigures(HistogramValue((0, 0, 1) + (0,) * 12, 0.02, 1),
                               HistogramValue((0, 1) + (0,) * 11, 12.0, 1), HistogramValue((0,) * 13, 0.0, 1), 140, 60)),
-           API),
+           API, peer=GREETER),
         at(Row(RequestKey("grpc", False, "POST", "/shop.Orders/Get", "api.shop:9090", 200, "2", "ipv4", "10.0.0.1",
                           9090, "0"),
                Owner(77, "api"),
@@ -89,7 +96,7 @@ def rows(rtt_buckets: int = 19) -> list[AttributedRow]:
         at(Row(RequestKey("postgresql", True, "SELECT", "", "", DB_ERROR, "", "ipv4", "10.0.0.5", 5432, "22012"),
                Owner(77, "api"),
                RequestFigures(HistogramValue((0, 1) + (0,) * 13, 0.0002, 1), HistogramValue((0,) * 13, 0.0, 0),
-                              HistogramValue((0,) * 13, 0.0, 0), 40, 90)), API),
+                              HistogramValue((0,) * 13, 0.0, 0), 40, 90)), API, peer=DB_NODE),
     ]
 
 
@@ -123,7 +130,7 @@ def collection(*settings: str) -> Collection:
                                     "container.id, k8s.namespace.name, k8s.pod.name, k8s.deployment.name, "
                                     "k8s.pod.label.*]", *settings])
     buckets = len(config.netflow.rtt_buckets) + 1
-    processes = {(a.row.key, a.row.owner): (a.process, a.domain) for a in rows(buckets)}
+    processes = {(a.row.key, a.row.owner): (a.process, a.remote) for a in rows(buckets)}
 
     def attribute(_source: str, source_rows: Sequence[Row]) -> list[AttributedRow]:
         return [AttributedRow(r, *processes[r.key, r.owner]) for r in source_rows]

@@ -131,12 +131,12 @@ def test_a_peer_gets_its_name_once_known_and_keeps_it(tmp_path: Path) -> None:
     domains = DomainCache(16, 60, 60, clock=lambda: clock[0])
     stage = enrichment(tmp_path, domains=domains)
     row = flow_row(10, "curl", 443)
-    assert stage.attribute("netflow", [row])[0].domain is None
+    assert stage.attribute("netflow", [row])[0].remote.domain is None
     domains.learn("api.example.com", [("10.0.0.9", 30)])
-    assert stage.attribute("netflow", [row])[0].domain == "api.example.com"
+    assert stage.attribute("netflow", [row])[0].remote.domain == "api.example.com"
     clock[0] = 3600.0  # the answer expired: the series keeps the name it had
     assert domains.name("10.0.0.9") is None
-    assert stage.attribute("netflow", [row])[0].domain == "api.example.com"
+    assert stage.attribute("netflow", [row])[0].remote.domain == "api.example.com"
 
 
 def test_rows_of_processes_the_filters_leave_out_are_dropped(tmp_path: Path) -> None:

@@ -15,12 +15,14 @@ from exporter.collectors.dns_lookups import Skipped
 from exporter.collectors.dns_maps import LOST_REASONS as DNS_LOST
 from exporter.collectors.l7_maps import LOST_REASONS as L7_LOST
 from exporter.collectors.netflow_maps import LOST_REASONS
+from exporter.series.attributes import PEER_NAMES
 from exporter.series.instruments import ALL
+from exporter.series.peers import Remote
 from exporter.series.rows import Owner
 from exporter.telemetry.naming.flows import LEVELS, Statistics, flow_attributes
 from exporter.telemetry.naming.kinds import ilogtail_record
-from exporter.telemetry.prometheus import metric_name
-from tests.unit.series_fixture import CLIENT_FLOW, CURL, collection, renderer
+from exporter.telemetry.prometheus import label_name, metric_name
+from tests.unit.series_fixture import CLIENT_FLOW, CURL, WEB_POD, collection, renderer
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
 
@@ -65,11 +67,17 @@ def test_every_prometheus_name_of_a_scrape_is_documented() -> None:
 
 def test_every_attribute_and_label_is_documented() -> None:
     _, labels = exposed(scrape())
-    attributes = {k for level in LEVELS for k, _ in flow_attributes(CLIENT_FLOW, level, "example.com")}
+    attributes = {k for level in LEVELS for k, _ in flow_attributes(CLIENT_FLOW, level, Remote("example.com", WEB_POD))}
     attributes |= {"network.io.direction", "error.type"}
     assert {a.replace(".", "_") for a in attributes} <= labels
     pod_labels = {label for label in labels if label.startswith("k8s_pod_label_")}  # k8s_pod_label_<key>
     assert pod_labels and missing(attributes | labels - pod_labels) == []
+
+
+def test_every_peer_attribute_is_documented_with_its_label() -> None:
+    _, labels = exposed(scrape())
+    assert {label_name(a) for a in PEER_NAMES} <= labels  # the fixture's peers are a pod, a Service and a node
+    assert missing({*PEER_NAMES, *map(label_name, PEER_NAMES)}) == []
 
 
 def test_every_aggregation_level_is_documented() -> None:

@@ -17,9 +17,10 @@ from exporter.enrich.errors import SourceErrors
 from exporter.enrich.kubernetes_api import ApiServer
 from exporter.enrich.kubernetes_peer_index import PeerIndex
 from exporter.enrich.kubernetes_peer_watch import SOURCE, PeerWatcher
-from exporter.enrich.kubernetes_peers import Claim, Peer, parse_node_claim, parse_pod_claim, parse_service_claim
+from exporter.enrich.kubernetes_peers import Claim, parse_node_claim, parse_pod_claim, parse_service_claim
 from exporter.enrich.kubernetes_watch import Timing
 from exporter.enrich.stage import Enrichment
+from exporter.series.peers import Peer
 from tests.kernel.fake_cluster import FakeCluster, node, pod, service
 
 FAST = Timing(watch_seconds=30, backoff_min=0.01, backoff_max=0.05, timeout=2)

@@ -55,8 +55,8 @@ def sent(table: SeriesTable) -> list[object]:
 def test_rows_alike_but_for_what_is_not_kept_add_up_and_gauges_take_the_largest() -> None:
     table = SeriesTable(plan())
     h1, h2 = HistogramValue((1, 0), 0.0005, 1), HistogramValue((0, 2), 3.0, 2)
-    collect(table, AttributedRow(flow(sent=10, srtt=0.1, rtt=h1, active=1), CURL, None),
-            AttributedRow(flow(sent=5, srtt=0.3, rtt=h2, pid=21, active=2), CURL2, None))
+    collect(table, AttributedRow(flow(sent=10, srtt=0.1, rtt=h1, active=1), CURL),
+            AttributedRow(flow(sent=5, srtt=0.3, rtt=h2, pid=21, active=2), CURL2))
     assert sent(table) == [15]
     assert list(series(table, "netflow.tcp.srtt").values()) == [0.3]
     assert list(series(table, "netflow.tcp.active").values()) == [3]
@@ -65,26 +65,26 @@ def test_rows_alike_but_for_what_is_not_kept_add_up_and_gauges_take_the_largest(
 
 def test_a_counter_keeps_what_a_departed_row_counted_while_its_series_lives() -> None:
     table = SeriesTable(plan())
-    a, b = AttributedRow(flow(sent=10), CURL, None), AttributedRow(flow(sent=5, pid=21), CURL2, None)
+    a, b = AttributedRow(flow(sent=10), CURL), AttributedRow(flow(sent=5, pid=21), CURL2)
     collect(table, a, b)
-    collect(table, AttributedRow(flow(sent=7, pid=21), CURL2, None))  # a's flow expired
+    collect(table, AttributedRow(flow(sent=7, pid=21), CURL2))  # a's flow expired
     assert sent(table) == [17]
     collect(table)
     assert sent(table) == []
-    collect(table, AttributedRow(flow(sent=1, pid=21), CURL2, None))  # a new series starts afresh
+    collect(table, AttributedRow(flow(sent=1, pid=21), CURL2))  # a new series starts afresh
     assert sent(table) == [1]
 
 
 def test_a_new_process_object_with_the_same_attributes_counts_once() -> None:
     table = SeriesTable(plan())
-    collect(table, AttributedRow(flow(sent=10), CURL, None), AttributedRow(flow(sent=5, pid=21), CURL2, None))
+    collect(table, AttributedRow(flow(sent=10), CURL), AttributedRow(flow(sent=5, pid=21), CURL2))
     renewed = Process(dict(CURL.attributes))  # the metadata was looked up again: nothing changed
-    collect(table, AttributedRow(flow(sent=11), renewed, None), AttributedRow(flow(sent=5, pid=21), CURL2, None))
+    collect(table, AttributedRow(flow(sent=11), renewed), AttributedRow(flow(sent=5, pid=21), CURL2))
     assert sent(table) == [16]
 
 
 def test_levels_drop_the_source_then_the_port_then_the_peer() -> None:
-    rows = [AttributedRow(flow(local_port=p, remote=r, port=q, sent=1), CURL, None)
+    rows = [AttributedRow(flow(local_port=p, remote=r, port=q, sent=1), CURL)
             for p in (0, 5000) for r in (9, 10) for q in (80, 443)]
     counts = {}
     for level in ("flow", "peer", "peer_address", "workload"):
@@ -101,7 +101,7 @@ def test_levels_drop_the_source_then_the_port_then_the_peer() -> None:
 
 
 def test_the_rtt_histogram_lives_at_its_own_level_or_nowhere() -> None:
-    rows = [AttributedRow(flow(remote=r, port=q, rtt=HistogramValue((1, 0), 0.0001, 1)), CURL, None)
+    rows = [AttributedRow(flow(remote=r, port=q, rtt=HistogramValue((1, 0), 0.0001, 1)), CURL)
             for r in (9, 10) for q in (80, 443)]
     table = SeriesTable(plan("flow", "peer_address"))
     collect(table, *rows)
@@ -114,7 +114,7 @@ def test_the_rtt_histogram_lives_at_its_own_level_or_nowhere() -> None:
 
 def test_tags_replace_attributes_of_their_name() -> None:
     table = SeriesTable(plan(tags=(("network.type", "tagged"), ("team", "net"))))
-    collect(table, AttributedRow(flow(sent=1), CURL, None))
+    collect(table, AttributedRow(flow(sent=1), CURL))
     (attrs,) = [a for a in series(table, "netflow.bytes") if ("network.io.direction", "transmit") in a]
     assert dict(attrs)["network.type"] == "tagged" and dict(attrs)["team"] == "net"
     assert sum(1 for k, _ in attrs if k == "network.type") == 1
@@ -122,11 +122,11 @@ def test_tags_replace_attributes_of_their_name() -> None:
 
 def test_the_limit_keeps_series_exported_before_and_counts_the_rest_at_each_collection() -> None:
     table = SeriesTable(plan(max_series=3))
-    first = [AttributedRow(flow(port=p, sent=1), CURL, None) for p in (1, 2)]  # 4 netflow.bytes series
+    first = [AttributedRow(flow(port=p, sent=1), CURL) for p in (1, 2)]  # 4 netflow.bytes series
     collect(table, *first)
     assert len(series(table, "netflow.bytes")) == 3
     assert table.limits.dropped["netflow.bytes"] == 1
-    more = [AttributedRow(flow(port=3, sent=1), CURL, None)]
+    more = [AttributedRow(flow(port=3, sent=1), CURL)]
     collect(table, *first, *more)
     assert len(series(table, "netflow.bytes")) == 3
     assert table.limits.dropped["netflow.bytes"] == 1 + 3
@@ -141,16 +141,16 @@ def test_self_metrics_are_not_limited() -> None:
 
 def test_versions_change_only_where_values_changed() -> None:
     table = SeriesTable(plan())
-    row = AttributedRow(flow(sent=1), CURL, None)
+    row = AttributedRow(flow(sent=1), CURL)
     collect(table, row)
     view = table.contributions("netflow.bytes")[0][0]
     block = view.blocks[0]
     (s,) = view.exported()
     before = (dict(block.versions), s.version)
     collect(table, row)
-    collect(table, AttributedRow(flow(sent=1), CURL, None))  # a new row object, the same figures
+    collect(table, AttributedRow(flow(sent=1), CURL))  # a new row object, the same figures
     assert (dict(block.versions), s.version) == before
-    collect(table, AttributedRow(flow(sent=2), CURL, None))
+    collect(table, AttributedRow(flow(sent=2), CURL))
     assert s.version != before[1]
     changed = {k for k, v in block.versions.items() if before[0].get(k) != v}
     assert changed == {"netflow.bytes"}
@@ -159,7 +159,7 @@ def test_versions_change_only_where_values_changed() -> None:
 
 def test_a_kind_seen_first_gets_its_views_in_table_order() -> None:
     table = SeriesTable(plan())
-    collect(table, AttributedRow(flow(sent=1, srtt=0.1, rtt=HistogramValue((1, 0), 0.1, 1)), CURL, None))
+    collect(table, AttributedRow(flow(sent=1, srtt=0.1, rtt=HistogramValue((1, 0), 0.1, 1)), CURL))
     assert table.instruments()[:2] == ["netflow.bytes", "netflow.packets"]
     assert FLOWS in {v.kind for v in table.views}
 
@@ -174,7 +174,7 @@ def test_a_series_of_many_rows_takes_their_changes_as_adding_them_up_again_would
         for i in range(40):
             n = 1 + changed.get(i, 0)  # cumulative, as the kernel's figures are
             out.append(AttributedRow(flow(local_port=1000 + i, sent=9 + n, active=1,
-                                          rtt=HistogramValue((n, 0), 0.0001 * n, n)), CURL, None))
+                                          rtt=HistogramValue((n, 0), 0.0001 * n, n)), CURL))
         return out
 
     def rtt() -> HistogramValue:

@@ -17,15 +17,16 @@ from exporter.series.flows import (
     FlowFigures,
     FlowKey,
 )
+from exporter.series.peers import NOWHERE, Remote
 from exporter.series.rows import Attributes, Figure
-from exporter.telemetry.naming.kinds import Kind, Point, remote_info
+from exporter.telemetry.naming.kinds import Kind, Point, peer_attributes, remote_info
 
 # Aggregation levels (Netflow.Aggregation, Netflow.RttHistogram), finest first: what each keeps of the
 # two ends. Coarser levels add up the flows that differ only in what they leave out.
 FLOW = "flow"  # source address and port, destination address and port
 PEER = "peer"  # destination address and port: a workload and the service it talks to
 PEER_ADDRESS = "peer_address"  # destination address: a workload and the host it talks to
-WORKLOAD = "workload"  # neither: a workload's traffic by transport and direction
+WORKLOAD = "workload"  # neither: a workload's traffic by transport and direction, and by peer workload
 LEVELS = (FLOW, PEER, PEER_ADDRESS, WORKLOAD)
 
 TRANSPORT = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
@@ -40,8 +41,10 @@ def _port(port: int) -> str:
     return str(port) if port else "*"
 
 
-def flow_attributes(key: FlowKey, level: str, domain: str | None) -> Attributes:
-    """A flow's attributes, from the local process's point of view, at an aggregation level."""
+def flow_attributes(key: FlowKey, level: str, remote: Remote = NOWHERE) -> Attributes:
+    """A flow's attributes, from the local process's point of view, at an aggregation level. The
+    remote end's Kubernetes identity is kept at every level: where the address is not, it stands for
+    it, by workload (peer_attributes)."""
     attrs: list[tuple[str, str | int]] = []
     if key.inet:
         attrs += [("network.transport", TRANSPORT.get(key.protocol, "other")),
@@ -51,12 +54,13 @@ def flow_attributes(key: FlowKey, level: str, domain: str | None) -> Attributes:
             attrs += [("source.address", local), ("source.port", _port(key.local_port)),
                       ("netflow.source.address.type", address_type(local))]
         if level != WORKLOAD:
-            remote = format_address(key.remote_address, key.family)
-            attrs += [("destination.address", remote), ("netflow.destination.address.type", address_type(remote))]
+            address = format_address(key.remote_address, key.family)
+            attrs += [("destination.address", address), ("netflow.destination.address.type", address_type(address))]
             if level != PEER_ADDRESS:
                 attrs.append(("destination.port", _port(key.remote_port)))
-            if domain is not None:
-                attrs.append(("destination.domain", domain))
+            if remote.domain is not None:
+                attrs.append(("destination.domain", remote.domain))
+        attrs += peer_attributes(remote.peer, workload=level == WORKLOAD)
     else:
         attrs.append(("network.transport", "unix" if key.family == AF_UNIX else "other"))
     if key.direction in DIRECTION:
@@ -85,8 +89,8 @@ class FlowKind(Kind):
         Point("netflow.tcp.rttvar", _figure("rttvar_s")),
     )
 
-    def attributes(self, key: FlowKey, level: str, domain: str | None) -> Attributes:
-        return flow_attributes(key, level, domain)
+    def attributes(self, key: FlowKey, level: str, remote: Remote) -> Attributes:
+        return flow_attributes(key, level, remote)
 
 
 class FailedKind(Kind):
@@ -94,8 +98,8 @@ class FailedKind(Kind):
     levels = LEVELS
     points = (Point("netflow.tcp.failed", FailedFigures._fields.index("failed")),)
 
-    def attributes(self, key: FailedKey, level: str, domain: str | None) -> Attributes:
-        return (*flow_attributes(key.flow, level, domain), ("error.type", error_name(key.error)))
+    def attributes(self, key: FailedKey, level: str, remote: Remote) -> Attributes:
+        return (*flow_attributes(key.flow, level, remote), ("error.type", error_name(key.error)))
 
 
 def error_name(code: int) -> str:

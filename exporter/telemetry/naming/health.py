@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from exporter.series.health import HealthKey
 from exporter.series.instruments import SELF
+from exporter.series.peers import Remote
 from exporter.series.rows import Attributes
 from exporter.telemetry.naming.kinds import Kind, Point
 
@@ -13,7 +14,7 @@ class HealthKind(Kind):
         self.name = instrument
         self.points = (Point(instrument, 0),)
 
-    def attributes(self, key: HealthKey, level: str, domain: str | None) -> Attributes:
+    def attributes(self, key: HealthKey, level: str, remote: Remote) -> Attributes:
         return key.attributes
 
 

@@ -8,6 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from exporter.series.attributes import (
+    PEER_KIND,
+    PEER_NAMESPACE,
+    PEER_NODE,
+    PEER_POD,
+    PEER_SERVICE,
+    PEER_WORKLOAD_KIND,
+    PEER_WORKLOAD_NAME,
+)
+from exporter.series.peers import Peer, Remote
 from exporter.series.rows import Attributes, Figure, Owner, Process
 
 SERIES = "series"  # the one level of kinds whose series cannot be coarsened
@@ -44,9 +54,34 @@ class Kind:
     levels: tuple[str, ...] = (SERIES,)  # the first is the default
     record: RecordFormat | None = None
 
-    def attributes(self, key: Any, level: str, domain: str | None) -> Attributes:
-        """The key's attributes at `level`; `domain` is the DNS name of the key's peer, if known."""
+    def attributes(self, key: Any, level: str, remote: Remote) -> Attributes:
+        """The key's attributes at `level`; `remote` is what is known of the key's peer (Key.peer)."""
         raise NotImplementedError
+
+
+def peer_attributes(peer: Peer | None, workload: bool = False) -> Attributes:
+    """The attributes of the Kubernetes identity behind a series' peer address; none for an address
+    outside the cluster. `workload`: for a series that does not keep the address, a pod that has an
+    owner workload is named by it alone, without its own name and node, so the pods of one workload
+    make one series."""
+    if peer is None:
+        return ()
+    attrs: list[tuple[str, str | int]] = [(PEER_KIND, peer.kind)]
+    if peer.namespace:
+        attrs.append((PEER_NAMESPACE, peer.namespace))
+    if peer.kind == "service":
+        attrs.append((PEER_SERVICE, peer.name))
+    elif peer.kind == "node":
+        attrs.append((PEER_NODE, peer.name))
+    elif workload and peer.workload_name:
+        attrs += [(PEER_WORKLOAD_KIND, peer.workload_kind), (PEER_WORKLOAD_NAME, peer.workload_name)]
+    else:
+        attrs.append((PEER_POD, peer.name))
+        if peer.node:
+            attrs.append((PEER_NODE, peer.node))
+        if peer.workload_name:
+            attrs += [(PEER_WORKLOAD_KIND, peer.workload_kind), (PEER_WORKLOAD_NAME, peer.workload_name)]
+    return tuple(attrs)
 
 
 class ProtocolRecord:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from exporter.series.lookups import LookupFigures, LookupKey
+from exporter.series.peers import Remote
 from exporter.series.rows import Attributes
-from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord
+from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord, peer_attributes
 
 
 def lookup_attributes(key: LookupKey) -> Attributes:
@@ -48,8 +49,8 @@ class LookupKind(Kind):
     )
     record = Protocols()
 
-    def attributes(self, key: LookupKey, level: str, domain: str | None) -> Attributes:
-        return lookup_attributes(key)
+    def attributes(self, key: LookupKey, level: str, remote: Remote) -> Attributes:
+        return lookup_attributes(key) + peer_attributes(remote.peer)  # an asking process's DNS server
 
 
 LOOKUPS = LookupKind()

@@ -1,11 +1,13 @@
 """How the rows of HTTP, gRPC and the databases are named: their attributes (OpenTelemetry's HTTP,
-RPC and database conventions), and iLogtail's `protocols` records."""
+RPC and database conventions; a client's series also names its server's Kubernetes identity), and
+iLogtail's `protocols` records."""
 
 from __future__ import annotations
 
+from exporter.series.peers import Remote
 from exporter.series.requests import DB_ERROR, OTHER_ROUTE, RequestFigures, RequestKey
 from exporter.series.rows import Attributes
-from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord
+from exporter.telemetry.naming.kinds import Kind, Point, ProtocolRecord, peer_attributes
 
 NO_RESPONSE = "no_response"  # error.type of a request whose connection closed before its response
 OTHER = "_OTHER"  # OpenTelemetry's value for what cannot be named (an error, a gRPC service or method)
@@ -182,8 +184,8 @@ class HttpKind(Kind):
             Point(f"http.{role}.response.body.size", _figure("response_body")),
         )
 
-    def attributes(self, key: RequestKey, level: str, domain: str | None) -> Attributes:
-        return http_attributes(key)
+    def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
+        return http_attributes(key) + peer_attributes(remote.peer)  # a client's server
 
 
 class RpcKind(Kind):
@@ -193,8 +195,8 @@ class RpcKind(Kind):
         self.name = f"rpc.{role}"
         self.points = (Point(f"rpc.{role}.call.duration", _figure("duration")),)
 
-    def attributes(self, key: RequestKey, level: str, domain: str | None) -> Attributes:
-        return rpc_attributes(key)
+    def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
+        return rpc_attributes(key) + peer_attributes(remote.peer)  # a client's server
 
 
 class DbKind(Kind):
@@ -204,8 +206,8 @@ class DbKind(Kind):
         self.name = f"db.{role}"
         self.points = (Point(f"db.{role}.operation.duration", _figure("duration")),)
 
-    def attributes(self, key: RequestKey, level: str, domain: str | None) -> Attributes:
-        return db_attributes(key)
+    def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
+        return db_attributes(key) + peer_attributes(remote.peer)  # a client's server
 
 
 HTTP_CLIENT, HTTP_SERVER = HttpKind("client"), HttpKind("server")
