@@ -1,6 +1,6 @@
 """Writes the files that are derived from others, or checks that they are up to date (--check).
 
-- alerts/netobs-rules.yaml: the chart's alert rules rendered with its default values, for
+- alerts/netobs-rules.yaml: the chart's alert and recording rules rendered with its default values, for
   Prometheus without the Operator (the chart's templates are the single source of the rules);
 - dashboards/*.json: built by dashboards/generate.py;
 - chart/files/dashboards/*.json: copies of those, which the chart turns into ConfigMaps (a chart
@@ -26,9 +26,9 @@ from dashboards.generate import DASHBOARDS, dashboard_json  # noqa: E402
 CHART = REPO / "chart"
 RULES = REPO / "alerts" / "netobs-rules.yaml"
 RULES_HEADER = """\
-# netobs-exporter alert rules for Prometheus (rule_files). Generated from the Helm chart's
-# templates with its default values by `make ship-files`: change chart/templates/_rules.tpl or
-# chart/values.yaml, not this file. Thresholds and durations are the chart's
+# netobs-exporter alert and recording rules for Prometheus (rule_files). Generated from the Helm
+# chart's templates with its default values by `make ship-files`: change chart/templates/_rules.tpl
+# or chart/values.yaml, not this file. Thresholds and durations are the chart's
 # prometheusRule.alerts; the selector job="netobs-exporter" must match your scrape job.
 """
 
@@ -65,7 +65,8 @@ def rules_text() -> str:
         for r in group["rules"]:
             if "\n" in r["expr"]:
                 r["expr"] = _Literal(r["expr"])
-            r["annotations"]["description"] = _Folded(r["annotations"]["description"])
+            if "annotations" in r:
+                r["annotations"]["description"] = _Folded(r["annotations"]["description"])
     body = yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False, width=110, allow_unicode=True)
     return RULES_HEADER + body
 

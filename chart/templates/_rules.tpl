@@ -1,4 +1,5 @@
-{{/* The alert groups: the PrometheusRule's spec, and alerts/netobs-rules.yaml with the defaults. */}}
+{{/* The alert groups, then the recording rules: the PrometheusRule's spec, and alerts/netobs-rules.yaml
+with the defaults. */}}
 {{- define "netobs.rules.groups" -}}
 groups:
   - name: netobs.network
@@ -172,4 +173,19 @@ max by ($CLUSTER, instance) (netobs_series_limit{$SEL})
         "summary" `{{ $labels.instrument }} on {{ $labels.instance }} is at {{ $value | humanizePercentage }} of its series limit`
         "description" `The instrument {{ $labels.instrument }} exports {{ $value | humanizePercentage }} of Telemetry.MaxSeriesPerInstrument series on {{ $labels.instance }}. At the limit, new series are dropped (netobs_series_dropped_total) and their traffic disappears from the metrics. Find what makes the series (many peers, many DNS names or HTTP routes per process), filter it out (Common.Exclude*), shorten Netflow.SeriesExpiry, or raise the limit if Prometheus can take it.`
       ) | nindent 6 }}
+  {{- if .Values.prometheusRule.recordingRules.workloadPairs.enabled }}
+  - name: netobs.workload_pairs
+    rules:
+      {{- include "netobs.record" (dict "root" . "record" "workload_pair:netobs_netflow_bytes:rate$RANGE"
+        "by" ", network_io_direction"
+        "inner" `rate(netflow_bytes_total{$SEL,netflow_direction="outgoing",$PEERED}[$RANGE])`) | nindent 6 }}
+      {{- include "netobs.record" (dict "root" . "record" "workload_pair:netobs_netflow_tcp_established:rate$RANGE"
+        "inner" `rate(netflow_tcp_established_total{$SEL,netflow_direction="outgoing",$PEERED}[$RANGE])`) | nindent 6 }}
+      {{- include "netobs.record" (dict "root" . "record" "workload_pair:netobs_l7_requests:rate$RANGE"
+        "by" ", protocol" "inner" (include "netobs.l7ClientRates" (dict "suffix" "_count"))) | nindent 6 }}
+      {{- include "netobs.record" (dict "root" . "record" "workload_pair:netobs_l7_errors:rate$RANGE"
+        "by" ", protocol" "inner" (include "netobs.l7ClientRates" (dict "suffix" "_count" "matchers" `,error_type!=""`))) | nindent 6 }}
+      {{- include "netobs.record" (dict "root" . "record" "workload_pair:netobs_l7_duration_seconds_bucket:rate$RANGE"
+        "by" ", protocol, le" "inner" (include "netobs.l7ClientRates" (dict "suffix" "_bucket"))) | nindent 6 }}
+  {{- end }}
 {{- end }}

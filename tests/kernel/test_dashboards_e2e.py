@@ -3,6 +3,9 @@ traffic of every kind runs on loopback: HTTP (nginx and curl, with 5xx), HTTP/2 
 gRPC (grpc_peer.py, with failing calls), TCP connections and refusals, DNS (dnsmasq and dig: NOERROR,
 NXDOMAIN, REFUSED, timeouts) and Redis.
 
+For the service map, a fake Kubernetes API lists a pod whose container's cgroup one curl per round runs
+in, and a peer pod on 127.0.0.1: that curl's flows and requests are a workload pair.
+
 The dashboard variables are replaced by their "All" values (`.*`), as on a plain host where the
 Kubernetes labels are absent."""
 
@@ -26,7 +29,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel.containers import cgroup_tree, container_id, containerd_path, pod_uid
 from tests.kernel.dns_peers import dnsmasq
+from tests.kernel.fake_apis import pod as node_pod
+from tests.kernel.fake_cluster import FakeCluster
+from tests.kernel.fake_cluster import pod as peer_pod
 from tests.kernel.harness import Exporter, free_port
 from tests.kernel.prometheus import Prometheus
 from tests.kernel.servers import NGINX_CONF
@@ -102,9 +109,36 @@ def run(*argv: str) -> None:
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20, check=False)
 
 
-def traffic_round(s: Servers) -> None:
+NODE = "e2e-node"
+
+
+@contextlib.contextmanager
+def cluster(workdir: Path) -> Iterator[tuple[str, str]]:
+    """A client pod (the cgroup its container runs in) and a peer pod on 127.0.0.1, listed by a fake API:
+    (the client's cgroup, a kubeconfig)."""
+    uid, cid = pod_uid(), container_id()
+    with cgroup_tree("e2e") as cgroups:
+        cgroup = cgroups.make(containerd_path(uid, cid))
+        api = FakeCluster([
+            node_pod(uid, "storefront-5d8f9-abcde", "shop", NODE, {"pod-template-hash": "5d8f9"},
+                     ("ReplicaSet", "storefront-5d8f9"), [("web", "shop/web:1", f"containerd://{cid}", {})]),
+            peer_pod("backend-7c9d8-fghij", "shop", "127.0.0.1", owner=("ReplicaSet", "backend-7c9d8"),
+                     labels={"pod-template-hash": "7c9d8"}, node=NODE),
+        ])
+        try:
+            yield cgroup, api.kubeconfig(str(workdir / "kubeconfig"))
+        finally:
+            api.stop()
+
+
+def run_in(cgroup: str, *argv: str) -> None:
+    run("sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv)
+
+
+def traffic_round(s: Servers, pod_cgroup: str) -> None:
     base = f"http://127.0.0.1:{s.http}"
     run("curl", "-s", "-o", "/dev/null", base + "/", base + "/index", base + "/fail")
+    run_in(pod_cgroup, "curl", "-s", "-o", "/dev/null", base + "/", base + "/fail")  # a workload pair
     run("curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{s.closed}/")  # refused
     run("dig", "@127.0.0.1", "-p", str(s.dns), "+tries=1", "+timeout=1", "a.wild.test", "A",
         "missing.test", "A", "elsewhere.example", "A")  # NOERROR, NXDOMAIN, REFUSED
@@ -123,8 +157,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             pytest.fail(f"{tool} is missing: run make setup-test")
     workdir = tmp_path_factory.mktemp("dashboards-e2e")
     servers = Servers(workdir)
+    stack = contextlib.ExitStack()
+    pod_cgroup, kubeconfig = stack.enter_context(cluster(workdir))
     exporter = Exporter("Common.DropLocalConnections=false", f"Dns.Ports=[53,{servers.dns},{servers.silent}]",
-                        "Dns.Timeout=1", "Bash.Enabled=false")
+                        "Dns.Timeout=1", "Bash.Enabled=false", f"Kubernetes.Kubeconfig={kubeconfig}",
+                        "Kubernetes.Peers.Enabled=true", env={"NODE_NAME": NODE})
     prom = Prometheus(f"127.0.0.1:{exporter.port}", JOB, workdir)
     stop = threading.Event()
 
@@ -133,7 +170,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     def traffic() -> None:
         while not stop.is_set():
             client.round()
-            traffic_round(servers)
+            traffic_round(servers, pod_cgroup)
 
     thread = threading.Thread(target=traffic, daemon=True)
     thread.start()
@@ -147,6 +184,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         prom.stop()
         exporter.stop()
         servers.stop()
+        stack.close()
 
 
 def dashboard_queries() -> list[tuple[str, str, str]]:

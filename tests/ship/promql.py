@@ -20,7 +20,8 @@ DEFAULTS = {
 
 
 def substitute(expr: str, values: Mapping[str, str] | None = None) -> str:
-    """`$name` and `${name}` replaced; an unknown variable is an error (a typo in a dashboard)."""
+    """`$name` and `${name}` replaced; an unknown variable is an error (a typo in a dashboard). `$1`, a
+    label_replace's group, is no variable: Grafana leaves it, as it leaves every name it does not know."""
     known = {**DEFAULTS, **(values or {})}
 
     def value(match: re.Match[str]) -> str:
@@ -29,7 +30,7 @@ def substitute(expr: str, values: Mapping[str, str] | None = None) -> str:
             raise KeyError(f"unknown dashboard variable ${name} in {expr!r}")
         return known[name]
 
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+    return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*)", value, expr)
 
 
 def parse_errors(expressions: list[str]) -> list[str | None]:

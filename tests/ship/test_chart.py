@@ -138,7 +138,7 @@ def test_defaults(tmp_path: Path) -> None:
 def test_dashboards_are_configmaps_for_grafanas_sidecar() -> None:
     boards = [c for c in render("defaults")["ConfigMap"] if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
     files = {p.name: json.loads(p.read_text()) for p in (REPO / "dashboards").glob("*.json")}
-    assert len(boards) == len(files) == 4
+    assert len(boards) == len(files) == 5
     for cm in boards:
         ((name, text),) = cm["data"].items()
         assert json.loads(text) == files[name]
@@ -153,7 +153,9 @@ def test_prometheus_operator_values() -> None:
     assert endpoint["relabelings"][0] == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
     assert endpoint["relabelings"][1]["replacement"] == "prod-eu"
     (rule,) = m["PrometheusRule"]
-    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert records and all(set(r) == {"record", "expr"} and 'job="netobs-exporter"' in r["expr"] for r in records)
     retransmits = alerts["NetobsTCPRetransmitRatioHigh"]
     assert (retransmits["for"], retransmits["labels"]) == ("3m", {"severity": "critical", "team": "network"})
     assert ") > 0.02\nand" in retransmits["expr"] and retransmits["expr"].endswith("[5m])) > 50")
