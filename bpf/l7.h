@@ -41,7 +41,7 @@ enum l7_lost_reason {
 	L7_LOST_UNPARSED = 4,      /* data of a followed connection that is not where a message starts */
 	L7_LOST_STATEMENT_UNKNOWN = 5, /* a prepared statement run whose preparation is not known (see `statements`) */
 	L7_LOST_TLS_SOCKET_UNKNOWN = 6, /* TLS plaintext whose connection is not known (its socket calls were not seen) */
-	L7_LOST_HEADER_UNKNOWN = 7, /* HTTP/2: a response whose :status referred to a header table entry not known */
+	L7_LOST_HEADER_UNKNOWN = 7, /* HTTP/2: a response whose :status (grpc-status) may be a table entry not known */
 	L7_LOST_REASONS = 8,
 };
 

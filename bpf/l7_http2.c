@@ -46,7 +46,8 @@ struct h2_stream {
 	__u32 status;     /* :status; 0: no response head yet */
 	__u8 grpc;
 	__u8 status_unknown; /* the response head referred to entries not known: its :status is not certain */
-	__u8 pad[6];
+	__u8 grpc_unknown;   /* gRPC: a response block referred to entries not known, and no grpc-status came */
+	__u8 pad[5];
 	char method[L7_OP_LEN];
 	char grpc_status[L7_OP_LEN];
 	struct l7_names names; /* the folded route (gRPC: the path as sent) and :authority */
@@ -209,8 +210,8 @@ __noinline int h2_finish(struct l7_conn *c, struct h2_stream *s, __u64 end_ns)
 	struct h2_work *hw = bpf_map_lookup_elem(&h2_work, &zero);
 	struct l7_req *req = hw ? &hw->req : NULL;
 
-	if (s->status_unknown) {
-		netobs_count(&l7_lost, L7_LOST_HEADER_UNKNOWN);
+	if (s->status_unknown || (s->grpc && s->grpc_unknown && !s->grpc_status[0])) {
+		netobs_count(&l7_lost, L7_LOST_HEADER_UNKNOWN); /* its status may have been any */
 	} else if (req) {
 		__builtin_memset(req, 0, sizeof(*req));
 		req->start_ns = s->start_ns;
@@ -274,6 +275,8 @@ static __always_inline void h2_response(struct h2_conn *h, struct h2_fields *f, 
 	}
 	if (f->seen & (1 << H2_FIELD_GRPC_STATUS))
 		__builtin_memcpy(s->grpc_status, f->grpc_status, L7_OP_LEN);
+	else if (f->unknown)
+		s->grpc_unknown = 1;
 }
 
 /* The payload of the frame in progress starts at io->off: what the stream needs of it is read. */

@@ -164,7 +164,11 @@ class L7Collector(Collector):
     @staticmethod
     def _key(key: SeriesKey, comm: bytes, cgroup_id: int) -> RequestKey:
         protocol = PROTOCOLS.get(key.protocol, ("", "unknown"))[1]
-        route = _text(key.target) or "/" if protocol in (HTTP, GRPC) else ""  # gRPC: the path, whole
+        # gRPC: the path, whole. An HTTP/1.x target without a path (absolute form) is "/"; an HTTP/2 :path
+        # that referred to a header table entry the kernel did not know stays empty (docs/grpc.md)
+        route = _text(key.target) if protocol in (HTTP, GRPC) else ""
+        if not route and protocol == HTTP and key.version != 20:
+            route = "/"
         return RequestKey(
             protocol=protocol, client=bool(key.client), pid=key.pid,
             comm=comm.decode(errors="replace"), method=_text(key.op), route=route,

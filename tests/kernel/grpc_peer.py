@@ -8,7 +8,8 @@ processes: test_http2.py runs one of each, so that both sides of every call are 
 KIND is ok, not_found or unavailable (Unary calls, whose request says how the server ends them: the
 failures are aborts, sent as Trailers-Only responses) or stream (ServerStream calls of STREAM_MESSAGES
 messages, STREAM_GAP seconds apart). The unary calls are all in flight at once: streams of one
-connection, multiplexed."""
+connection, multiplexed. With wait=1 the client first makes one OK call, prints {"ready": true} and waits
+for a line on stdin; with seq=N it then makes N OK calls one after another."""
 
 from __future__ import annotations
 
@@ -58,6 +59,13 @@ def call(port: int, plan: dict[str, int]) -> dict[str, int]:
         grpc.channel_ready_future(channel).result(timeout=10)
         unary_call = channel.unary_unary(f"/{SERVICE}/Unary")
         stream_call = channel.unary_stream(f"/{SERVICE}/ServerStream")
+        if plan.pop("wait", 0):  # the connection and its header tables exist before whoever is told
+            unary_call(b"ok", timeout=30)
+            print(json.dumps({"ready": True}), flush=True)
+            sys.stdin.readline()
+        for _ in range(plan.pop("seq", 0)):
+            unary_call(b"ok", timeout=30)
+            done["Unary 0"] += 1
         calls = [unary_call.future(kind.encode(), timeout=30)
                  for kind, n in plan.items() if kind != "stream" for _ in range(n)]
         for future in calls:

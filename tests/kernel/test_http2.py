@@ -402,3 +402,40 @@ def test_after_random_frames_nothing_is_left_and_counts_stay_exact(exporter: Exp
                             server_port=str(PORT), **H2, **labels)
     assert "100 succeeded" in h2load(f"http://127.0.0.1:{PORT}/", 100)
     assert count(exporter, "server", before + 100, "nginx", PORT, **labels) == before + 100
+
+
+def test_grpc_connection_open_before_the_exporter_reports_no_guess(nginx: Path) -> None:
+    """A grpcio connection whose header tables were filled before the exporter started: its requests refer to
+    entries the kernel never saw (:path, content-type), so they cannot be told from plain HTTP/2 and are
+    counted as POSTs without a route, with the :status sent as a static index; nothing is reported as a gRPC
+    call without a status, nor as a call that got no response."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(GRPC_PEER), "serve", str(port)], stderr=subprocess.PIPE)
+    client = None
+    exp = None
+    try:
+        wait_port(port, server, "the gRPC server")
+        client = subprocess.Popen([sys.executable, str(GRPC_PEER), "call", str(port), "wait=1", "seq=20"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert client.stdout is not None and client.stdin is not None
+        assert json.loads(client.stdout.readline()) == {"ready": True}
+        exp = Exporter("Common.DropLocalConnections=false", "Bash.Enabled=false", "Netflow.Enabled=false",
+                       "Dns.Enabled=false", "L7.Tls.Enabled=false")
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        assert json.loads(client.stdout.readline()) == {"Unary 0": 20}
+        time.sleep(3)  # the series' last increments read
+        for side in ("client", "server"):
+            posts = exp.value(f"http_{side}_request_duration_seconds_count", server_port=str(port), **H2,
+                              http_request_method="POST", http_response_status_code="200", http_route="")
+            assert 15 <= posts <= 20, (side, posts)  # the first responses find no request: unmatched
+            assert exp.samples(f"rpc_{side}_call_duration_seconds_count", server_port=str(port)) == [], side
+            assert exp.samples(f"http_{side}_request_duration_seconds_count", server_port=str(port),
+                               error_type="no_response") == [], side
+    finally:
+        if exp is not None:
+            exp.stop()
+        for proc in (client, server):
+            if proc is not None:
+                proc.kill()
+                proc.wait()

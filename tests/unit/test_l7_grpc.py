@@ -90,6 +90,13 @@ def test_http2_requests_stay_http_with_version_2() -> None:
     assert "http.client.request.duration" in snapshot(t)
 
 
+def test_an_http2_path_not_known_stays_empty_where_http_1_has_slash() -> None:
+    """An HTTP/1.x absolute-form target without a path is "/"; an HTTP/2 :path the kernel could not know is
+    empty, never "/"."""
+    assert L7Collector._key(kernel_key(1, 11, b""), b"curl", 0).route == "/"
+    assert L7Collector._key(kernel_key(1, 20, b""), b"curl", 0).route == ""
+
+
 def test_http2_fields_not_known_are_not_guessed() -> None:
     """A :path and :method that referred to header table entries the kernel did not know arrive empty."""
     attrs = dict(http_attributes(request_key(key(version="2", method="", route=""))))
