@@ -128,3 +128,30 @@ def test_a_pod_recreated_with_the_same_address_is_named_anew(cluster: Cluster) -
         return cluster.exporter.value(BYTES, network_io_direction="transmit", netflow_direction="outgoing",
                                       destination_address=cluster.server_v4, **renamed)
     assert wait_until(named_anew, lambda v: v > 0, 15) > 0
+
+
+def test_at_the_workload_level_a_series_is_a_workload_pair(cluster: Cluster, tmp_path_factory:
+                                                            pytest.TempPathFactory) -> None:
+    """Netflow.Aggregation=workload: the peer's workload replaces its addresses and pod names, so the flows
+    to the pods of one workload add up into one series per pair, exact on both sides."""
+    kubeconfig = cluster.api.kubeconfig(str(tmp_path_factory.mktemp("peers-workload") / "kubeconfig"))
+    exp = Exporter(*LIGHT, f"Kubernetes.Kubeconfig={kubeconfig}", "Netflow.Aggregation=workload",
+                   env={"NODE_NAME": "n1"})
+    try:
+        talk(cluster, "direct")
+        talk(cluster, "direct")
+        pair = {"netobs_peer_kind": "pod", "netobs_peer_k8s_namespace_name": "pay",
+                "netobs_peer_k8s_workload_kind": "Deployment", "netobs_peer_k8s_workload_name": "payments"}
+        expected = 2 * SEND["direct"]
+        got = wait_until(lambda: exp.value(BYTES, network_io_direction="transmit", netflow_direction="outgoing",
+                                           **pair), lambda v: v == expected, 15)
+        assert got == expected
+        series = exp.samples(BYTES, network_io_direction="transmit", netflow_direction="outgoing", **pair)
+        assert len(series) == 1, series  # one series for the pair: no address, no pod name
+        assert "destination_address" not in series[0][0] and "netobs_peer_k8s_pod_name" not in series[0][0]
+        client = {**pair, "netobs_peer_k8s_namespace_name": "shop", "netobs_peer_k8s_workload_name": "checkout"}
+        got = wait_until(lambda: exp.value(BYTES, network_io_direction="receive", netflow_direction="incoming",
+                                           **client), lambda v: v == expected, 15)
+        assert got == expected
+    finally:
+        exp.stop()
