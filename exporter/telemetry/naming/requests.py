@@ -4,6 +4,8 @@ iLogtail's `protocols` records."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from exporter.series.peers import Remote
 from exporter.series.requests import DB_ERROR, OTHER_ROUTE, RequestFigures, RequestKey
 from exporter.series.rows import Attributes
@@ -173,46 +175,40 @@ def _figure(name: str) -> int:
     return RequestFigures._fields.index(name)
 
 
-class HttpKind(Kind):
+class RequestKind(Kind):
+    """The rows of one protocol family and role: its instruments (points) and how its keys are named. A
+    client's rows also name the server's Kubernetes identity (peer_attributes; a server's rows have none)."""
+
     record = Protocols()
 
-    def __init__(self, role: str) -> None:
-        self.name = f"http.{role}"
-        self.points = (
-            Point(f"http.{role}.request.duration", _figure("duration")),
-            Point(f"http.{role}.request.body.size", _figure("request_body")),
-            Point(f"http.{role}.response.body.size", _figure("response_body")),
-        )
+    def __init__(self, name: str, points: tuple[Point, ...], naming: Callable[[RequestKey], Attributes]) -> None:
+        self.name = name
+        self.points = points
+        self._naming = naming
 
     def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
-        return http_attributes(key) + peer_attributes(remote.peer)  # a client's server
+        return self._naming(key) + peer_attributes(remote.peer)
 
 
-class RpcKind(Kind):
-    record = Protocols()
-
-    def __init__(self, role: str) -> None:
-        self.name = f"rpc.{role}"
-        self.points = (Point(f"rpc.{role}.call.duration", _figure("duration")),)
-
-    def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
-        return rpc_attributes(key) + peer_attributes(remote.peer)  # a client's server
+def _http(role: str) -> RequestKind:
+    return RequestKind(f"http.{role}", (
+        Point(f"http.{role}.request.duration", _figure("duration")),
+        Point(f"http.{role}.request.body.size", _figure("request_body")),
+        Point(f"http.{role}.response.body.size", _figure("response_body")),
+    ), http_attributes)
 
 
-class DbKind(Kind):
-    record = Protocols()
-
-    def __init__(self, role: str) -> None:
-        self.name = f"db.{role}"
-        self.points = (Point(f"db.{role}.operation.duration", _figure("duration")),)
-
-    def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
-        return db_attributes(key) + peer_attributes(remote.peer)  # a client's server
+def _rpc(role: str) -> RequestKind:
+    return RequestKind(f"rpc.{role}", (Point(f"rpc.{role}.call.duration", _figure("duration")),), rpc_attributes)
 
 
-HTTP_CLIENT, HTTP_SERVER = HttpKind("client"), HttpKind("server")
-RPC_CLIENT, RPC_SERVER = RpcKind("client"), RpcKind("server")
-DB_CLIENT, DB_SERVER = DbKind("client"), DbKind("server")
+def _db(role: str) -> RequestKind:
+    return RequestKind(f"db.{role}", (Point(f"db.{role}.operation.duration", _figure("duration")),), db_attributes)
+
+
+HTTP_CLIENT, HTTP_SERVER = _http("client"), _http("server")
+RPC_CLIENT, RPC_SERVER = _rpc("client"), _rpc("server")
+DB_CLIENT, DB_SERVER = _db("client"), _db("server")
 
 
 def request_kind(key: RequestKey) -> Kind:
