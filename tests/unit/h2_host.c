@@ -3,26 +3,9 @@
  *
  *   clang -Ibpf -Wall -Werror -O2 -shared -fPIC -o h2_host.so tests/unit/h2_host.c
  *
- * As in tests/unit/l7_host.c, bpf_loop becomes a plain loop with the same contract (the callback returns 1
- * to stop) and the unaligned 8-byte load a memcpy. Everything else is the very code the BPF program runs. */
+ * tests/unit/bpf_host.h makes bpf_loop a plain loop; everything else is the very code the BPF program runs. */
 
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-
-#define L7_LOOP(n, cb, ctx)                                   \
-	do {                                                  \
-		for (__u64 l7_i_ = 0; l7_i_ < (n); l7_i_++)   \
-			if ((cb)(l7_i_, (ctx)))               \
-				break;                        \
-	} while (0)
-#define L7_LOAD64(w, src) memcpy(&(w), (src), sizeof(__u64))
-
-#include <linux/types.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <string.h>
-
+#include "bpf_host.h"
 #include "l7_hpack.h"
 
 /* The sizes of the structs, then the offset of every field of struct h2_fields, struct hpack_table and

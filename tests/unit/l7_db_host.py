@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import shutil
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.bpf_host import build_host_library
+
 HOST_SOURCE = Path(__file__).with_name("l7_host.c")
 FIXTURES = Path(__file__).with_name("fixtures")
-CFLAGS = ["-Ibpf", "-Wall", "-Werror", "-O2", "-shared", "-fPIC"]
 
 CAPTURE_MAX = 1024  # L7_CAPTURE_MAX
 OP_LEN = 16  # L7_OP_LEN
@@ -263,14 +261,7 @@ def assert_window_only(db: Db, name: str, data: bytes, n: int, pos: int = 0) -> 
 
 @functools.cache
 def _build(directory: Path) -> Db:
-    if shutil.which("clang") is None:
-        pytest.fail("clang is not installed: it builds bpf/l7_db.h for the host (tests/unit/l7_host.c)")
-    library = directory / "l7_host.so"
-    command = ["clang", *CFLAGS, "-o", str(library), str(HOST_SOURCE)]
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        pytest.fail(f"clang failed on {HOST_SOURCE.name}:\n{' '.join(command)}\n{completed.stderr}")
-    return Db(ctypes.CDLL(str(library)))
+    return Db(build_host_library(HOST_SOURCE, directory, "bpf/l7_db.h"))
 
 
 def build(tmp_path_factory: pytest.TempPathFactory) -> Db:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +16,9 @@ from hpack.table import HeaderTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.bpf_host import build_host_library
+
 HOST_SOURCE = Path(__file__).with_name("h2_host.c")
-CFLAGS = ["-Ibpf", "-Wall", "-Werror", "-O2", "-shared", "-fPIC"]
 
 CAPTURE_MAX, OP_LEN, VALUE_LEN, DEPTH, VALUES, PER_BLOCK = 1024, 16, 64, 256, 32, 64  # checked in the library
 FIELDS = {b":method": 1, b":path": 2, b":authority": 3, b":status": 4, b"content-type": 5, b"grpc-status": 6}
@@ -92,14 +90,7 @@ class Decoder:
 
 @pytest.fixture(scope="module")
 def decoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Decoder]:
-    if shutil.which("clang") is None:
-        pytest.fail("clang is not installed: it builds bpf/l7_hpack.h for the host (tests/unit/h2_host.c)")
-    library = tmp_path_factory.mktemp("h2_host") / "h2_host.so"
-    command = ["clang", *CFLAGS, "-o", str(library), str(HOST_SOURCE)]
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        pytest.fail(f"clang failed on {HOST_SOURCE.name}:\n{' '.join(command)}\n{completed.stderr}")
-    yield Decoder(ctypes.CDLL(str(library)))
+    yield Decoder(build_host_library(HOST_SOURCE, tmp_path_factory.mktemp("h2_host"), "bpf/l7_hpack.h"))
 
 
 def test_struct_mirrors_match_the_c_layout(decoder: Decoder) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.collectors.l7_maps import AUTHORITY_LEN, OP_LEN, TARGET_LEN
+from tests.unit.bpf_host import build_host_library
 
-ROOT = Path(__file__).resolve().parents[2]
 HOST_SOURCE = Path(__file__).with_name("l7_host.c")
-CFLAGS = ["-Ibpf", "-Wall", "-Werror", "-O2", "-shared", "-fPIC"]
 
 CAPTURE_MAX = 1024  # L7_CAPTURE_MAX, checked against the library below
 FILLS = (0x00, 0x0A, 0xFF)  # what the window past n and the head hold before a parse: zeros, line feeds, 0xff
@@ -136,15 +133,7 @@ class Parser:
 
 @pytest.fixture(scope="module")
 def parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parser]:
-    if shutil.which("clang") is None:
-        pytest.fail("clang is not installed: it builds bpf/l7_http.h for the host (tests/unit/l7_host.c)")
-    library = tmp_path_factory.mktemp("l7_host") / "l7_host.so"
-    command = ["clang", *CFLAGS, "-o", str(library), str(HOST_SOURCE)]
-    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        pytest.fail(f"clang failed on {HOST_SOURCE.name}:\n{' '.join(command)}\n{completed.stderr}")
-    lib = ctypes.CDLL(str(library))
-    yield Parser(lib)
+    yield Parser(build_host_library(HOST_SOURCE, tmp_path_factory.mktemp("l7_host"), "bpf/l7_http.h"))
 
 
 # ---------------------------------------------------------------- the library itself
