@@ -94,6 +94,19 @@ struct {
 	__type(value, __u8);
 } ignored SEC(".maps");
 
+/* The clients a server's series are kept apart by (Kubernetes.Peers): the address of each pod and node
+ * of the cluster -> the number user space gave its workload (its node, for a node or a host-network
+ * pod). A server's connection from an address not here is one of "the other clients". Written by user
+ * space whenever the cluster changes (exporter/enrich/kubernetes_peer_ids.py); empty when the cluster
+ * is not watched. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct netobs_addr);
+	__type(value, __u32);
+} l7_clients SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, L7_LOST_REASONS);
@@ -178,12 +191,16 @@ static __always_inline void conn_identify(struct l7_conn *c, const struct netobs
 	c->tls = tls;
 	c->pid = bpf_get_current_pid_tgid() >> 32;
 	c->family = ep->family;
+	c->client_peer = 0;
 	if (client) {
 		__builtin_memcpy(c->server_addr, ep->remote_addr, 16);
 		c->server_port = ep->remote_port;
 	} else {
 		__builtin_memcpy(c->server_addr, ep->local_addr, 16);
 		c->server_port = ep->local_port;
+		__u32 *peer = bpf_map_lookup_elem(&l7_clients, ep->remote_addr);
+		if (peer)
+			c->client_peer = *peer;
 	}
 	current_process_name(&c->comm);
 	c->start = netobs_current_identity(&c->cgroup_id);

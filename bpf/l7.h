@@ -61,6 +61,8 @@ struct l7_series_key {
 	char target[L7_TARGET_LEN];
 	char authority[L7_AUTHORITY_LEN];
 	char code[L7_OP_LEN]; /* databases: the error code, or the reply (memcached); see bpf/l7_db.h */
+	__u32 client_peer;    /* a server's series: its clients' workload (see `l7_clients`); 0: not known */
+	__u32 pad;
 };
 
 /* Cumulative figures of one series, updated by the kernel; user space reads the increments. The

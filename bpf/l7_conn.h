@@ -47,6 +47,8 @@ struct l7_conn {
 	__u8 went_tls;        /* the connection went TLS (PostgreSQL's or MySQL's SSLRequest): its
 			       * plaintext comes from the library from now on (starttls) */
 	__u8 pad[3];
+	__u32 client_peer;    /* a server's: the client's workload (`l7_clients`), 0 if not known */
+	__u32 pad2;
 	char comm[L7_COMM_LEN];
 	/* requests q[head..tail) wait for responses; the responses' bytes and time */
 	__u32 head;

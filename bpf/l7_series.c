@@ -33,7 +33,7 @@ static __always_inline __u64 conn_fingerprint(const struct l7_conn *c)
 	h = fp_mix(h, addr[1]);
 	h = fp_mix(h, (__u64)c->pid << 32 | (__u64)c->server_port << 16 | c->family);
 	h = fp_mix(h, c->start);
-	return fp_mix(h, (__u64)c->tls << 8 | c->client);
+	return fp_mix(h, (__u64)c->client_peer << 32 | (__u64)c->tls << 8 | c->client);
 }
 
 static __always_inline __u64 names_fingerprint(const struct l7_names *names)
@@ -94,6 +94,7 @@ static __always_inline struct l7_series *series_create(struct l7_work *w, __u64 
 	__builtin_memcpy(k->target, names->target, L7_TARGET_LEN);
 	__builtin_memcpy(k->authority, names->authority, L7_AUTHORITY_LEN);
 	__builtin_memcpy(k->code, code, L7_OP_LEN);
+	k->client_peer = c->client_peer;
 	__builtin_memcpy(w->zero.comm, c->comm, L7_COMM_LEN);
 	w->zero.cgroup_id = c->cgroup_id;
 	return netobs_insert(&l7_series, fp, &w->zero);

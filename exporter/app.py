@@ -12,10 +12,12 @@ from exporter.bpf import AttachResult, BpfError, ensure_tracefs
 from exporter.collectors import dns_enabled, enabled_collectors
 from exporter.collectors.base import Collector, start_all
 from exporter.collectors.bash import BashCollector
+from exporter.collectors.l7 import CLIENTS_CAPACITY, L7Collector
 from exporter.collectors.owners import CgroupNames
 from exporter.collectors.watchlist import KernelFilter
 from exporter.config import Config, ConfigError
 from exporter.enrich.domains import DomainCache
+from exporter.enrich.kubernetes_peer_ids import ClientIds
 from exporter.enrich.stage import Enrichment
 from exporter.telemetry import pipeline, web
 from exporter.telemetry.records import RecordDeltas, RecordsWriter
@@ -51,6 +53,8 @@ def start_collectors(config: Config, enrichment: Enrichment | None = None, domai
             collector.kernel_filter = kernel_filter
             if isinstance(collector, BashCollector):
                 collector.attribute = enrichment.log_attributes
+            if isinstance(collector, L7Collector) and enrichment.peers is not None:
+                collector.clients = ClientIds(enrichment.peers, CLIENTS_CAPACITY)
         enrichment.start()
     for collector, error in start_all(collectors):
         log.error("collector %s not started: %s", collector.name, error)

@@ -28,10 +28,13 @@ from exporter.collectors.l7_maps import (
 from exporter.collectors.l7_requests import Increment, RequestTracker
 from exporter.collectors.l7_requests import SeriesKey as RequestKey
 from exporter.config import Config
+from exporter.enrich.kubernetes_peer_ids import ClientIds
 from exporter.series.addresses import NETWORK_TYPE, format_address
 from exporter.series.instruments import DB_DURATION_BOUNDS_S, HTTP_DURATION_BOUNDS_S, SIZE_BOUNDS_BY
 from exporter.series.requests import GRPC, HTTP
 from exporter.series.rows import Row
+
+CLIENTS_CAPACITY = 65536  # addresses of the cluster's pods and nodes the kernel numbers (`l7_clients`)
 
 assert len(SIZE_BOUNDS_BY) == SIZE_BOUNDS
 assert len(DB_DURATION_BOUNDS_S) == len(HTTP_DURATION_BOUNDS_S)
@@ -86,6 +89,8 @@ class L7Collector(Collector):
             max_routes_per_process=l7.max_routes_per_process, expiry_ns=int(l7.series_expiry * 1e9))
         self.records_interval = config.common.flush_out_l7_interval
         self._seen: dict[int, tuple[Any, ...]] = {}  # kernel series fingerprint -> figures at the last read
+        # a server's clients by workload (Kubernetes.Peers): set by the app when the cluster is watched
+        self.clients: ClientIds | None = None
 
     # -------------------------------------------------------------- set-up
 
@@ -106,6 +111,7 @@ class L7Collector(Collector):
         })
         obj.set_max_entries("tls_conns", l7.max_connections)
         obj.set_max_entries("l7_series", l7.max_series)
+        obj.set_max_entries("l7_clients", CLIENTS_CAPACITY)
         obj.set_max_entries("statements", l7.max_statements)
 
     def prepare(self, obj: BpfObject) -> None:
@@ -143,6 +149,10 @@ class L7Collector(Collector):
         past L7.SeriesExpiry. One map read per series."""
         if self.obj is None:
             return
+        if self.clients is not None:
+            clients = self.obj.map("l7_clients")
+            self.clients.sync(lambda key, n: clients.update(Addr16.from_buffer_copy(key), ctypes.c_uint32(n)),
+                              lambda key: clients.delete(Addr16.from_buffer_copy(key)))
         series = self.obj.map("l7_series")
         for fingerprint, stats in series.items(ctypes.c_uint64, SeriesStats):
             raw = fingerprint.value
@@ -153,7 +163,7 @@ class L7Collector(Collector):
             if before is None or before[0] != stats.count:
                 self._seen[raw] = figures
                 delta = figures if before is None else tuple(_minus(a, b) for a, b in zip(figures, before, strict=True))
-                self.tracker.add(self._key(stats.key, stats.comm, stats.cgroup_id), Increment(
+                self.tracker.add(self._key(stats.key, stats.comm, stats.cgroup_id, self.clients), Increment(
                     count=delta[0], sum_ns=delta[1], buckets=delta[2], request_bytes=delta[3],
                     response_bytes=delta[4], request_body_sum=delta[5], response_body_sum=delta[6],
                     request_body_buckets=delta[7], response_body_buckets=delta[8], last_ns=stats.last_ns))
@@ -162,7 +172,7 @@ class L7Collector(Collector):
                 self._seen.pop(raw, None)
 
     @staticmethod
-    def _key(key: SeriesKey, comm: bytes, cgroup_id: int) -> RequestKey:
+    def _key(key: SeriesKey, comm: bytes, cgroup_id: int, clients: ClientIds | None = None) -> RequestKey:
         protocol = PROTOCOLS.get(key.protocol, ("", "unknown"))[1]
         # gRPC: the path, whole. An HTTP/1.x target without a path (absolute form) is "/"; an HTTP/2 :path
         # that referred to a header table entry the kernel did not know stays empty (docs/grpc.md)
@@ -175,7 +185,8 @@ class L7Collector(Collector):
             authority=_text(key.authority), status=key.status, version=_version(key.version),
             code=_code(protocol, key.status, bytes(key.code)),
             family=NETWORK_TYPE.get(key.family, ""), server_address=format_address(bytes(key.server_addr), key.family),
-            server_port=key.server_port, start=key.start, cgroup_id=cgroup_id, tls=bool(key.tls))
+            server_port=key.server_port, start=key.start, cgroup_id=cgroup_id, tls=bool(key.tls),
+            clients=clients.peer(key.client_peer) if clients is not None and key.client_peer else None)
 
     def lost(self) -> Mapping[str, int]:
         counts = dict.fromkeys(LOST_REASONS, 0)

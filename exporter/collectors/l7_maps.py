@@ -37,6 +37,8 @@ class SeriesKey(ctypes.Structure):
         ("target", ctypes.c_char * TARGET_LEN),
         ("authority", ctypes.c_char * AUTHORITY_LEN),
         ("code", ctypes.c_uint8 * OP_LEN),
+        ("client_peer", ctypes.c_uint32),  # a server's: the number of its clients' workload, 0: not known
+        ("pad", ctypes.c_uint32),
     )
 
 

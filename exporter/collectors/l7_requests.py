@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from exporter.series.peers import Peer
 from exporter.series.requests import OTHER_ROUTE, RequestFigures, RequestKey
 from exporter.series.rows import HistogramValue, Owner, Row
 
@@ -32,6 +33,7 @@ class SeriesKey(NamedTuple):
     start: int = 0  # with pid: the process, for good (Owner)
     cgroup_id: int = 0
     tls: bool = False  # encrypted: the plaintext came from the TLS library
+    clients: Peer | None = None  # a server's: its clients' workload, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,7 @@ class RequestTracker:
 def _row(key: SeriesKey, s: Series) -> Row:
     return Row(
         RequestKey(key.protocol, key.client, key.method, key.route, key.authority, key.status, key.version,
-                   key.family, key.server_address, key.server_port, key.code, key.tls),
+                   key.family, key.server_address, key.server_port, key.code, key.tls, key.clients),
         Owner(key.pid, key.comm, key.start, key.cgroup_id),
         RequestFigures(HistogramValue(tuple(s.buckets), s.sum_ns / 1e9, s.count),
                        HistogramValue(tuple(s.request_body_buckets), float(s.request_body_sum), s.count),

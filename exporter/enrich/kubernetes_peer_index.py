@@ -32,6 +32,7 @@ class PeerIndex:
         self._streams: dict[str, dict[str, Claim]] = {}  # stream -> uid -> claim
         self._claims: dict[str, tuple[Claim, ...]] = {}  # address -> its claims, the winner first
         self._seq = 0
+        self._changes: set[str] | None = None  # addresses claimed or let go since take_changes(); None: never asked
         self.version = 0  # changes whenever a claim does: readers may cache answers until it moves
 
     def peer(self, address: str) -> Peer | None:
@@ -46,6 +47,16 @@ class PeerIndex:
                 with self._lock:
                     claims = self._claims.get(found)
         return claims[0].peer if claims else None
+
+    def take_changes(self) -> tuple[int, dict[str, Peer | None]]:
+        """For the one reader that mirrors the index elsewhere (the kernel's numbers of a server's clients):
+        the addresses whose Peer may have changed since its last call, every address at its first, each
+        with its Peer now (None: no one has it any more), and the version that makes them."""
+        with self._lock:
+            addresses = self._claims.keys() if self._changes is None else self._changes
+            changed = {a: claims[0].peer if (claims := self._claims.get(a)) else None for a in addresses}
+            self._changes = set()
+            return self.version, changed
 
     def stream(self, name: str) -> PeerStream:
         """The sink of one watch (pods cluster-wide, services in shop ...)."""
@@ -99,11 +110,15 @@ class PeerIndex:
             claim.seq = self._seq
 
     def _claim(self, claim: Claim) -> None:
+        if self._changes is not None:
+            self._changes.update(claim.addresses)
         for address in claim.addresses:
             others = self._claims.get(address)
             self._claims[address] = tuple(sorted((*others, claim), key=_rank, reverse=True)) if others else (claim,)
 
     def _unclaim(self, claim: Claim) -> None:
+        if self._changes is not None:
+            self._changes.update(claim.addresses)
         for address in claim.addresses:
             rest = tuple(c for c in self._claims.get(address, ()) if c is not claim)
             if rest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from exporter.series.peers import Peer
 from exporter.series.rows import HistogramValue
 
 HTTP = "http"
@@ -28,10 +29,13 @@ class RequestKey(NamedTuple):
     # gRPC: grpc-status as sent ("0".."16"), "" when none was seen
     code: str = ""
     tls: bool = False  # the exchange was encrypted: its plaintext came from the TLS library
+    # a server's: its clients' Kubernetes identity (their workload; exporter/enrich/kubernetes_peer_ids.py),
+    # None when the cluster is not watched or the clients are not in it
+    clients: Peer | None = None
 
     @property
     def peer(self) -> str | None:
-        return self.server_address if self.client else None  # a server's clients are not in its key
+        return self.server_address if self.client else None  # a server's clients have no address in its key
 
     @property
     def http(self) -> bool:

@@ -1,11 +1,14 @@
 """Peers named by their pods and Services (Kubernetes.Peers): two network namespaces play two pods that a
 fake Kubernetes API lists cluster-wide, real TCP flows between them, and an iptables DNAT rule plays a
 Service's ClusterIP. The client's side names the pod (or the Service) it talks to, the server's side the
-client's pod; every byte count is exact."""
+client's pod; every byte count is exact. HTTP between them: the client's series name the server's pod (or
+the Service), the server's name the client's workload."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,8 +21,9 @@ from tests.kernel.netns import veth_pair
 BYTES = "netflow_bytes_total"
 CLUSTER_IP = "10.96.0.10"  # the Service's address: DNATed to the server inside the client's namespace
 SEND = {"direct": 1234, "service": 2345}
-LIGHT = ("Dns.Enabled=false", "Bash.Enabled=false", "Common.ProtocolProcess=false",
+LIGHT = ("Dns.Enabled=false", "Bash.Enabled=false", "Common.IncludeProtocols=[HTTP]",
          "Common.DropLocalConnections=false", "Kubernetes.Peers.Enabled=true")
+HTTP_PORT = 8080  # an HTTP server in the server's namespace, also behind the ClusterIP
 CHECKOUT = {"netobs_peer_kind": "pod", "netobs_peer_k8s_namespace_name": "shop",
             "netobs_peer_k8s_pod_name": "checkout-6d5f7-abcde", "netobs_peer_k8s_workload_name": "checkout"}
 PAYMENTS = {"netobs_peer_kind": "pod", "netobs_peer_k8s_namespace_name": "pay",
@@ -37,6 +41,8 @@ class Cluster:
     clients: dict[str, Peer]
     client_v4: str
     server_v4: str
+    client_netns: str
+    server_netns: str
 
 
 def _pods(client_v4: str, server_v4: str) -> list[dict]:
@@ -69,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         exporter = Exporter(*LIGHT, f"Kubernetes.Kubeconfig={api.kubeconfig(str(tmp / 'kubeconfig'))}",
                             env={"NODE_NAME": "n1"})
         try:
-            yield Cluster(api, exporter, clients, veth.a_v4, veth.b_v4)
+            yield Cluster(api, exporter, clients, veth.a_v4, veth.b_v4, veth.a, veth.b)
         finally:
             exporter.stop()
             for peer in (server, *clients.values()):
@@ -155,3 +161,42 @@ def test_at_the_workload_level_a_series_is_a_workload_pair(cluster: Cluster, tmp
         assert got == expected
     finally:
         exp.stop()
+
+
+def test_a_server_names_its_clients_workload_and_a_client_its_server(cluster: Cluster) -> None:
+    """HTTP: the server's series name the client's workload, the kernel's number of it, however the client
+    came (to the pod, or to the Service's ClusterIP); the client's series name the pod or the Service."""
+    ns = ["ip", "netns", "exec"]
+    server = subprocess.Popen([*ns, cluster.server_netns, sys.executable, "-m", "http.server", "--bind",
+                               cluster.server_v4, str(HTTP_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run([*ns, cluster.client_netns, "iptables", "-t", "nat", "-A", "OUTPUT", "-d", CLUSTER_IP, "-p",
+                        "tcp", "--dport", str(HTTP_PORT), "-j", "DNAT", "--to-destination",
+                        f"{cluster.server_v4}:{HTTP_PORT}"], check=True)
+        deadline = time.monotonic() + 15
+        while f":{HTTP_PORT} " not in subprocess.run([*ns, cluster.server_netns, "ss", "-ltnH"], capture_output=True,
+                                                     text=True, check=True).stdout:
+            assert time.monotonic() < deadline, "http.server did not listen"
+            time.sleep(0.1)
+        # the kernel numbers both pods' addresses before the first connection
+        assert wait_until(lambda: len(cluster.exporter.kernel_map("l7_clients")), lambda n: n >= 2, 15) >= 2
+        for host, times in ((cluster.server_v4, 3), (CLUSTER_IP, 2)):
+            for _ in range(times):
+                subprocess.run([*ns, cluster.client_netns, "curl", "-sf", "-o", "/dev/null",
+                                f"http://{host}:{HTTP_PORT}/"], check=True)
+    finally:
+        server.kill()
+        server.wait()
+    checkout = {"netobs_peer_kind": "pod", "netobs_peer_k8s_namespace_name": "shop",
+                "netobs_peer_k8s_workload_kind": "Deployment", "netobs_peer_k8s_workload_name": "checkout"}
+    exp = cluster.exporter
+    assert exp.wait_for("http_server_request_duration_seconds_count", 5, 15, **checkout) == 5
+    series = exp.samples("http_server_request_duration_seconds_count", **checkout)
+    assert sorted(v for _, v in series) == [2, 3], series  # a series per Host the client sent
+    for labels, _ in series:  # by workload: the pods of one workload make one series
+        assert "netobs_peer_k8s_pod_name" not in labels and "netobs_peer_k8s_node_name" not in labels, labels
+    assert exp.value("http_server_request_duration_seconds_count", server_port=str(HTTP_PORT)) == 5  # no others
+    payments = {"netobs_peer_kind": "pod", "netobs_peer_k8s_namespace_name": "pay",
+                "netobs_peer_k8s_workload_name": "payments"}
+    assert exp.wait_for("http_client_request_duration_seconds_count", 3, 15, **payments) == 3
+    assert exp.wait_for("http_client_request_duration_seconds_count", 2, 15, **PAYMENTS_SERVICE) == 2

@@ -87,7 +87,7 @@ def peer_attributes(peer: Peer | None, workload: bool = False) -> Attributes:
 class ProtocolRecord:
     """iLogtail's `protocols` record: what one series counted in the interval. Its exchanges are the
     duration histogram's count and sum; its figures also hold their request and response bytes. A
-    client's peer is its server; a server's clients are not kept (one series for all of them)."""
+    client's peer is its server; a server's clients have no address in its key."""
 
     peer_type = "server"  # `remote_type` of a client's server
 

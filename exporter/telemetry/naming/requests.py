@@ -177,7 +177,8 @@ def _figure(name: str) -> int:
 
 class RequestKind(Kind):
     """The rows of one protocol family and role: its instruments (points) and how its keys are named. A
-    client's rows also name the server's Kubernetes identity (peer_attributes; a server's rows have none)."""
+    client's rows also name the server's Kubernetes identity (peer_attributes), a server's rows their
+    clients' workload."""
 
     record = Protocols()
 
@@ -187,7 +188,8 @@ class RequestKind(Kind):
         self._naming = naming
 
     def attributes(self, key: RequestKey, level: str, remote: Remote) -> Attributes:
-        return self._naming(key) + peer_attributes(remote.peer)
+        # a client's server by its address; a server's clients by their workload, the kernel's number of it
+        return self._naming(key) + peer_attributes(remote.peer) + peer_attributes(key.clients, workload=True)
 
 
 def _http(role: str) -> RequestKind:
