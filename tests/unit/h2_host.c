@@ -40,29 +40,14 @@ const unsigned long hpack_constants[] = {
 	L7_CAPTURE_MAX, L7_OP_LEN, H2_VALUE_LEN, HPACK_DEPTH, HPACK_VALUES, HPACK_FIELDS_PER_BLOCK,
 };
 
-/* Static like the per-CPU map value the BPF program decodes in: every call reuses it. The whole struct is
- * first set to fill, then the window to the stale bytes (say, a longer block decoded before), then to the
- * block: a test can prove that neither stale bytes nor an earlier decode leak into the result. The window
- * holds the first n bytes of the block (at most L7_CAPTURE_MAX), which ends at `end`: a block larger than
- * the window, as its frame's length says, goes on past it. */
-static struct l7_parse parse_state;
+#include "parse_host.h"
 
+/* The block is decoded in the window, which holds its first n bytes; it ends at `end`: a block larger
+ * than the window, as its frame's length says, goes on past it. */
 void hpack_decode_over(const unsigned char *block, unsigned n, unsigned end, int fill, const unsigned char *stale,
 		       unsigned stale_n, struct hpack_table *t, struct h2_fields *out)
 {
-	struct l7_parse *p = &parse_state;
-
-	if (n > L7_CAPTURE_MAX)
-		n = L7_CAPTURE_MAX;
-	if (stale_n > sizeof(p->buf))
-		stale_n = sizeof(p->buf);
-	memset(p, fill, sizeof(*p));
-	if (stale_n)
-		memcpy(p->buf, stale, stale_n);
-	if (n)
-		memcpy(p->buf, block, n);
-	p->n = n;
-	hpack_decode(p, 0, end, t, out);
+	hpack_decode(load(block, n, fill, stale, stale_n), 0, end, t, out);
 }
 
 /* Decodes one block with *t carried between calls. */

@@ -34,29 +34,7 @@ unsigned long l7_head_size(void)
 	return sizeof(struct l7_head);
 }
 
-/* Static like the per-CPU map value the BPF program parses in: every call reuses it. The whole
- * struct (window past n, loop state, the head) is first set to fill, then the window to the stale
- * bytes (say, a longer message parsed before), then to the data: a test can prove that neither
- * stale bytes nor a previous parse leak into the result. */
-static struct l7_parse parse_state;
-
-static struct l7_parse *load(const unsigned char *data, unsigned n, int fill, const unsigned char *stale,
-			     unsigned stale_n)
-{
-	struct l7_parse *p = &parse_state;
-
-	if (n > L7_CAPTURE_MAX)
-		n = L7_CAPTURE_MAX;
-	if (stale_n > sizeof(p->buf))
-		stale_n = sizeof(p->buf);
-	memset(p, fill, sizeof(*p));
-	if (stale_n)
-		memcpy(p->buf, stale, stale_n);
-	if (n)
-		memcpy(p->buf, data, n);
-	p->n = n;
-	return p;
-}
+#include "parse_host.h"
 
 int parse_request_over(const unsigned char *data, unsigned n, int fill, const unsigned char *stale,
 		       unsigned stale_n, struct l7_head *out)
