@@ -46,6 +46,14 @@ def tls_attributes(key: RequestKey) -> Attributes:
     return (("tls.protocol.name", "tls"),) if key.tls else ()
 
 
+def http_connection_attributes(key: RequestKey) -> Attributes:
+    """What HTTP requests and gRPC calls say of their connection and server."""
+    return (("network.protocol.name", "http"), ("network.protocol.version", key.version),
+            ("network.transport", "tcp"), ("network.type", key.family),
+            ("server.address", host_of(key.authority) or key.server_address), ("server.port", key.server_port),
+            *tls_attributes(key))
+
+
 def http_attributes(key: RequestKey) -> Attributes:
     # HTTP/2 leaves a field empty when its header referred to a table entry not known (docs/grpc.md):
     # OpenTelemetry's _OTHER for the method, and no route
@@ -57,16 +65,7 @@ def http_attributes(key: RequestKey) -> Attributes:
     error = error_type(key)
     if error:
         attrs.append(("error.type", error))
-    attrs += [
-        ("network.protocol.name", "http"),
-        ("network.protocol.version", key.version),
-        ("network.transport", "tcp"),
-        ("network.type", key.family),
-        ("server.address", host_of(key.authority) or key.server_address),
-        ("server.port", key.server_port),
-        *tls_attributes(key),
-        ("url.scheme", "https" if key.tls else "http"),
-    ]
+    attrs += [*http_connection_attributes(key), ("url.scheme", "https" if key.tls else "http")]
     return tuple(attrs)
 
 
@@ -137,15 +136,7 @@ def rpc_attributes(key: RequestKey) -> Attributes:
     error = rpc_error_type(key)
     if error:
         attrs.append(("error.type", error))
-    attrs += [
-        ("network.protocol.name", "http"),
-        ("network.protocol.version", key.version),
-        ("network.transport", "tcp"),
-        ("network.type", key.family),
-        ("server.address", host_of(key.authority) or key.server_address),
-        ("server.port", key.server_port),
-        *tls_attributes(key),
-    ]
+    attrs += http_connection_attributes(key)
     return tuple(attrs)
 
 
