@@ -3,10 +3,12 @@
 Each round runs wrk against nginx (a small static file, keep-alive) for S seconds without the
 exporter, then again with it: the default configuration with Common.DropLocalConnections=false
 (loopback is dropped by default), scraped every second as Prometheus would. With --only-l7 the
-other collectors are off, to see the HTTP part alone. During ON rounds the exporter's CPU time
-is read from /proc, and wrk's request count is compared with the count the exporter reports for
-wrk: every request must be counted. With --server-only the exporter watches nginx alone, as on a
-node whose clients are elsewhere, and nginx's count is compared with wrk's. With --tls, nginx
+other collectors are off, to see the HTTP part alone; with --compare both configurations alternate
+in one run (OFF, default, OFF, HTTP only, OFF, ...), so their difference is not the day's. During
+ON runs the exporter's CPU time is read from /proc, and wrk's request count is compared with the
+count the exporter reports for wrk: every request must be counted. With --server-only the exporter
+watches nginx alone, as on a node whose clients are elsewhere, and nginx's count is compared with
+wrk's. With --tls, nginx
 serves HTTPS (a self-signed certificate) to h2load --h1 instead of wrk: the exporter reads the
 plaintext from OpenSSL's calls (docs/tls.md). With --h2, nginx speaks HTTP/2 (in clear, or over TLS
 with --tls) to h2load -m 10: ten streams at once on each connection (docs/grpc.md).
@@ -15,8 +17,8 @@ Each run also gives the whole machine's CPU time per request (/proc/stat, steal 
 shared virtual machine the rate follows the neighbours, the CPU time per request much less, so its
 OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload.
 
-    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7] [--server-only]
-        [--tls] [--h2] [--set KEY=VALUE]...
+    .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7 | --compare]
+        [--server-only] [--tls] [--h2] [--set KEY=VALUE]...
 
 Needs root, nginx, wrk (h2load and openssl for --tls). Prints a table; exit status 0 whatever the
 figures (a benchmark, not a test)."""
@@ -34,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from paired import BusyCpu, ratio_summary
@@ -57,6 +60,25 @@ http {{
 }}
 """
 CERTS = "; ssl_certificate {dir}/cert.pem; ssl_certificate_key {dir}/key.pem"
+
+
+# name -> settings of the ON runs, besides Common.DropLocalConnections=false (loopback is dropped by default)
+CONFIGURATIONS: dict[str, list[str]] = {
+    "default collectors": [],
+    "HTTP only": ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"],
+}
+
+
+@dataclass
+class Runs:
+    """The ON runs of one configuration: each one's rate, CPU time per request, and which OFF run was just
+    before it; the exporter's CPU, and the requests it did not count."""
+
+    off_run: list[int] = field(default_factory=list)
+    rate: list[float] = field(default_factory=list)
+    us: list[float] = field(default_factory=list)
+    cpu_per_10k: list[float] = field(default_factory=list)
+    lost: int = 0
 
 
 def free_port() -> int:
@@ -118,6 +140,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--only-l7", action="store_true")
+    p.add_argument("--compare", action="store_true",
+                   help="alternate the default collectors and HTTP only in one run, each ON run between two OFF runs")
     p.add_argument("--server-only", action="store_true",
                    help="watch nginx only (Common.IncludeCmdRegex), as a node serving remote clients would: "
                         "wrk stands for them and is not watched")
@@ -137,69 +161,80 @@ def main() -> None:
     client, load = ("h2load", lambda port, s, c: h2load(port, s, c, scheme, a.h2)) if a.tls or a.h2 else ("wrk", wrk)
     nginx = subprocess.Popen(["nginx", "-c", str(root / "nginx.conf"), "-p", str(root)])
     time.sleep(0.5)
-    settings = ["Common.DropLocalConnections=false"]
-    if a.only_l7:
-        settings += ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"]
-    if a.server_only:
-        settings.append("Common.IncludeCmdRegex=^nginx")
-    settings += a.set
-    rows: dict[str, list[float]] = {k: [] for k in ("off", "on", "cpu_per_10k", "us_off", "us_on")}
-    lost = 0
+    common = ["Common.DropLocalConnections=false"] + (["Common.IncludeCmdRegex=^nginx"] if a.server_only else [])
+    names = list(CONFIGURATIONS) if a.compare else ["HTTP only" if a.only_l7 else "default collectors"]
+    configurations = {name: common + CONFIGURATIONS[name] + a.set for name in names}
+    off, us_off = [], []  # every OFF run, in order
+    on: dict[str, Runs] = {name: Runs() for name in configurations}
     meter = BusyCpu()
 
-    def run(side: str) -> int:
-        """One wrk run: its rate in rows[side], the machine's CPU time per request in rows['us_' + side]."""
+    def run() -> tuple[int, float, float]:
+        """One wrk run: its requests, their rate and the machine's CPU time per request (us)."""
         meter.start()
         n = load(port, a.seconds, a.connections)
-        rows["us_" + side].append(meter.stop() / max(n, 1) * 1e6)
-        rows[side].append(n / a.seconds)
-        return n
+        return n, n / a.seconds, meter.stop() / max(n, 1) * 1e6
+
+    def run_off() -> None:
+        _, rate, us = run()
+        off.append(rate)
+        us_off.append(us)
+
+    def run_on(name: str, settings: list[str]) -> None:
+        url = f"http://127.0.0.1:{web}/metrics"
+        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}"]
+        for item in settings:
+            argv += ["--config.set", item]
+        exp = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                counted(url, a.server_only, client)
+                break
+            except OSError:
+                time.sleep(0.2)
+        stop = threading.Event()
+        scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
+        scraper.start()
+        before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only, client)
+        n, rate, us = run()
+        spent = cpu_s(exp.pid) - before_cpu
+        time.sleep(2.5)
+        runs = on[name]
+        runs.lost += n - int(counted(url, a.server_only, client) - before)
+        stop.set()
+        scraper.join()
+        exp.terminate()
+        exp.wait()
+        runs.off_run.append(len(off) - 1)
+        runs.rate.append(rate)
+        runs.us.append(us)
+        runs.cpu_per_10k.append(spent / a.seconds / rate * 10_000)
+        print(f"round {len(runs.rate) - 1} {name}: off {off[-1]:.0f}/s {us_off[-1]:.1f} us/req, "
+              f"on {rate:.0f}/s {us:.1f} us/req, exporter cpu {spent:.2f}s", file=sys.stderr)
 
     try:
-        for r in range(a.rounds):
-            run("off")
-            url = f"http://127.0.0.1:{web}/metrics"
-            argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}"]
-            for item in settings:
-                argv += ["--config.set", item]
-            exp = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while True:
-                try:
-                    counted(url, a.server_only, client)
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            stop = threading.Event()
-            scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
-            scraper.start()
-            before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only, client)
-            n = run("on")
-            spent = cpu_s(exp.pid) - before_cpu
-            rows["cpu_per_10k"].append(spent / a.seconds / (n / a.seconds) * 10_000)
-            time.sleep(2.5)
-            lost += n - int(counted(url, a.server_only, client) - before)
-            stop.set()
-            scraper.join()
-            exp.terminate()
-            exp.wait()
-            print(f"round {r}: off {rows['off'][-1]:.0f}/s {rows['us_off'][-1]:.1f} us/req, "
-                  f"on {rows['on'][-1]:.0f}/s {rows['us_on'][-1]:.1f} us/req, exporter cpu {spent:.2f}s",
-                  file=sys.stderr)
-        run("off")  # every ON run between two OFF runs
+        for _ in range(a.rounds):
+            for name, settings in configurations.items():
+                run_off()
+                run_on(name, settings)
+        run_off()  # every ON run between two OFF runs
     finally:
         nginx.terminate()
         nginx.wait()
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    what = ("HTTP only" if a.only_l7 else "default collectors") + (", nginx only" if a.server_only else "") + \
-        "".join(f", {x}" for x in a.set)
     kind = (", HTTPS" if a.tls else "") + (", HTTP/2 -m10" if a.h2 else "")
-    print(f"| requests/s (nginx + {client} -c{a.connections}{kind}, loopback, {what}) "
-          f"| {med['off']:.0f} | {med['on']:.0f} | {ratio_summary(rows['off'], rows['on'])} |")
-    print(f"| CPU time per request, whole machine (us) | {med['us_off']:.2f} | {med['us_on']:.2f} "
-          f"| {ratio_summary(rows['us_off'], rows['us_on'], cost=True)} |")
-    print(f"exporter CPU: {med['cpu_per_10k']:.3f} cores per 10,000 requests/s; requests not counted "
-          f"({'nginx' if a.server_only else client}'s side): {lost}")
-
+    for name, runs in on.items():
+        # each ON run against the OFF runs just before and just after it
+        before, after = [off[i] for i in runs.off_run], [off[i + 1] for i in runs.off_run if i + 1 < len(off)]
+        us_before = [us_off[i] for i in runs.off_run]
+        us_after = [us_off[i + 1] for i in runs.off_run if i + 1 < len(us_off)]
+        what = name + (", nginx only" if a.server_only else "") + "".join(f", {x}" for x in a.set)
+        print(f"| requests/s (nginx + {client} -c{a.connections}{kind}, loopback, {what}) "
+              f"| {statistics.median(off):.0f} | {statistics.median(runs.rate):.0f} "
+              f"| {ratio_summary(before, runs.rate, after=after)} |")
+        print(f"| CPU time per request, whole machine (us) | {statistics.median(us_off):.2f} "
+              f"| {statistics.median(runs.us):.2f} "
+              f"| {ratio_summary(us_before, runs.us, cost=True, after=us_after)} |")
+        print(f"exporter CPU: {statistics.median(runs.cpu_per_10k):.3f} cores per 10,000 requests/s; requests not "
+              f"counted ({'nginx' if a.server_only else client}'s side): {runs.lost}")
 
 if __name__ == "__main__":
     main()

@@ -14,13 +14,15 @@ import os
 import statistics
 
 
-def bracketed_ratios(off: list[float], on: list[float], cost: bool = False) -> list[float]:
+def bracketed_ratios(off: list[float], on: list[float], cost: bool = False,
+                     after: list[float] | None = None) -> list[float]:
     """ON/OFF of each round: on[i] against the mean of off[i] and off[i + 1] (off[i] alone if the run
-    after it is missing). For a cost (CPU time per request), OFF/ON: the share of its rate that a
-    CPU-bound workload would keep."""
+    after it is missing), or of off[i] and after[i] when given (several configurations alternated in
+    one run, each ON run between two OFF runs of its own). For a cost (CPU time per request), OFF/ON:
+    the share of its rate that a CPU-bound workload would keep."""
     ratios = []
     for i, b in enumerate(on):
-        around = [x for x in off[i:i + 2] if x > 0]
+        around = [x for x in (off[i:i + 2] if after is None else [off[i], *after[i:i + 1]]) if x > 0]
         if around and b > 0:
             ratios.append(statistics.fmean(around) / b if cost else b / statistics.fmean(around))
     return ratios
@@ -40,10 +42,10 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     return best
 
 
-def ratio_summary(off: list[float], on: list[float], cost: bool = False) -> str:
+def ratio_summary(off: list[float], on: list[float], cost: bool = False, after: list[float] | None = None) -> str:
     """'93.1% (95% CI 90.2-95.0%; rounds 88.0-97.2%)': the median of the rounds' ratios, a confidence
     interval for it, and the lowest and highest round."""
-    ratios = sorted(bracketed_ratios(off, on, cost))
+    ratios = sorted(bracketed_ratios(off, on, cost, after))
     if not ratios:
         return "-"
     ci = median_interval(ratios)

@@ -18,6 +18,14 @@ def test_each_on_run_is_compared_with_the_off_runs_on_both_sides() -> None:
     assert bracketed_ratios([100], [90]) == pytest.approx([0.9])
 
 
+def test_configurations_alternated_in_one_run_each_have_their_own_off_runs() -> None:
+    # OFF 100, A, OFF 90, B, OFF 80, A, OFF 70: A's runs stand between 100 and 90, then 80 and 70
+    a_before, a_after = [100.0, 80.0], [90.0, 70.0]
+    assert bracketed_ratios(a_before, [95 * 0.9, 75 * 0.8], after=a_after) == pytest.approx([0.9, 0.8])
+    # the last ON run without an OFF run after it: the one before it alone
+    assert bracketed_ratios([100.0], [90.0], after=[]) == pytest.approx([0.9])
+
+
 def test_the_interval_of_the_median_comes_from_order_statistics() -> None:
     # n = 15: the 4th and the 12th smallest hold the median with >= 95 % (96.5 %)
     assert median_interval([float(x) for x in range(15)]) == (3.0, 11.0)
