@@ -23,7 +23,7 @@ struct l7_io {
 };
 
 /* Where a call's data is: `buf` and `cap` if known (TLS plaintext), else looked up from the
- * system call's registers when first needed. */
+ * system call's registers when first needed. The caller sets the call's time, io->now. */
 static __always_inline void io_start(struct l7_io *io, __u64 sk, __u64 ret, __u64 buf, __u64 cap)
 {
 	io->sk = sk;
@@ -34,7 +34,6 @@ static __always_inline void io_start(struct l7_io *io, __u64 sk, __u64 ret, __u6
 	io->iov_left = 0;
 	io->off = 0;
 	io->ret = ret;
-	io->now = bpf_ktime_get_ns();
 	io->resolved = buf != 0;
 }
 

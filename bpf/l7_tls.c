@@ -253,6 +253,7 @@ static __always_inline void tls_data(struct tls_conn *t, __u64 sk, __u64 buf, __
 	if (!w || !tls_hold(t, &buf, &n, sent))
 		return;
 	io_start(&w->io, sk, n, buf, n);
+	w->io.now = bpf_ktime_get_ns();
 	if (!c->protocol) {
 		bool client = sent;
 		__u8 protocol = fill(&w->p, &w->io) ? detect(&w->p, sent, &client) : L7_PROTO_UNKNOWN;

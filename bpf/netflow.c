@@ -215,8 +215,6 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 
 /* ---------------------------------------------------------------- TCP */
 
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-
 #define barrier() asm volatile("" ::: "memory")
 
 /* The socket as a struct tcp_sock whose fields are read by plain loads (the kernel makes each a

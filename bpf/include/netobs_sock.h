@@ -147,12 +147,35 @@ struct netobs_syscall {
 	__u64 arg5; /* sendto/recvfrom's address */
 };
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* task_pt_regs(task) - task->stack: where a task's saved user registers are on its kernel stack, a
+ * constant of the kernel's build (THREAD_SIZE, less its padding and the registers' size). Learned
+ * from the first call of bpf_task_pt_regs; 0 until then. */
+__u64 netobs_pt_regs_offset = 0;
+
+/* The registers the current task entered the kernel with, read by plain fault-safe loads: after the
+ * first call, without bpf_task_pt_regs, a helper call (~30 ns each on a kernel with return thunks). */
+static __always_inline struct pt_regs *current_user_regs(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 stack = (__u64)task->stack;
+	__u64 offset = netobs_pt_regs_offset;
+
+	if (offset)
+		return bpf_rdonly_cast((void *)(stack + offset), bpf_core_type_id_kernel(struct pt_regs));
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (regs && stack)
+		netobs_pt_regs_offset = (__u64)regs - stack;
+	return regs;
+}
+
 /* The goroutine (Go's g) the current task ran when it entered the kernel: a Go program keeps it in a
  * register (R14, X28), so the system calls of one goroutine tell it apart from others on the same
  * thread. 0 outside a system call. For tp_btf programs. */
 static __always_inline __u64 current_user_g(void)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs *regs = current_user_regs();
 	__u64 g;
 
 	if (!regs)
@@ -165,7 +188,7 @@ static __always_inline __u64 current_user_g(void)
 /* For tp_btf programs: direct loads from the task's saved registers. False outside a syscall. */
 static __always_inline bool current_syscall(struct netobs_syscall *call)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs *regs = current_user_regs();
 	__u64 v;
 
 	if (!regs)
