@@ -15,10 +15,12 @@ with --tls) to h2load -m 10: ten streams at once on each connection (docs/grpc.m
 
 Each run also gives the whole machine's CPU time per request (/proc/stat, steal excluded): on a
 shared virtual machine the rate follows the neighbours, the CPU time per request much less, so its
-OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload.
+OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload. With
+--programs, one more ON run of each configuration reads the kernel's own run time of each BPF
+program (kernel.bpf_stats_enabled) per request: the neighbours move it least of all.
 
     .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7 | --compare]
-        [--server-only] [--tls] [--h2] [--set KEY=VALUE]...
+        [--programs] [--server-only] [--tls] [--h2] [--set KEY=VALUE]...
 
 Needs root, nginx, wrk (h2load and openssl for --tls). Prints a table; exit status 0 whatever the
 figures (a benchmark, not a test)."""
@@ -39,6 +41,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exchange_cost import STATS, program_times
 from paired import BusyCpu, ratio_summary
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -147,6 +150,9 @@ def main() -> None:
                         "wrk stands for them and is not watched")
     p.add_argument("--tls", action="store_true", help="HTTPS, driven by h2load --h1")
     p.add_argument("--h2", action="store_true", help="HTTP/2, driven by h2load -m10 (over TLS with --tls)")
+    p.add_argument("--programs", action="store_true",
+                   help="then one more ON run of each configuration for the kernel's own time of each BPF program "
+                        "per request (kernel.bpf_stats_enabled): the steadiest figure of the kernel side")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the ON runs (repeatable)")
     a = p.parse_args()
@@ -179,7 +185,9 @@ def main() -> None:
         off.append(rate)
         us_off.append(us)
 
-    def run_on(name: str, settings: list[str]) -> None:
+    def run_on(name: str, settings: list[str], programs: dict[str, float] | None = None) -> None:
+        """One run with the exporter in this configuration. With `programs`, the kernel's own run time of
+        each BPF program (kernel.bpf_stats_enabled) per request instead, in that dict, and no rates."""
         url = f"http://127.0.0.1:{web}/metrics"
         argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}"]
         for item in settings:
@@ -195,7 +203,15 @@ def main() -> None:
         scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
         scraper.start()
         before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only, client)
-        n, rate, us = run()
+        if programs is not None:
+            STATS.write_text("1")
+            start = program_times()
+        try:
+            n, rate, us = run()
+        finally:
+            if programs is not None:
+                end = program_times()
+                STATS.write_text("0")
         spent = cpu_s(exp.pid) - before_cpu
         time.sleep(2.5)
         runs = on[name]
@@ -204,6 +220,12 @@ def main() -> None:
         scraper.join()
         exp.terminate()
         exp.wait()
+        if programs is not None:
+            for prog, (calls, ns) in end.items():
+                spent_ns = ns - start.get(prog, (0, 0))[1]
+                if calls > start.get(prog, (0, 0))[0] and spent_ns > 0:
+                    programs[prog] = spent_ns / n
+            return
         runs.off_run.append(len(off) - 1)
         runs.rate.append(rate)
         runs.us.append(us)
@@ -217,24 +239,35 @@ def main() -> None:
                 run_off()
                 run_on(name, settings)
         run_off()  # every ON run between two OFF runs
+        program_ns: dict[str, dict[str, float]] = {}
+        if a.programs:
+            for name, settings in configurations.items():
+                run_on(name, settings, program_ns.setdefault(name, {}))
     finally:
         nginx.terminate()
         nginx.wait()
     kind = (", HTTPS" if a.tls else "") + (", HTTP/2 -m10" if a.h2 else "")
     for name, runs in on.items():
-        # each ON run against the OFF runs just before and just after it
-        before, after = [off[i] for i in runs.off_run], [off[i + 1] for i in runs.off_run if i + 1 < len(off)]
-        us_before = [us_off[i] for i in runs.off_run]
-        us_after = [us_off[i + 1] for i in runs.off_run if i + 1 < len(us_off)]
         what = name + (", nginx only" if a.server_only else "") + "".join(f", {x}" for x in a.set)
-        print(f"| requests/s (nginx + {client} -c{a.connections}{kind}, loopback, {what}) "
-              f"| {statistics.median(off):.0f} | {statistics.median(runs.rate):.0f} "
-              f"| {ratio_summary(before, runs.rate, after=after)} |")
-        print(f"| CPU time per request, whole machine (us) | {statistics.median(us_off):.2f} "
-              f"| {statistics.median(runs.us):.2f} "
-              f"| {ratio_summary(us_before, runs.us, cost=True, after=us_after)} |")
-        print(f"exporter CPU: {statistics.median(runs.cpu_per_10k):.3f} cores per 10,000 requests/s; requests not "
-              f"counted ({'nginx' if a.server_only else client}'s side): {runs.lost}")
+        if runs.rate:
+            # each ON run against the OFF runs just before and just after it
+            before = [off[i] for i in runs.off_run]
+            after = [off[i + 1] for i in runs.off_run if i + 1 < len(off)]
+            us_before = [us_off[i] for i in runs.off_run]
+            us_after = [us_off[i + 1] for i in runs.off_run if i + 1 < len(us_off)]
+            print(f"| requests/s (nginx + {client} -c{a.connections}{kind}, loopback, {what}) "
+                  f"| {statistics.median(off):.0f} | {statistics.median(runs.rate):.0f} "
+                  f"| {ratio_summary(before, runs.rate, after=after)} |")
+            print(f"| CPU time per request, whole machine (us) | {statistics.median(us_off):.2f} "
+                  f"| {statistics.median(runs.us):.2f} "
+                  f"| {ratio_summary(us_before, runs.us, cost=True, after=us_after)} |")
+            print(f"exporter CPU: {statistics.median(runs.cpu_per_10k):.3f} cores per 10,000 requests/s; requests "
+                  f"not counted ({'nginx' if a.server_only else client}'s side): {runs.lost}")
+        if name in program_ns:
+            progs = program_ns[name]
+            print(f"{what}: BPF programs' own time per request {sum(progs.values()):.0f} ns ("
+                  + ", ".join(f"{prog} {ns:.0f}" for prog, ns in sorted(progs.items(), key=lambda x: -x[1])) + ")")
+
 
 if __name__ == "__main__":
     main()
