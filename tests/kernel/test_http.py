@@ -225,6 +225,35 @@ def test_slow_response_latency_agrees_with_curl(exporter: Exporter) -> None:
     assert SLOW_DELAY <= server_mean < SLOW_DELAY + 0.01
 
 
+def test_a_duration_runs_between_the_calls_not_the_data_arriving(exporter: Exporter) -> None:
+    """A call's time is the socket's TCP clock as the call set it: a request left waiting in the
+    server's socket is timed from the server's read, and a response left waiting in the client's
+    socket ends at the client's read."""
+    wait_request, serve, wait_response = 0.3, 0.2, 0.25
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname(), timeout=5) as client:
+        server, _ = listener.accept()
+        with server:
+            request = b"GET /waited HTTP/1.1\r\nHost: clock.test\r\n\r\n"
+            client.sendall(request)
+            time.sleep(wait_request)  # the request waits in the server's socket
+            assert server.recv(1024) == request
+            time.sleep(serve)
+            response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            server.sendall(response)
+            time.sleep(wait_response)  # the response waits in the client's socket
+            assert client.recv(1024) == response
+    labels = {"server_address": "clock.test", "http_route": "/waited"}
+    assert client_count(exporter, 1, "python", **labels) == 1
+    assert exporter.wait_for("http_server_request_duration_seconds_count", 1, process_executable_name="python",
+                             **labels) == 1
+    server = exporter.value("http_server_request_duration_seconds_sum", process_executable_name="python", **labels)
+    assert serve <= server < serve + 0.02, server
+    whole = wait_request + serve + wait_response
+    client = exporter.value("http_client_request_duration_seconds_sum", process_executable_name="python", **labels)
+    assert whole <= client < whole + 0.02, client
+
+
 def test_ids_in_paths_fold_into_one_route(exporter: Exporter) -> None:
     urls = [f"{BASE}/users/123/orders/9f1c2e3d4a5b6c7d?page=2",
             f"{BASE}/users/456/orders/550e8400-e29b-41d4-a716-446655440000",
