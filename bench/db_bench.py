@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -34,8 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from paired import BusyCpu, ratio_summary  # noqa: E402
+from scraped import ScrapedExporter  # noqa: E402
 
-from tests.kernel.harness import free_port  # noqa: E402
 from tests.kernel.servers import postgres, redis_server  # noqa: E402
 
 PG_SCRIPT = """\\set aid random(1, 10000)
@@ -51,39 +50,6 @@ def counted(url: str, comm: str, ops: tuple[str, ...] = ()) -> float:
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == "db_client_operation_duration_seconds_count"
                and s.labels.get("process_executable_name") == comm and s.labels.get("db_operation_name") in ops)
-
-
-class Exporter:
-    def __init__(self, only_l7: bool) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
-        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}",
-                "--config.set", "Common.DropLocalConnections=false"]
-        if only_l7:
-            for item in ("Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"):
-                argv += ["--config.set", item]
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while True:
-            try:
-                counted(self.url, "")
-                break
-            except OSError:
-                time.sleep(0.2)
-        self.stop = threading.Event()
-        self.scraper = threading.Thread(target=self._scrape)
-        self.scraper.start()
-
-    def _scrape(self) -> None:
-        """As Prometheus would: the exporter renders the page; parsing it is Prometheus' work, elsewhere."""
-        while not self.stop.wait(1.0):
-            with urllib.request.urlopen(self.url, timeout=10) as r:
-                r.read()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.scraper.join()
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def redis_run(port: int, n: int, pipeline: int) -> tuple[float, int]:
@@ -113,6 +79,9 @@ def compare(name: str, rounds: int, only_l7: bool, run: Callable[[], tuple[float
     us_on: list[float] = []
     lost = 0
     meter = BusyCpu()
+    settings = ["Common.DropLocalConnections=false"]
+    if only_l7:
+        settings += ["Netflow.Enabled=false", "Dns.Enabled=false", "Bash.Enabled=false"]
 
     def measured(rates: list[float], us: list[float]) -> int:
         meter.start()
@@ -123,14 +92,11 @@ def compare(name: str, rounds: int, only_l7: bool, run: Callable[[], tuple[float
 
     for r in range(rounds):
         measured(off, us_off)
-        exp = Exporter(only_l7)
-        try:
+        with ScrapedExporter(settings) as exp:
             before = counted(exp.url, comm, ops)
             made = measured(on, us_on)
             time.sleep(2.5)
             lost += made - int(counted(exp.url, comm, ops) - before)
-        finally:
-            exp.close()
         print(f"{name} round {r}: off {off[-1]:.0f}/s {us_off[-1]:.2f} us/op, on {on[-1]:.0f}/s {us_on[-1]:.2f} us/op",
               file=sys.stderr)
     measured(off, us_off)  # every ON run between two OFF runs (bench/paired.py)

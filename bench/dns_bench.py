@@ -18,6 +18,7 @@ Needs root, unbound, dnsperf. Prints a table; exit status 0 whatever the figures
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import socket
@@ -25,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -35,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired import BusyCpu, ratio_summary
+from scraped import ScrapedExporter, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -44,12 +45,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 NAMES = [("a.perf.test", "A"), ("b.perf.test", "A"), ("nx.perf.test", "A")]
 RECORDS = {"a.perf.test": "192.0.2.1", "b.perf.test": "192.0.2.2"}
 TIMEOUT = 5  # Dns.Timeout (the default) and dnsperf's -t
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dnsperf(port: int, datafile: Path, seconds: float) -> tuple[int, dict[str, int], int]:
@@ -100,12 +95,6 @@ def lookups(url: str, **labels: str) -> dict[str, float]:
     return out
 
 
-def scrape_every_second(url: str, stop: threading.Event) -> None:
-    """As Prometheus would: the exporter's cost includes turning its series into text."""
-    while not stop.wait(1.0):
-        lookups(url)
-
-
 class Runs:
     """Rates of the OFF and ON runs of one workload, and the machine's CPU time per unit of work."""
 
@@ -130,8 +119,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=4.0)
     a = p.parse_args()
-    port, web = free_port(), free_port()
-    url = f"http://127.0.0.1:{web}/metrics"
+    port = free_port()
     work = Path(tempfile.mkdtemp(prefix="dns-bench-"))
     datafile = work / "queries.txt"
     datafile.write_text("".join(f"{n} {t}\n" for n, t in NAMES))
@@ -139,18 +127,18 @@ def main() -> None:
     perf, single, dd = Runs(), Runs(), Runs()
     exporter_cpu: list[float] = []  # exporter CPU seconds per 10,000 dnsperf lookups
     wrong: list[str] = []
-    exp = None
-    stop = threading.Event()
 
-    def dnsperf_run(on: bool) -> tuple[float, float]:
-        before_cpu = cpu_s(exp.pid) if on and exp else 0.0
-        before_asked = lookups(url, process_executable_name="dnsperf", dnsflow_direction="outgoing") if on else {}
-        before_served = sum(lookups(url, process_executable_name="unbound").values()) if on else 0.0
+    def dnsperf_run(exp: ScrapedExporter | None) -> tuple[float, float]:
+        """dnsperf's queries and seconds; with the exporter, its counts checked against dnsperf's and unbound's."""
+        url = exp.url if exp else ""
+        before_cpu = cpu_s(exp.pid) if exp else 0.0
+        before_asked = lookups(url, process_executable_name="dnsperf", dnsflow_direction="outgoing") if exp else {}
+        before_served = sum(lookups(url, process_executable_name="unbound").values()) if exp else 0.0
         before_queries = server.stats()["total.num.queries"]
         began = time.monotonic()
         completed, codes, lost = dnsperf(port, datafile, a.seconds)
         seconds = time.monotonic() - began
-        if on and exp:
+        if exp:
             exporter_cpu.append((cpu_s(exp.pid) - before_cpu) / completed * 10_000)
             expected = dict(codes) | ({"TIMEOUT": lost} if lost else {})
             deadline = time.monotonic() + TIMEOUT + 5
@@ -172,27 +160,10 @@ def main() -> None:
     try:
         for r in range(a.rounds + 1):
             for on in ((False, True) if r < a.rounds else (False,)):
-                if on:
-                    exp = subprocess.Popen([sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}",
-                                            "--config.set", f"Dns.Ports=[53,{port}]"], cwd=REPO_ROOT,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    while True:
-                        try:
-                            lookups(url)
-                            break
-                        except OSError:
-                            time.sleep(0.2)
-                    stop = threading.Event()
-                    scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
-                    scraper.start()
-                measured(perf, on, lambda on=on: dnsperf_run(on))
-                measured(single, on, lambda: (one_at_a_time(port, a.seconds), a.seconds))
-                measured(dd, on, syscalls)
-                if on and exp:
-                    stop.set()
-                    scraper.join()
-                    exp.terminate()
-                    exp.wait()
+                with ScrapedExporter([f"Dns.Ports=[53,{port}]"]) if on else contextlib.nullcontext() as exp:
+                    measured(perf, on, lambda: dnsperf_run(exp))
+                    measured(single, on, lambda: (one_at_a_time(port, a.seconds), a.seconds))
+                    measured(dd, on, syscalls)
                 print(f"round {r} {'on' if on else 'off'}: dnsperf {perf.rate[on][-1]:.0f}/s, one at a time "
                       f"{single.rate[on][-1]:.0f}/s, dd {dd.rate[on][-1]:.0f} calls/s", file=sys.stderr)
     finally:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from scraped import ScrapedExporter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # name -> (settings, environment); the exchanges are checked in each configuration that parses HTTP
@@ -96,37 +96,6 @@ def exchanges_counted(url: str) -> tuple[float, float]:
     return seen["client"], seen["server"]
 
 
-class Exporter:
-    """The exporter in one configuration, for the length of a `with` block."""
-
-    def __init__(self, settings: list[str], env: dict[str, str]) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/metrics"
-        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
-                "--config.set", "Common.DropLocalConnections=false"]
-        for item in settings:
-            argv += ["--config.set", item]
-        self.process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, **env})
-
-    def __enter__(self) -> Exporter:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                exchanges_counted(self.url)
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("exchange_cost: the exporter did not start") from None
-                time.sleep(0.2)
-
-    def __exit__(self, *_exc: object) -> None:
-        self.process.terminate()
-        self.process.wait()
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=5)
@@ -156,7 +125,7 @@ def main() -> None:
         for r in range(a.rounds):
             for name, (settings, env) in CONFIGURATIONS.items():
                 off.append(fastest(binary, a.exchanges, a.runs))
-                with Exporter(settings, env) as exporter:
+                with ScrapedExporter(["Common.DropLocalConnections=false", *settings], env, scrape=False) as exporter:
                     fastest(binary, a.exchanges // 10, 1)  # series exist from here on
                     time.sleep(2.5)  # the kernel tables are read once a second
                     before = exchanges_counted(exporter.url)

@@ -17,7 +17,8 @@ Each run also gives the whole machine's CPU time per request (/proc/stat, steal 
 shared virtual machine the rate follows the neighbours, the CPU time per request much less, so its
 OFF/ON ratio is the steadier figure of what the exporter costs a CPU-bound workload. With
 --programs, one more ON run of each configuration reads the kernel's own run time of each BPF
-program (kernel.bpf_stats_enabled) per request: the neighbours move it least of all.
+program (kernel.bpf_stats_enabled) per request: it moves with the machine's pace too, but between runs
+of one stretch by a few percent, so objects alternated run for run compare well.
 
     .venv/bin/python bench/http_bench.py [--rounds N] [--seconds S] [--connections C] [--only-l7 | --compare]
         [--programs] [--server-only] [--tls] [--h2] [--set KEY=VALUE]...
@@ -30,12 +31,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -44,8 +43,8 @@ from pathlib import Path
 from exchange_cost import STATS, program_times
 from paired import BusyCpu, ratio_summary
 from prometheus_client.parser import text_string_to_metric_families
+from scraped import ScrapedExporter, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROUTE = "/bench.html"
 NGINX_CONF = """
@@ -82,12 +81,6 @@ class Runs:
     us: list[float] = field(default_factory=list)
     cpu_per_10k: list[float] = field(default_factory=list)
     lost: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_s(pid: int) -> float:
@@ -130,13 +123,6 @@ def counted(url: str, server: bool, client: str) -> float:
                and s.labels.get("process_executable_name") == comm and s.labels.get("http_response_status_code"))
 
 
-def scrape_every_second(url: str, stop: threading.Event) -> None:
-    """As Prometheus would: the exporter renders the page; parsing it is Prometheus' work, elsewhere."""
-    while not stop.wait(1.0):
-        with urllib.request.urlopen(url, timeout=10) as r:
-            r.read()
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=9)
@@ -152,11 +138,11 @@ def main() -> None:
     p.add_argument("--h2", action="store_true", help="HTTP/2, driven by h2load -m10 (over TLS with --tls)")
     p.add_argument("--programs", action="store_true",
                    help="then one more ON run of each configuration for the kernel's own time of each BPF program "
-                        "per request (kernel.bpf_stats_enabled): the steadiest figure of the kernel side")
+                        "per request (kernel.bpf_stats_enabled)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the ON runs (repeatable)")
     a = p.parse_args()
-    port, web = free_port(), free_port()
+    port = free_port()
     root = Path(tempfile.mkdtemp(prefix="http-bench-"))
     (root / ROUTE.lstrip("/")).write_text("<html>bench</html>\n" * 20)
     if a.tls:
@@ -188,38 +174,21 @@ def main() -> None:
     def run_on(name: str, settings: list[str], programs: dict[str, float] | None = None) -> None:
         """One run with the exporter in this configuration. With `programs`, the kernel's own run time of
         each BPF program (kernel.bpf_stats_enabled) per request instead, in that dict, and no rates."""
-        url = f"http://127.0.0.1:{web}/metrics"
-        argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{web}"]
-        for item in settings:
-            argv += ["--config.set", item]
-        exp = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while True:
-            try:
-                counted(url, a.server_only, client)
-                break
-            except OSError:
-                time.sleep(0.2)
-        stop = threading.Event()
-        scraper = threading.Thread(target=scrape_every_second, args=(url, stop))
-        scraper.start()
-        before_cpu, before = cpu_s(exp.pid), counted(url, a.server_only, client)
-        if programs is not None:
-            STATS.write_text("1")
-            start = program_times()
-        try:
-            n, rate, us = run()
-        finally:
+        with ScrapedExporter(settings) as exp:
+            before_cpu, before = cpu_s(exp.pid), counted(exp.url, a.server_only, client)
             if programs is not None:
-                end = program_times()
-                STATS.write_text("0")
-        spent = cpu_s(exp.pid) - before_cpu
-        time.sleep(2.5)
-        runs = on[name]
-        runs.lost += n - int(counted(url, a.server_only, client) - before)
-        stop.set()
-        scraper.join()
-        exp.terminate()
-        exp.wait()
+                STATS.write_text("1")
+                start = program_times()
+            try:
+                n, rate, us = run()
+            finally:
+                if programs is not None:
+                    end = program_times()
+                    STATS.write_text("0")
+            spent = cpu_s(exp.pid) - before_cpu
+            time.sleep(2.5)
+            runs = on[name]
+            runs.lost += n - int(counted(exp.url, a.server_only, client) - before)
         if programs is not None:
             for prog, (calls, ns) in end.items():
                 spent_ns = ns - start.get(prog, (0, 0))[1]
