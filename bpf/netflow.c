@@ -217,14 +217,6 @@ static __always_inline struct netflow_stats *flow_stats_get(const struct netflow
 
 #define barrier() asm volatile("" ::: "memory")
 
-/* The socket as a struct tcp_sock whose fields are read by plain loads (the kernel makes each a
- * fault-safe load): a BPF_CORE_READ is a helper call, ~50-100 ns each on kernels with return
- * thunks, and the walk reads a dozen fields of every socket. */
-static __always_inline struct tcp_sock *tcp_of(struct sock *sk)
-{
-	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-}
-
 /* What the socket's application has written so far, as a 64-bit count: bytes acknowledged, plus
  * those written but not yet acknowledged. The FIN takes one sequence number: past ST_SENT_DONE
  * this is not read again. Read in this order, a race with an acknowledgement can only make it

@@ -149,6 +149,14 @@ struct netobs_syscall {
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
+/* The socket as a struct tcp_sock whose fields are read by plain loads (the kernel makes each a
+ * fault-safe load): a BPF_CORE_READ is a helper call, ~50-100 ns each on kernels with return
+ * thunks, and netflow's walk reads a dozen fields of every socket, l7 its clock on every call. */
+static __always_inline struct tcp_sock *tcp_of(struct sock *sk)
+{
+	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+}
+
 /* task_pt_regs(task) - task->stack: where a task's saved user registers are on its kernel stack, a
  * constant of the kernel's build (THREAD_SIZE, less its padding and the registers' size). Learned
  * from the first call of bpf_task_pt_regs; 0 until then. */
