@@ -125,6 +125,9 @@ static __always_inline void on_socket_call(struct sock *sk, int ret, bool sent)
 		l7_sock_io(sk, ret, sent);
 }
 
+/* bench/floor.bpf.c builds this object with socket programs of its own: the cost floors of
+ * docs/benchmarks.md. */
+#ifndef NETOBS_BENCH_PROGRAMS
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
 {
@@ -158,6 +161,7 @@ int BPF_PROG(sock_destroy, struct sock *sk)
 		netflow_destroy(sk);
 	return 0;
 }
+#endif
 
 /* ---------------------------------------------------------------- unconnected UDP peers */
 

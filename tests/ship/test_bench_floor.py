@@ -1,0 +1,40 @@
+"""bench/floor.bpf.c, the two floors bench/churn_floor.py measures the socket programs against, still
+builds from the socket object's code, and holds the same programs and maps under the same names, so
+that the exporter loads either build as its own."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARCH = {"x86_64": "x86", "aarch64": "arm64"}[platform.machine()]
+
+
+def sections(obj: Path) -> set[str]:
+    """The object's program and map sections."""
+    out = subprocess.run(["llvm-objdump", "--section-headers", str(obj)], capture_output=True, text=True,
+                         check=True).stdout
+    names = {m[1] for m in re.finditer(r"^\s*\d+\s+(\S+)", out, re.M)}
+    return {n for n in names if n.startswith(("tp_btf/", "iter/", "cgroup/", "uprobe", "uretprobe", ".maps"))}
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("objects")
+    subprocess.run(["make", "-s", "bpf", f"BPF_OUT={out}"], cwd=REPO, check=True)
+    return out / "sockets.bpf.o"
+
+
+@pytest.mark.parametrize("floor", ["FLOOR_NOTHING", "FLOOR_LEAST"])
+def test_a_floor_builds_with_the_programs_of_the_real_object(floor: str, real: Path, tmp_path: Path) -> None:
+    obj = tmp_path / "sockets.bpf.o"
+    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{ARCH}", f"-D{floor}", "-Wall", "-Werror",
+                    "-Ibpf", "-Ibpf/include", f"-Ibpf/include/{ARCH}", "-c", "bench/floor.bpf.c", "-o", str(obj)],
+                   cwd=REPO, check=True)
+    assert {"tp_btf/sock_send_length", "tp_btf/inet_sock_set_state"} <= sections(obj)
+    assert sections(obj) == sections(real)
