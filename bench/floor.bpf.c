@@ -15,7 +15,8 @@
  * It leaves out what the real programs must do besides, so it is a lower bound: the owner taken at
  * connect(2) (here the flow is whichever process runs the close), failed connections, RTT samples,
  * the baselines of connections open before start-up, the count of calls looked at before L7 gives
- * up, DNS over TCP. UDP and other sockets go through the real per-call code. */
+ * up, DNS over TCP. UDP and other sockets go through the real per-call code. Each part runs if its
+ * feature is on, as in the real object: with Common.ProtocolProcess=false, netflow's alone. */
 #define NETOBS_BENCH_PROGRAMS /* bpf/sockets.bpf.c leaves its socket programs to this file */
 #include "sockets.bpf.c"
 
@@ -73,8 +74,10 @@ static __always_inline void floor_call(struct sock *sk, int ret, bool sent)
 #ifdef FLOOR_LEAST
 	__u16 family = sk->__sk_common.skc_family;
 
-	if (sk->sk_protocol == IPPROTO_TCP && (family == AF_INET || family == AF_INET6))
-		least_look(sk, ret, sent);
+	if (sk->sk_protocol == IPPROTO_TCP && (family == AF_INET || family == AF_INET6)) {
+		if (l7_enabled)
+			least_look(sk, ret, sent);
+	}
 	else
 		on_socket_call(sk, ret, sent);
 #endif
@@ -99,7 +102,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
 #ifdef FLOOR_LEAST
-	if (sk->sk_protocol == IPPROTO_TCP)
+	if (netflow_enabled && sk->sk_protocol == IPPROTO_TCP)
 		least_close(sk, oldstate, newstate);
 #endif
 	return 0;

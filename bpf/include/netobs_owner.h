@@ -86,26 +86,33 @@ static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 c
 	bpf_map_update_elem(&netobs_cgroups, &cgroup_id, n, BPF_ANY);
 }
 
-/* The current process's start, and its cgroup in *cgroup_id, whose names it records. */
-static __always_inline __u64 netobs_current_identity(__u64 *cgroup_id)
+/* A running task's process start, and its cgroup in *cgroup_id (what bpf_get_current_cgroup_id gives
+ * the current task), whose names it records. `task` is a BTF pointer (bpf_get_current_task_btf):
+ * plain loads, no helper call. */
+static __always_inline __u64 netobs_task_identity(struct task_struct *task, __u64 *cgroup_id)
 {
-	struct task_struct *task = bpf_get_current_task_btf(); /* a BTF pointer: plain loads */
-	__u64 id = bpf_get_current_cgroup_id();
+	__u64 id = task->cgroups->dfl_cgrp->kn->id;
 
 	*cgroup_id = id;
 	netobs_cgroup_seen(task, id);
 	return task->group_leader->start_boottime / NETOBS_CLOCK_TICK_NS;
 }
 
-/* The current process as user space will attribute it; records its cgroup's names. */
+/* The current process's start, and its cgroup in *cgroup_id, whose names it records. */
+static __always_inline __u64 netobs_current_identity(__u64 *cgroup_id)
+{
+	return netobs_task_identity(bpf_get_current_task_btf(), cgroup_id);
+}
+
+/* The current process as user space will attribute it; records its cgroup's names. One helper call:
+ * the rest are loads through the task's BTF pointer. */
 static __always_inline void netobs_current_owner(struct netobs_owner *o)
 {
-	__u64 cgroup_id;
+	struct task_struct *task = bpf_get_current_task_btf();
 
-	o->pid = bpf_get_current_pid_tgid() >> 32;
-	o->start = netobs_current_identity(&cgroup_id);
-	o->cgroup_id = cgroup_id;
-	current_process_name(&o->comm);
+	o->pid = task->tgid;
+	task_process_name(task, &o->comm);
+	o->start = netobs_task_identity(task, &o->cgroup_id);
 }
 
 /* A task's process, as netobs_current_owner takes the current one (for iterators, which run in user

@@ -82,11 +82,17 @@ static __always_inline bool addr_is_loopback(const __u8 *a, __u16 family)
 	return false;
 }
 
-/* The process (thread-group leader) name: a worker thread's own name would split series. */
+/* The process (thread-group leader) name: a worker thread's own name would split series. Plain loads
+ * through the task's BTF pointer, no helper call (each call returns through this kernel's return
+ * thunk); the kernel keeps comm padded with NULs. */
+static __always_inline void task_process_name(struct task_struct *task, char (*buf)[16])
+{
+	__builtin_memcpy(buf, task->group_leader->comm, 16);
+}
+
 static __always_inline void current_process_name(char (*buf)[16])
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	BPF_CORE_READ_STR_INTO(buf, task, group_leader, comm);
+	task_process_name(bpf_get_current_task_btf(), buf);
 }
 
 /* The system call numbers of the calls that move socket data from user buffers, and where a call's
