@@ -34,12 +34,8 @@ static __always_inline void least_look(struct sock *sk, int ret, bool sent)
 	if (sent ? (__u64)(__u32)(tp->write_seq - tp->snd_una) + tp->bytes_acked > (__u64)ret + 1
 		 : tp->bytes_received > (__u64)ret)
 		return;
-	w = get_work();
-	if (!w)
-		return;
-	io_start(&w->io, (__u64)sk, ret, 0, 0);
-	w->io.now = tcp_call_time(sk);
-	if (fill(&w->p, &w->io) && detect(&w->p, sent, &client))
+	w = call_start(sk, ret);
+	if (w && fill(&w->p, &w->io) && detect(&w->p, sent, &client))
 		w->io.gathered++; /* keeps the detection's result used */
 }
 

@@ -308,6 +308,19 @@ static __always_inline __u64 tcp_call_time(struct sock *sk)
 	return now ? now : bpf_ktime_get_ns();
 }
 
+/* The work area, set up for a TCP socket call that moved `ret` bytes: where its data is is looked up
+ * when first needed, its time is the socket's clock. */
+static __always_inline struct l7_work *call_start(struct sock *sk, int ret)
+{
+	struct l7_work *w = get_work();
+
+	if (!w)
+		return NULL;
+	io_start(&w->io, (__u64)sk, ret, 0, 0);
+	w->io.now = tcp_call_time(sk);
+	return w;
+}
+
 static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 {
 	struct l7_work *w;
@@ -339,11 +352,9 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 			return;
 		}
 	}
-	w = get_work();
+	w = call_start(sk, ret);
 	if (!w)
 		return;
-	io_start(&w->io, (__u64)sk, ret, 0, 0);
-	w->io.now = tcp_call_time(sk);
 	if (!c) {
 		if (!track(sk, &w->io, sent))
 			return;
