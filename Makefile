@@ -8,8 +8,9 @@ BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRC))
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/include -Ibpf/include/$(ARCH)
 ARGS ?=
+FLOOR_OUT ?= /tmp/netobs-floors
 
-.PHONY: all setup setup-test setup-bench bpf run test test-unit test-kernel test-ship lint bench bench-scale fuzz check-config vmlinux vmlinux-arm64 clean ship-files
+.PHONY: all setup setup-test setup-bench bpf floors run test test-unit test-kernel test-ship lint bench bench-scale fuzz check-config vmlinux vmlinux-arm64 clean ship-files
 
 all: bpf
 
@@ -29,6 +30,15 @@ $(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/*.c bpf/include/*.h) bpf/
 	@mkdir -p $(@D)
 	clang $(BPF_CFLAGS) -c $< -o $@
 	llvm-strip -g --keep-section=.BTF --keep-section=.BTF.ext $@ 2>/dev/null || true
+
+# bench/floor.bpf.c's two builds of the socket object, for bench/churn_floor.py: FLOOR_OUT/nothing and
+# FLOOR_OUT/least, each a sockets.bpf.o beside the real bash.bpf.o.
+floors: $(BPF_OUT)/bash.bpf.o
+	@for floor in nothing least; do \
+		mkdir -p $(FLOOR_OUT)/$$floor && \
+		clang $(BPF_CFLAGS) -Ibpf -DFLOOR_$${floor^^} -c bench/floor.bpf.c -o $(FLOOR_OUT)/$$floor/sockets.bpf.o && \
+		cp $(BPF_OUT)/bash.bpf.o $(FLOOR_OUT)/$$floor/ || exit 1; \
+	done
 
 run: setup
 	@$(MAKE) --no-print-directory bpf

@@ -5,7 +5,7 @@ reads them back and closes, against a Python server, as fast as it can), and the
 machine's busy CPU time per connection, OFF/ON. The exporter runs in its default configuration
 (loopback counted), scraped every second, with one of three builds of its socket programs:
 
-- "return at once": the socket programs do nothing (bench/floor.bpf.c -DFLOOR_NOTHING);
+- "return at once": the socket programs do nothing (bench/floor.bpf.c -DFLOOR_NOTHING, `make floors`);
 - "least exact work": the least any design must do to count each short connection exactly and
   find out its protocol (bench/floor.bpf.c -DFLOOR_LEAST says what that is, and what it leaves out);
 - "the exporter's": exporter/bpf/objects, as `make bpf` built them.
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,8 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from netflow_bench import Exporter, connection_rate, git_commit
+from netflow_bench import connection_rate, git_commit
 from paired import ratio_summary
+from scraped import ScrapedExporter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OBJECTS = REPO_ROOT / "exporter/bpf/objects"
@@ -42,18 +42,9 @@ SOCKET_PROGRAMS = ("sock_send", "sock_recv", "sock_state", "sock_destroy")
 
 
 def build_floors(workdir: Path) -> dict[str, Path]:
-    """The two floor builds of the socket object, each in a directory with the real bash object."""
-    arch = {"x86_64": "x86", "aarch64": "arm64"}[platform.machine()]
-    builds = {}
-    for label, define in (("return at once", "FLOOR_NOTHING"), ("least exact work", "FLOOR_LEAST")):
-        out = workdir / define.lower()
-        out.mkdir()
-        subprocess.run(["clang", "-g", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", f"-D{define}", "-Wall",
-                        "-Werror", "-Ibpf", "-Ibpf/include", f"-Ibpf/include/{arch}", "-c", "bench/floor.bpf.c",
-                        "-o", str(out / "sockets.bpf.o")], cwd=REPO_ROOT, check=True)
-        shutil.copy(OBJECTS / "bash.bpf.o", out)
-        builds[label] = out
-    return builds
+    """The two floor builds of the socket object (`make floors`), by label."""
+    subprocess.run(["make", "-s", "floors", f"FLOOR_OUT={workdir}"], cwd=REPO_ROOT, check=True)
+    return {"return at once": workdir / "nothing", "least exact work": workdir / "least"}
 
 
 def program_times() -> dict[str, tuple[int, int]]:
@@ -91,23 +82,18 @@ def main() -> int:
         programs: dict[str, dict[str, float]] = {}
 
         def run_on(label: str, stats: bool = False) -> None:
-            os.environ["NETOBS_BPF_OBJECTS"] = str(builds[label])
-            try:
-                with Exporter(a.set) as exporter:
-                    exporter.wait_ready()
-                    exporter.start_scraping()
-                    time.sleep(1)
+            with ScrapedExporter(["Common.DropLocalConnections=false", *a.set],
+                                 env={"NETOBS_BPF_OBJECTS": str(builds[label])}):
+                time.sleep(1)
+                if stats:
+                    STATS.write_text("1")
+                    start = program_times()
+                try:
+                    us, n = churn(a.seconds)
+                finally:
                     if stats:
-                        STATS.write_text("1")
-                        start = program_times()
-                    try:
-                        us, n = churn(a.seconds)
-                    finally:
-                        if stats:
-                            end = program_times()
-                            STATS.write_text("0")
-            finally:
-                del os.environ["NETOBS_BPF_OBJECTS"]
+                        end = program_times()
+                        STATS.write_text("0")
             if stats:
                 programs[label] = {name: (ns - start.get(name, (0, 0))[1]) / n for name, (_, ns) in end.items()}
                 return
