@@ -10,11 +10,15 @@ machine's busy CPU time per connection, OFF/ON. The exporter runs in its default
   find out its protocol (bench/floor.bpf.c -DFLOOR_LEAST says what that is, and what it leaves out);
 - "the exporter's": exporter/bpf/objects, as `make bpf` built them.
 
+--build LABEL=DIR adds a build: objects built elsewhere, say from an earlier commit, to compare
+with the exporter's in the same run; --no-floors leaves the two floors out.
+
 The runs go OFF, ON (first build), OFF, ON (second build), ... OFF: each ON run stands between two
 OFF runs of its own (bench/paired.py). --programs adds one run of each build with
 kernel.bpf_stats_enabled: the programs' own run time per connection.
 
     .venv/bin/python bench/churn_floor.py [--rounds N] [--seconds S] [--programs] [--set KEY=VALUE]...
+        [--build LABEL=DIR]... [--no-floors]
 
 Needs root and clang; run it on a machine doing nothing else."""
 
@@ -69,13 +73,24 @@ def main() -> int:
                    help="then one more run of each build for the programs' own time per connection (bpf_stats)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the exporter (repeatable)")
+    p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
+                   help="a further build of the objects to run, from DIR (repeatable)")
+    p.add_argument("--no-floors", dest="floors", action="store_false", help="leave the two floors out")
     a = p.parse_args()
+    extra: dict[str, Path] = {}
+    for item in a.build:
+        label, _, directory = item.partition("=")
+        if not label or not (Path(directory) / "sockets.bpf.o").exists():
+            print(f"churn_floor: --build {item}: wants LABEL=DIR, DIR holding sockets.bpf.o", file=sys.stderr)
+            return 2
+        extra[label] = Path(directory)
     if not (OBJECTS / "sockets.bpf.o").exists():
         print("churn_floor: build the objects first (make bpf)", file=sys.stderr)
         return 2
     commit = git_commit()
     with tempfile.TemporaryDirectory(prefix="churn-floor-") as tmp:
-        builds = {**build_floors(Path(tmp)), "the exporter's": OBJECTS}
+        floors = build_floors(Path(tmp)) if a.floors else {}
+        builds = {**floors, **extra, "the exporter's": OBJECTS}
         off: list[float] = []
         on: dict[str, list[float]] = {label: [] for label in builds}
         before: dict[str, list[int]] = {label: [] for label in builds}  # the OFF run before each ON run
