@@ -4,8 +4,10 @@
  * TCP costs nothing per socket call. Its figures are the kernel's own per-socket accounting
  * (struct tcp_sock: bytes acknowledged and received, sequence numbers, segments, retransmissions,
  * smoothed RTT), added to the socket's flow as deltas against baselines kept per socket:
- * - at each TCP state change (inet_sock_set_state: connect, accept, FIN, close), so that a
- *   connection opened and closed between two reads is exact;
+ * - when the connection closes (TCP_CLOSE) and when the socket is released, so that a connection
+ *   opened and closed between two reads is exact. The state changes before that only keep the
+ *   socket's baselines (at connect and accept), its owner (at connect and close(2)) and what it
+ *   wrote when its FIN was queued: a short connection updates its flow once;
  * - when user space reads: it first runs `collect_tcp`, an iterator over every open file of every
  *   process (iter/task_file), which brings each TCP socket's flow up to date, whatever its network
  *   namespace, and names the owner of an accepted socket after the process holding it.
@@ -320,9 +322,9 @@ static __always_inline bool tcp_idle(struct sock *sk, const struct netflow_tcp_s
 
 /* Moves what the socket did since the last sync into its flow f. Safe on two CPUs at once: each byte
  * and segment is taken by one of them. RTT is sampled if the socket did something, or at an `event`
- * (a state change). */
-static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *st, struct netflow_stats *f,
-				     bool event)
+ * (a state change). Returns the time it read, or 0: the clock is read once per run. */
+static __always_inline __u64 tcp_sync(struct sock *sk, struct netflow_tcp_state *st, struct netflow_stats *f,
+				      bool event)
 {
 	struct tcp_sock *tp = tcp_of(sk);
 	__u64 written = st->sent_final;
@@ -349,14 +351,14 @@ static __always_inline void tcp_sync(struct sock *sk, struct netflow_tcp_state *
 		__sync_fetch_and_add(&f->packets_received, in);
 	if (retrans)
 		__sync_fetch_and_add(&f->retransmits, retrans);
-	if (!(sent | received | out | in | retrans)) {
-		if (event)
-			tcp_sample_rtt(tp, st, f, bpf_ktime_get_ns());
-		return;
-	}
+	bool moved = sent | received | out | in | retrans;
+	if (!moved && !event)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	tcp_sample_rtt(tp, st, f, now);
-	f->last_seen_ns = now;
+	if (moved)
+		f->last_seen_ns = now;
+	return now;
 }
 
 static __always_inline void tcp_set_owner(struct netflow_tcp_state *st, const struct netobs_owner *o, bool watched)
@@ -402,20 +404,37 @@ static __always_inline void tcp_build_key(struct sock *sk, struct netflow_tcp_st
 		__sync_fetch_and_or(&st->flags, ST_DROPPED);
 }
 
+/* A new entry for a socket, zeroed but for its cookie, to fill in before tcp_state_insert: a
+ * per-CPU scratch value, or NULL. */
+static __always_inline struct netflow_tcp_state *tcp_state_draft(__u64 cookie)
+{
+	__u32 zero = 0;
+	struct netflow_tcp_state *draft = bpf_map_lookup_elem(&tcp_state_template, &zero);
+
+	if (!draft)
+		return NULL;
+	__builtin_memset(draft, 0, sizeof(*draft));
+	draft->cookie = cookie;
+	return draft;
+}
+
+/* The draft becomes the entry of the socket at `key`; false (counted) if the table is full. */
+static __always_inline bool tcp_state_insert(__u64 key, const struct netflow_tcp_state *draft)
+{
+	if (bpf_map_update_elem(&tcp_socks, &key, draft, BPF_ANY)) {
+		netobs_count(&netflow_lost, NETFLOW_LOST_NO_SOCKET_STATE);
+		return false;
+	}
+	return true;
+}
+
 /* A new entry for the socket at `key`, zeroed, or NULL (counted) if the table is full. */
 static __always_inline struct netflow_tcp_state *tcp_state_new(__u64 key, __u64 cookie)
 {
-	__u32 zero = 0;
-	struct netflow_tcp_state *tmpl = bpf_map_lookup_elem(&tcp_state_template, &zero);
+	struct netflow_tcp_state *draft = tcp_state_draft(cookie);
 
-	if (!tmpl)
+	if (!draft || !tcp_state_insert(key, draft))
 		return NULL;
-	__builtin_memset(tmpl, 0, sizeof(*tmpl));
-	tmpl->cookie = cookie;
-	if (bpf_map_update_elem(&tcp_socks, &key, tmpl, BPF_ANY)) {
-		netobs_count(&netflow_lost, NETFLOW_LOST_NO_SOCKET_STATE);
-		return NULL;
-	}
 	return bpf_map_lookup_elem(&tcp_socks, &key);
 }
 
@@ -481,13 +500,13 @@ static __always_inline void tcp_account(struct sock *sk, struct netflow_tcp_stat
 			__sync_fetch_and_add(&f->established, 1);
 		__sync_fetch_and_add(&f->active, 1);
 	}
-	tcp_sync(sk, st, f, event);
+	__u64 now = tcp_sync(sk, st, f, event);
 	if (closing && !(st->flags & ST_CLOSED)) {
 		__sync_fetch_and_add(&f->closed, 1);
 		__sync_fetch_and_add(&f->active, -1);
 		__sync_fetch_and_or(&st->flags, ST_CLOSED);
 		__sync_fetch_and_and(&st->flags, ~(__u64)ST_COUNTED);
-		f->last_seen_ns = bpf_ktime_get_ns();
+		f->last_seen_ns = now ?: bpf_ktime_get_ns();
 	}
 }
 
@@ -536,21 +555,29 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	struct netflow_tcp_state *st;
 
+	/* A new connection's entry is written whole, with one map update. */
 	if (newstate == TCP_SYN_SENT) { /* connect(2), in the connecting process */
-		st = tcp_state_new(key, bpf_get_socket_cookie(sk));
+		st = tcp_state_draft(bpf_get_socket_cookie(sk));
 		if (!st)
 			return;
 		st->key.direction = NETFLOW_DIR_OUTGOING;
 		/* the owner's filter verdict, taken in its context: later hooks may run in softirq */
 		tcp_claim_current(st);
+		tcp_state_insert(key, st);
 		return;
 	}
 	st = tcp_state_lookup(key, cookie);
 	if (!st && oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
-		st = tcp_state_new(key, bpf_get_socket_cookie(sk));
+		/* accepted by the kernel, in softirq: its owner is the process that takes it, named at the
+		 * first walk or at its close(2) */
+		st = tcp_state_draft(bpf_get_socket_cookie(sk));
 		if (!st)
 			return;
 		st->key.direction = NETFLOW_DIR_INCOMING;
+		tcp_baseline(sk, st, false);
+		tcp_build_key(sk, st);
+		tcp_state_insert(key, st);
+		return;
 	} else if (!st) {
 		st = tcp_adopt(sk, key, bpf_get_socket_cookie(sk));
 		if (!st)
@@ -558,8 +585,14 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 		if (newstate == TCP_ESTABLISHED)
 			__sync_fetch_and_and(&st->flags, ~(__u64)ST_MIDLIFE); /* it connected just now: a new connection */
 	}
-	if (newstate == TCP_ESTABLISHED && !(st->flags & ST_INIT))
-		tcp_baseline(sk, st, false); /* payload counts from here: the SYN is behind */
+	if (newstate == TCP_ESTABLISHED && !(st->flags & ST_INIT)) {
+		/* Payload counts from here: the SYN is behind. The key is taken now: at TCP_CLOSE the local
+		 * port is already released. The connection itself is counted by the next walk or its close,
+		 * whichever comes first: a short one updates its flow once. */
+		tcp_baseline(sk, st, false);
+		tcp_build_key(sk, st);
+		return;
+	}
 	if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
 		tcp_count_failed(sk, st);
 		return;
@@ -570,8 +603,6 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	struct socket *so = sk->sk_socket;
 	if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
 		tcp_claim_current(st);
-		if (!(st->flags & (ST_COUNTED | ST_CLOSED)))
-			tcp_account(sk, st, false, true);
 		if (st->flags & ST_SENT_DONE)
 			return; /* close(2) after shutdown(2) enters FIN_WAIT1 again, its FIN queued */
 		st->sent_final = tcp_written(tcp_of(sk)); /* what it wrote: the FIN takes a sequence number */
@@ -583,6 +614,10 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	if (so && so->sk != sk)
 		tcp_claim_current(st);
 	tcp_account(sk, st, newstate == TCP_CLOSE, true);
+	/* Closed after close(2) (an orphan): nothing can read or write any more, and the release follows
+	 * at once. Its entry goes now, and the release finds none. */
+	if (newstate == TCP_CLOSE && (sk->__sk_common.skc_flags & (1UL << SOCK_DEAD)))
+		bpf_map_delete_elem(&tcp_socks, &key);
 }
 
 /* The socket is freed (tcp_destroy_sock): what its process read after TCP_CLOSE (data that came
