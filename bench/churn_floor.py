@@ -14,10 +14,11 @@ machine's busy CPU time per connection, OFF/ON. The exporter runs in its default
 with the exporter's in the same run; --no-floors leaves the two floors out.
 
 The runs go OFF, ON (first build), OFF, ON (second build), ... OFF: each ON run stands between two
-OFF runs of its own (bench/paired.py). --programs adds one run of each build with
-kernel.bpf_stats_enabled: the programs' own run time per connection.
+OFF runs of its own (bench/paired.py). --programs [N] then adds N runs of each build (1 if N is
+not given), the builds alternated, with kernel.bpf_stats_enabled: the programs' own run time per
+connection, their median and range. It moves far less than the machine's figure from run to run.
 
-    .venv/bin/python bench/churn_floor.py [--rounds N] [--seconds S] [--programs] [--set KEY=VALUE]...
+    .venv/bin/python bench/churn_floor.py [--rounds N] [--seconds S] [--programs [N]] [--set KEY=VALUE]...
         [--build LABEL=DIR]... [--no-floors]
 
 Needs root and clang; run it on a machine doing nothing else."""
@@ -67,10 +68,11 @@ def churn(seconds: int) -> tuple[float, int]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=10, help="rounds of the machine's figure (0: --programs only)")
     p.add_argument("--seconds", type=int, default=5, help="seconds of churn per run (default 5)")
-    p.add_argument("--programs", action="store_true",
-                   help="then one more run of each build for the programs' own time per connection (bpf_stats)")
+    p.add_argument("--programs", type=int, nargs="?", const=1, default=0, metavar="N",
+                   help="then N more runs of each build (default 1) for the programs' own time per connection "
+                        "(bpf_stats)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a further configuration setting for the exporter (repeatable)")
     p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
@@ -94,7 +96,7 @@ def main() -> int:
         off: list[float] = []
         on: dict[str, list[float]] = {label: [] for label in builds}
         before: dict[str, list[int]] = {label: [] for label in builds}  # the OFF run before each ON run
-        programs: dict[str, dict[str, float]] = {}
+        programs: dict[str, list[float]] = {label: [] for label in builds}
 
         def run_on(label: str, stats: bool = False) -> None:
             with ScrapedExporter(["Common.DropLocalConnections=false", *a.set],
@@ -110,7 +112,7 @@ def main() -> int:
                         end = program_times()
                         STATS.write_text("0")
             if stats:
-                programs[label] = {name: (ns - start.get(name, (0, 0))[1]) / n for name, (_, ns) in end.items()}
+                programs[label].append(sum((ns - start.get(name, (0, 0))[1]) / n for name, (_, ns) in end.items()))
                 return
             before[label].append(len(off) - 1)
             on[label].append(us)
@@ -120,22 +122,28 @@ def main() -> int:
             for label in builds:
                 off.append(churn(a.seconds)[0])
                 run_on(label)
-        off.append(churn(a.seconds)[0])  # every ON run between two OFF runs
-        if a.programs:
+        if a.rounds:
+            off.append(churn(a.seconds)[0])  # every ON run between two OFF runs
+        for _ in range(a.programs):
             for label in builds:
                 run_on(label, stats=True)
 
     print(f"churn_floor: {os.cpu_count()} cores, Linux {platform.release()}, commit {commit}, {a.rounds} rounds "
           f"of {a.seconds} s{''.join(f', {kv}' for kv in a.set)}\n")
     print("| socket programs | us per connection, OFF | ON | machine CPU per connection, OFF/ON |"
-          + (" programs' own time per connection |" if a.programs else ""))
+          + (" programs' own time per connection (runs' range) |" if a.programs else ""))
     print("| --- | ---: | ---: | ---: |" + (" ---: |" if a.programs else ""))
     for label, costs in on.items():
-        ratio = ratio_summary([off[i] for i in before[label]], costs, cost=True,
-                              after=[off[i + 1] for i in before[label]])
-        row = f"| {label} | {statistics.median(off):.1f} | {statistics.median(costs):.1f} | {ratio} |"
-        if label in programs:
-            row += f" {sum(programs[label].values()):,.0f} ns |"
+        if costs:
+            ratio = ratio_summary([off[i] for i in before[label]], costs, cost=True,
+                                  after=[off[i + 1] for i in before[label]])
+            row = f"| {label} | {statistics.median(off):.1f} | {statistics.median(costs):.1f} | {ratio} |"
+        else:  # --rounds 0: the programs' own time only
+            row = f"| {label} | | | |"
+        if programs[label]:
+            own = programs[label]
+            spread = f" ({min(own):,.0f}-{max(own):,.0f})" if len(own) > 1 else ""
+            row += f" {statistics.median(own):,.0f} ns{spread} |"
         print(row)
     return 0
 
