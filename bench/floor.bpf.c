@@ -70,12 +70,10 @@ static __always_inline void floor_call(struct sock *sk, int ret, bool sent)
 #ifdef FLOOR_LEAST
 	__u16 family = sk->__sk_common.skc_family;
 
-	if (sk->sk_protocol == IPPROTO_TCP && (family == AF_INET || family == AF_INET6)) {
-		if (l7_enabled)
-			least_look(sk, ret, sent);
-	}
-	else
+	if (sk->sk_protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
 		on_socket_call(sk, ret, sent);
+	else if (l7_enabled)
+		least_look(sk, ret, sent);
 #endif
 }
 
