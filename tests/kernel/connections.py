@@ -15,8 +15,10 @@ class OpenConnections:
 
     def __init__(self, count: int, keep_listening: bool = False) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < 4 * count:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(hard, 4 * count), 4 * count), hard))
+        needed = (3 if keep_listening else 2) * count + 256  # and what the test process holds besides
+        if soft < needed:
+            assert needed <= hard, f"{count} connections need {needed} open files; the limit is {hard}"
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
         self.sockets: list[socket.socket] = []
         self.ports: list[int] = []
         clients: list[socket.socket] = []
