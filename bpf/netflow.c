@@ -28,6 +28,7 @@
 #include "netobs_filter.h"
 #include "netobs_owner.h"
 #include "netobs_maps.h"
+#include "netobs_slots.h"
 #include "netflow.h"
 
 /* Read-only constants, set by user space before load. */
@@ -105,16 +106,11 @@ struct netflow_tcp_state {
 	__u64 flags; /* ST_*: 64 bits, for the atomic operations of every BPF target */
 };
 
-/* Where the entries are: first a table of slots, indexed by a hash of the socket's address, each taken
- * and freed with one atomic operation. Finding an entry there is a few instructions; a hash map's
- * insert allocates and its delete frees, each under a bucket lock, and each call returns through this
- * kernel's return thunks: they were half of netflow's time per short connection. A socket whose slot
- * another socket holds has its entry in the hash map tcp_socks. */
+/* The entries: in a table of slots first, else in the hash map tcp_socks (bpf/include/netobs_slots.h). */
 #define TCP_SLOT_BITS 14
-#define TCP_SLOT_BUSY 1ULL /* or'ed into the slot's address while its entry is being written */
 
 struct tcp_slot {
-	__u64 sk; /* the socket's address (aligned: its low bit is free); 0: a free slot */
+	__u64 sk; /* the socket's id (netobs_sock_id); 0: a free slot */
 	struct netflow_tcp_state st;
 };
 
@@ -129,17 +125,9 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 262144);
-	__type(key, __u64); /* the struct sock's address */
+	__type(key, __u64); /* the socket's id */
 	__type(value, struct netflow_tcp_state);
 } tcp_socks SEC(".maps");
-
-/* How many entries tcp_socks may hold (never fewer than it does): at 0 nothing looks there. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __s64);
-} tcp_socks_used SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -446,62 +434,17 @@ static __always_inline struct netflow_tcp_state *tcp_state_draft(__u64 cookie)
 	return draft;
 }
 
-/* The socket's address as a number, an entry's key. The verifier refuses arithmetic on a pointer but
- * not the difference of two: this is the socket's distance from a map of this object, the same in
- * every program. */
-static __always_inline __u64 sock_id(const struct sock *sk)
-{
-	__u64 id = (__u64)sk - (__u64)&tcp_slots;
+#define TCP_TABLE &tcp_slots, TCP_SLOT_BITS, &tcp_socks, NETOBS_SLOTS_NETFLOW_TCP
 
-	asm volatile("" : "+r"(id)); /* a number from here on: the compiler must not fold it into a pointer */
-	return id;
-}
-
-static __always_inline struct tcp_slot *tcp_slot_of(__u64 key)
-{
-	__u32 i = (key * 0x9E3779B97F4A7C15ULL) >> (64 - TCP_SLOT_BITS); /* Fibonacci hashing */
-
-	return bpf_map_lookup_elem(&tcp_slots, &i);
-}
-
-static __always_inline __s64 *tcp_socks_count(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&tcp_socks_used, &zero);
-}
-
-/* The draft becomes the entry of the socket at `key` (replacing a stale one), in its slot if that is
- * free, or else in tcp_socks. Returns the entry, or NULL (counted) if tcp_socks is full. */
+/* The draft becomes the entry of the socket at `key` (replacing a stale one). Returns the entry, or
+ * NULL (counted) if there is no room. */
 static __always_inline struct netflow_tcp_state *tcp_state_insert(__u64 key, const struct netflow_tcp_state *draft)
 {
-	struct tcp_slot *slot = tcp_slot_of(key);
-	__s64 *used = tcp_socks_count();
+	struct netflow_tcp_state *st = netobs_slot_put(TCP_TABLE, key, draft, sizeof(*draft));
 
-	if (!slot || !used)
-		return NULL;
-	/* The slot is taken while it is written, so that the walk, which holds no socket lock, never
-	 * reads another socket's entry as this one's. A stale entry of the same address is taken over. */
-	if (__sync_val_compare_and_swap(&slot->sk, 0, key | TCP_SLOT_BUSY) == 0 ||
-	    __sync_val_compare_and_swap(&slot->sk, key, key | TCP_SLOT_BUSY) == key) {
-		slot->st = *draft;
-		__sync_lock_test_and_set(&slot->sk, key);
-		return &slot->st;
-	}
-	/* counted before it is there: a lookup that reads 0 cannot miss it */
-	__sync_fetch_and_add(used, 1);
-	long err = bpf_map_update_elem(&tcp_socks, &key, draft, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		__sync_fetch_and_add(used, -1);
-		err = bpf_map_update_elem(&tcp_socks, &key, draft, BPF_EXIST);
-	} else if (err) {
-		__sync_fetch_and_add(used, -1);
-	}
-	if (err) {
+	if (!st)
 		netobs_count(&netflow_lost, NETFLOW_LOST_NO_SOCKET_STATE);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&tcp_socks, &key);
+	return st;
 }
 
 /* A new entry for the socket at `key`, zeroed, or NULL (counted) if the table is full. */
@@ -512,38 +455,16 @@ static __always_inline struct netflow_tcp_state *tcp_state_new(__u64 key, __u64 
 	return draft ? tcp_state_insert(key, draft) : NULL;
 }
 
-/* The entry goes: the socket is closed for good, or the entry was a stale one. */
-static __always_inline void tcp_state_delete(__u64 key)
-{
-	struct tcp_slot *slot = tcp_slot_of(key);
-	__s64 *used = tcp_socks_count();
-
-	if (slot && slot->sk == key) {
-		__sync_val_compare_and_swap(&slot->sk, key, 0);
-		return;
-	}
-	if (used && *used > 0 && bpf_map_delete_elem(&tcp_socks, &key) == 0)
-		__sync_fetch_and_add(used, -1);
-}
-
 /* The socket's entry; one left by an earlier socket at the same address is dropped. A cookie of 0 is
  * not known yet (a socket the walk adopted before anything asked for its cookie). */
 static __always_inline struct netflow_tcp_state *tcp_state_lookup(__u64 key, __u64 cookie)
 {
-	struct tcp_slot *slot = tcp_slot_of(key);
-	struct netflow_tcp_state *st = NULL;
+	struct netflow_tcp_state *st = netobs_slot_find(TCP_TABLE, key);
 
-	if (slot && slot->sk == key) {
-		st = &slot->st;
-	} else {
-		__s64 *used = tcp_socks_count();
-		if (used && *used > 0)
-			st = bpf_map_lookup_elem(&tcp_socks, &key);
-	}
 	if (!st)
 		return NULL;
 	if (st->cookie != cookie && st->cookie && cookie) {
-		tcp_state_delete(key);
+		netobs_slot_drop(TCP_TABLE, key);
 		return NULL;
 	}
 	if (!st->cookie)
@@ -631,7 +552,7 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
-	__u64 key = sock_id(sk);
+	__u64 key = netobs_sock_id(sk);
 	/* A listener is not a connection; its port makes adopted connections incoming. (A passive child
 	 * is cloned from its listener, so its first transition is LISTEN -> SYN_RECV.) */
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
@@ -713,26 +634,26 @@ static __always_inline void netflow_state_change(struct sock *sk, int oldstate, 
 	/* Closed after close(2) (an orphan): nothing can read or write any more, and the release follows
 	 * at once. Its entry goes now, and the release finds none. */
 	if (newstate == TCP_CLOSE && (sk->__sk_common.skc_flags & (1UL << SOCK_DEAD)))
-		tcp_state_delete(key);
+		netobs_slot_drop(TCP_TABLE, key);
 }
 
 /* The socket is freed (tcp_destroy_sock): what its process read after TCP_CLOSE (data that came
  * before the peer's FIN or reset) reaches the flow, and its entry goes. */
 static __always_inline void netflow_destroy(struct sock *sk)
 {
-	__u64 key = sock_id(sk);
+	__u64 key = netobs_sock_id(sk);
 	struct netflow_tcp_state *st = tcp_state_lookup(key, sk->__sk_common.skc_cookie.counter);
 
 	if (!st)
 		return;
 	tcp_account(sk, st, true, false);
-	tcp_state_delete(key);
+	netobs_slot_drop(TCP_TABLE, key);
 }
 
 /* Without the walk only: each call brings the socket's flow up to date. */
 static __always_inline void tcp_call(struct sock *sk, int ret, bool sent)
 {
-	__u64 key = sock_id(sk);
+	__u64 key = netobs_sock_id(sk);
 	struct netflow_tcp_state *st = tcp_state_lookup(key, sk->__sk_common.skc_cookie.counter);
 
 	if (!st) {
@@ -782,7 +703,7 @@ int collect_tcp(struct bpf_iter__task_file *ctx)
 	__u32 *listeners_only = bpf_map_lookup_elem(&walk_listeners_only, &zero);
 	if (listeners_only && *listeners_only)
 		return 0;
-	__u64 key = sock_id(sk);
+	__u64 key = netobs_sock_id(sk);
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	struct netflow_tcp_state *st = tcp_state_lookup(key, cookie);
 	if (!st) {
