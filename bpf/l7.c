@@ -30,6 +30,7 @@
 #include "netobs_filter.h"
 #include "netobs_owner.h"
 #include "netobs_maps.h"
+#include "netobs_slots.h"
 #include "l7_db.h"
 #include "l7_conn.h"
 
@@ -60,23 +61,40 @@ struct {
 __u64 followed = 0;
 
 /* A TCP socket not followed and not yet decided about: the calls looked at, and which socket it is
- * (an address is reused by later sockets; a cookie never is). A hash, not socket storage: socket
- * storage allocates a socket's first value with memory-cgroup accounting and frees it through RCU
- * when the socket goes, which every short connection paid, followed or not (docs/benchmarks.md).
- * LRU: a socket evicted is looked at again. An entry goes when its socket is decided about or
- * closes. */
+ * (an address is reused by later sockets; a cookie never is). Not socket storage, which allocates a
+ * socket's first value with memory-cgroup accounting and frees it through RCU when the socket goes,
+ * which every short connection paid, followed or not (docs/benchmarks.md): a table of slots, and
+ * behind it an LRU hash, from which a socket evicted is looked at again (bpf/include/netobs_slots.h).
+ * An entry goes when its socket is decided about or closes. */
 struct l7_sniff {
 	__u64 cookie;
 	__u32 tries;
 	__u32 pad;
 };
+
+#define SNIFF_SLOT_BITS 14
+
+struct sniff_slot {
+	__u64 sk; /* the socket's id (netobs_sock_id); 0: a free slot */
+	struct l7_sniff s;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << SNIFF_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct sniff_slot);
+} sniff_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* a list per CPU: no lock shared by every CPU */
 	__uint(max_entries, 65536);
-	__type(key, __u64);         /* the socket's address */
+	__type(key, __u64);         /* the socket's id */
 	__type(value, struct l7_sniff);
 } sniffed SEC(".maps");
+
+#define SNIFF_TABLE &sniff_slots, SNIFF_SLOT_BITS, &sniffed, NETOBS_SLOTS_L7_SNIFFED
 
 /* A socket decided about, never to be looked at again (its first 8 calls were no protocol, or the
  * sampling or Common.DropLocalConnections left it out), or whose data is TLS records: in socket
@@ -149,12 +167,12 @@ static __always_inline void sniff_count(struct sock *sk, __u64 key, struct l7_sn
 {
 	if (s && s->tries + 1 >= L7_SNIFF_TRIES) {
 		bpf_sk_storage_get(&ignored, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		bpf_map_delete_elem(&sniffed, &key);
+		netobs_slot_drop(SNIFF_TABLE, key);
 	} else if (s) {
 		s->tries++;
 	} else {
 		struct l7_sniff fresh = {.cookie = cookie, .tries = 1};
-		bpf_map_update_elem(&sniffed, &key, &fresh, BPF_ANY);
+		netobs_slot_put(SNIFF_TABLE, key, &fresh, sizeof(fresh));
 	}
 }
 
@@ -163,7 +181,7 @@ static __always_inline void sniff_decide(struct sock *sk, __u64 key, struct l7_s
 {
 	bpf_sk_storage_get(&ignored, sk, &verdict, BPF_SK_STORAGE_GET_F_CREATE);
 	if (s)
-		bpf_map_delete_elem(&sniffed, &key);
+		netobs_slot_drop(SNIFF_TABLE, key);
 }
 
 /* Whether Common.Sampling leaves a new connection out. */
@@ -237,9 +255,9 @@ static __always_inline void tls_sock_call(struct sock *sk, __u64 cookie);
  * if it does not. */
 static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 {
-	__u64 key = (__u64)sk;
+	__u64 key = netobs_sock_id(sk);
 	__u64 cookie = sock_cookie(sk);
-	struct l7_sniff *s = bpf_map_lookup_elem(&sniffed, &key);
+	struct l7_sniff *s = netobs_slot_find(SNIFF_TABLE, key);
 	if (s && s->cookie != cookie)
 		s = NULL; /* an earlier socket's */
 	struct l7_work *w = get_work();
@@ -273,9 +291,9 @@ static __always_inline bool track(struct sock *sk, struct l7_io *io, bool sent)
 		return false;
 	}
 	if (s)
-		bpf_map_delete_elem(&sniffed, &key); /* tracked from now on: `conns` has it */
+		netobs_slot_drop(SNIFF_TABLE, key); /* tracked from now on: `conns` has it */
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
-	return c && protocol_start(c, &w->p, key);
+	return c && protocol_start(c, &w->p, (__u64)sk);
 }
 
 /* ---------------------------------------------------------------- a call's data */
@@ -416,8 +434,7 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 	}
 	__u8 *verdict = bpf_sk_storage_get(&ignored, sk, 0, 0);
 	if (!verdict) {
-		__u64 key = (__u64)sk;
-		bpf_map_delete_elem(&sniffed, &key); /* a decided socket has no entry left */
+		netobs_slot_drop(SNIFF_TABLE, netobs_sock_id(sk)); /* a decided socket has no entry left */
 	} else if (tls_enabled && *verdict == L7_VERDICT_TLS) {
 		tls_close(sk);
 	}

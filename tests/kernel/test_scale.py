@@ -104,7 +104,9 @@ def test_more_sockets_than_the_slot_table_holds_are_each_exact(bpf_ready: None) 
             seen = flows()
         assert {k: seen.get(k) for k in expected} == expected
         spilled = {e["key"]: e["value"] for e in exp.kernel_map("netobs_spilled")}
-        assert spilled[0] > 1000, spilled  # so many are in netflow's hash map: both places count exactly
+        # so many entries are in the hash maps behind the slots: netflow's, and l7's of sockets it has
+        # looked at and not yet decided about (a byte of no protocol): both places count exactly
+        assert spilled[0] > 1000 and spilled[1] > 1000, spilled
         connections.close()
         closed = {**expected, ("netflow_tcp_active", "outgoing", ""): {0}, ("netflow_tcp_active", "incoming", ""): {0}}
         for direction in ("outgoing", "incoming"):
