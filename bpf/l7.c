@@ -73,18 +73,7 @@ struct l7_sniff {
 };
 
 #define SNIFF_SLOT_BITS 14
-
-struct sniff_slot {
-	__u64 sk; /* the socket's id (netobs_sock_id); 0: a free slot */
-	struct l7_sniff s;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1 << SNIFF_SLOT_BITS);
-	__type(key, __u32);
-	__type(value, struct sniff_slot);
-} sniff_slots SEC(".maps");
+NETOBS_SLOTS(sniff_slots, struct l7_sniff, SNIFF_SLOT_BITS);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

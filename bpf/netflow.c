@@ -108,18 +108,7 @@ struct netflow_tcp_state {
 
 /* The entries: in a table of slots first, else in the hash map tcp_socks (bpf/include/netobs_slots.h). */
 #define TCP_SLOT_BITS 14
-
-struct tcp_slot {
-	__u64 sk; /* the socket's id (netobs_sock_id); 0: a free slot */
-	struct netflow_tcp_state st;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1 << TCP_SLOT_BITS);
-	__type(key, __u32);
-	__type(value, struct tcp_slot);
-} tcp_slots SEC(".maps");
+NETOBS_SLOTS(tcp_slots, struct netflow_tcp_state, TCP_SLOT_BITS);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -7,11 +7,10 @@
  * under a bucket lock. A short connection's per-socket entries were half of netflow's program time
  * (docs/benchmarks.md).
  *
- * A table is an array map `slots` of struct { __u64 sk; value } (sk: the socket's id, 0 when free)
- * with 1 << bits entries, a hash (or LRU hash) map `more` from the socket's id to a value, and its
- * index in netobs_spilled, which counts the entries `more` may hold: while it holds none,
- * nothing looks there. The functions take the maps as arguments and are always inlined, so that
- * the verifier sees each call with its own maps. */
+ * A table is an array map `slots` (NETOBS_SLOTS), a hash (or LRU hash) map `more` from the socket's
+ * id to a value, and its index in netobs_spilled, which counts the entries `more` may hold: while
+ * it holds none, nothing looks there. The functions take the maps as arguments and are always
+ * inlined, so that the verifier sees each call with its own maps. */
 #ifndef NETOBS_SLOTS_H
 #define NETOBS_SLOTS_H
 
@@ -28,6 +27,20 @@ enum netobs_slot_table {
 	NETOBS_SLOTS_L7_SNIFFED = 1,
 	NETOBS_SLOT_TABLES = 2,
 };
+
+/* Defines `name`, a table of slots for values of type `value_t`: an array map of 1 << bits, each slot
+ * the socket's id (netobs_sock_id; 0: free) and its value. */
+#define NETOBS_SLOTS(name, value_t, bits)                  \
+	struct name##_slot {                               \
+		__u64 sk;                                  \
+		value_t value;                             \
+	};                                                 \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_ARRAY);          \
+		__uint(max_entries, 1 << (bits));          \
+		__type(key, __u32);                        \
+		__type(value, struct name##_slot);         \
+	} name SEC(".maps")
 
 /* Per table: how many entries its hash map may hold, never fewer than it does. */
 struct {
