@@ -91,6 +91,14 @@ struct {
 	__type(value, __u8);
 } dropped SEC(".maps");
 
+/* Answers that came before their query (struct dns_early); full: the answer counts as unmatched. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct dns_pending_key);
+	__type(value, struct dns_early);
+} early SEC(".maps");
+
 /* name hash -> when an answer for it was last sent to user space */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -102,7 +110,8 @@ struct {
 /* Per-CPU room for dns_fast. Loop state lives here rather than on the stack: the verifier tracks
  * stack values exactly and would walk every distinct value of a loop counter; map values it does not. */
 struct dns_work {
-	struct dns_pending pending;
+	struct dns_pending pending; /* the query in hand */
+	__u64 fence;                /* full_fence's target */
 	struct dns_series_key key;
 	struct dns_series zero;
 	__u64 hash;
@@ -208,11 +217,12 @@ static __always_inline __u16 u16_at(const struct dns_event *ev, __u32 off)
 	return ((__u16)byte_at(ev, off) << 8) | byte_at(ev, off + 1);
 }
 
-static __always_inline void count_lookup(struct dns_work *w, struct dns_series *s, const struct dns_pending *p,
-					 const struct dns_event *ev)
+/* A lookup: query p, answered at answer_ns with response_bytes. */
+static __always_inline void count_lookup(struct dns_series *s, const struct dns_pending *p, __u64 answer_ns,
+					 __u64 response_bytes)
 {
-	__u64 latency = ev->ktime_ns > p->ktime_ns ? ev->ktime_ns - p->ktime_ns : 0;
-	__u64 window = ev->ktime_ns / (window_ns ? window_ns : 1);
+	__u64 latency = answer_ns > p->ktime_ns ? answer_ns - p->ktime_ns : 0;
+	__u64 window = answer_ns / (window_ns ? window_ns : 1);
 	__u32 b = NETOBS_BUCKET(latency, bounds_ns, DNS_BOUNDS, DNS_BOUNDS);
 
 	__sync_fetch_and_add(&s->count, 1);
@@ -220,7 +230,7 @@ static __always_inline void count_lookup(struct dns_work *w, struct dns_series *
 	if (b <= DNS_BOUNDS)
 		__sync_fetch_and_add(&s->buckets[b], 1);
 	__sync_fetch_and_add(&s->request_bytes, p->request_bytes);
-	__sync_fetch_and_add(&s->response_bytes, ev->length);
+	__sync_fetch_and_add(&s->response_bytes, response_bytes);
 	if (s->window != window) { /* races between CPUs here only blur a maximum */
 		s->previous_max_ns = s->window + 1 == window ? s->max_ns : 0;
 		s->max_ns = 0;
@@ -228,7 +238,7 @@ static __always_inline void count_lookup(struct dns_work *w, struct dns_series *
 	}
 	if (latency > s->max_ns)
 		s->max_ns = latency;
-	s->last_ns = ev->ktime_ns;
+	s->last_ns = answer_ns;
 	__builtin_memcpy(s->comm, p->comm, DNS_COMM_LEN);
 	s->cgroup_id = p->cgroup_id;
 }
@@ -300,29 +310,11 @@ static __always_inline bool same_peer(const struct dns_pending *p, const struct 
 	return p->remote_port == ev->remote_port && a[0] == b[0] && a[1] == b[1];
 }
 
-/* A query: waits in `pending` under the first free slot of its (socket, id, question). The same
- * question again to the same peer before the answer is a retry: the lookup began with the first. */
-static __always_inline void query_wait(struct dns_work *w, struct dns_pending_key *pkey, const struct dns_event *ev,
-				       bool client)
+/* The query's figures, in w->pending. */
+static __always_inline void query_fill(struct dns_work *w, const struct dns_event *ev, bool client)
 {
 	struct dns_pending *p = &w->pending;
 
-	bool free = false;
-
-	for (__u8 slot = 0; slot < DNS_SAME_QUESTION; slot++) {
-		pkey->slot = slot;
-		struct dns_pending *q = bpf_map_lookup_elem(&pending, pkey);
-		if (!q) {
-			free = true;
-			break;
-		}
-		if (same_peer(q, ev))
-			return;
-	}
-	if (!free) {
-		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
-		return;
-	}
 	p->ktime_ns = ev->ktime_ns;
 	p->request_bytes = ev->length;
 	p->series.start = netobs_current_identity(&p->cgroup_id);
@@ -338,14 +330,79 @@ static __always_inline void query_wait(struct dns_work *w, struct dns_pending_ke
 	p->series.name_len = w->key.name_len;
 	p->series.qtype = w->key.qtype;
 	__builtin_memcpy(p->comm, ev->comm, DNS_COMM_LEN);
-	if (bpf_map_update_elem(&pending, pkey, p, BPF_NOEXIST) == -E2BIG) {
+}
+
+/* A query: waits in `pending` under the first free slot of its (socket, id, question); true if it
+ * does. The same question again to the same peer before the answer is a retry: the lookup began
+ * with the first. */
+static __always_inline bool query_wait(struct dns_work *w, struct dns_pending_key *pkey, const struct dns_event *ev,
+				       bool client)
+{
+	struct dns_pending *p = &w->pending;
+
+	bool free = false;
+
+	for (__u8 slot = 0; slot < DNS_SAME_QUESTION; slot++) {
+		pkey->slot = slot;
+		struct dns_pending *q = bpf_map_lookup_elem(&pending, pkey);
+		if (!q) {
+			free = true;
+			break;
+		}
+		if (same_peer(q, ev))
+			return false;
+	}
+	if (!free) {
+		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
+		return false;
+	}
+	query_fill(w, ev, client);
+	long err = bpf_map_update_elem(&pending, pkey, p, BPF_NOEXIST);
+	if (err == -E2BIG) {
 		__u8 one = 1;
 
 		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL);
 		pkey->slot = 0;
 		bpf_map_update_elem(&dropped, pkey, &one, BPF_ANY);
 	}
+	return err == 0;
 }
+
+/* A lookup: query q (a copy), answered at answer_ns with response_bytes and rcode. */
+static __always_inline void lookup_done(struct dns_work *w, const struct dns_pending *q, __u64 answer_ns,
+					__u64 response_bytes, __u8 rcode)
+{
+	__builtin_memcpy(&w->key, &q->series, sizeof(w->key));
+	w->key.rcode = rcode;
+	struct dns_series *s = netobs_lookup_or_insert(&dns_series, &w->key, &w->zero);
+	if (s)
+		count_lookup(s, q, answer_ns, response_bytes);
+	else
+		netobs_count(&dns_lost, DNS_LOST_SERIES_FULL);
+}
+
+/* Takes the answer that came before its query (struct dns_early) at k (slot 0) into *answer: false if
+ * there is none the query at query_ns may take, or another CPU took it first. */
+static __always_inline bool early_take(const struct dns_pending_key *k, __u64 query_ns, struct dns_early *answer)
+{
+	struct dns_early *e = bpf_map_lookup_elem(&early, k);
+
+	if (!e || query_ns > e->ktime_ns + DNS_EARLY_NS)
+		return false; /* none, or one user space counts as unmatched */
+	*answer = *e;
+	return bpf_map_delete_elem(&early, k) == 0;
+}
+
+/* A full barrier: a map entry written before it is visible to another CPU before what is read after it
+ * (an atomic operation with a fetch is one on every BPF target). */
+static __always_inline void full_fence(struct dns_work *w)
+{
+	__sync_fetch_and_add(&w->fence, 0);
+}
+
+/* A query and its answer, seen on two CPUs at once, each before the other was in its table: each side
+ * writes its own entry, then looks for the other's. At least one sees the other; the one that takes
+ * the early answer out counts the lookup, once. */
 
 /* The query an answer completes: the one to the answer's peer, or, when the answer's peer is not
  * known, the oldest of its (socket, id, question). NULL if none waits; pkey->slot is its slot. */
@@ -377,7 +434,6 @@ __noinline int dns_fast(struct dns_event *ev)
 {
 	struct dns_pending_key pkey = {};
 	struct dns_pending *p;
-	struct dns_series *s;
 	struct dns_work *w;
 	__u32 zero = 0, captured, off, name_len;
 	bool response, client;
@@ -413,28 +469,56 @@ __noinline int dns_fast(struct dns_event *ev)
 	pkey.id = u16_at(ev, 0);
 	pkey.qtype = w->key.qtype;
 
+	struct dns_pending_key ekey = pkey; /* slot 0: where an answer waits for its query */
+	struct dns_early answer;
+	__u8 rcode = byte_at(ev, 3) & 0x0f;
+
 	if (!response) {
-		query_wait(w, &pkey, ev, client);
+		if (early_take(&ekey, ev->ktime_ns, &answer)) { /* its answer came first */
+			query_fill(w, ev, client);
+			lookup_done(w, &w->pending, answer.ktime_ns, answer.response_bytes, answer.rcode);
+		} else if (query_wait(w, &pkey, ev, client)) {
+			full_fence(w);
+			if (early_take(&ekey, ev->ktime_ns, &answer)) { /* it came meanwhile, on another CPU */
+				if (bpf_map_delete_elem(&pending, &pkey) == 0)
+					lookup_done(w, &w->pending, answer.ktime_ns, answer.response_bytes, answer.rcode);
+				else /* another answer took the query: this one had none */
+					netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
+			}
+		}
 		return FAST_COUNTED;
 	}
 
 	p = answer_query(&pkey, ev);
-	if (!p) {
-		pkey.slot = 0;
-		if (bpf_map_delete_elem(&dropped, &pkey)) /* not the answer of a query the table had no room for */
+	if (p) {
+		w->pending = *p;
+		if (bpf_map_delete_elem(&pending, &pkey)) { /* another answer took it: this one had none */
 			netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
+			return FAST_COUNTED;
+		}
+		lookup_done(w, &w->pending, ev->ktime_ns, ev->length, rcode);
+		if (rcode == 0 && u16_at(ev, 6) && client && should_learn(pkey.name_hash, ev->ktime_ns))
+			return FAST_LEARN;
 		return FAST_COUNTED;
 	}
-	__builtin_memcpy(&w->key, &p->series, sizeof(w->key));
-	w->key.rcode = byte_at(ev, 3) & 0x0f;
-	s = netobs_lookup_or_insert(&dns_series, &w->key, &w->zero);
-	if (s)
-		count_lookup(w, s, p, ev);
-	else
-		netobs_count(&dns_lost, DNS_LOST_SERIES_FULL);
-	bpf_map_delete_elem(&pending, &pkey);
-	if (w->key.rcode == 0 && u16_at(ev, 6) && client && should_learn(pkey.name_hash, ev->ktime_ns))
-		return FAST_LEARN;
+	if (!bpf_map_delete_elem(&dropped, &ekey))
+		return FAST_COUNTED; /* the answer of a query the table had no room for */
+	answer = (struct dns_early){.ktime_ns = ev->ktime_ns, .response_bytes = ev->length, .rcode = rcode};
+	if (bpf_map_update_elem(&early, &ekey, &answer, BPF_NOEXIST)) { /* its query may still come */
+		netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
+		return FAST_COUNTED;
+	}
+	full_fence(w);
+	p = answer_query(&pkey, ev); /* the query may have come meanwhile, on another CPU */
+	if (p) {
+		w->pending = *p;
+		if (bpf_map_delete_elem(&early, &ekey) == 0) {
+			if (bpf_map_delete_elem(&pending, &pkey) == 0)
+				lookup_done(w, &w->pending, ev->ktime_ns, ev->length, rcode);
+			else /* another answer took the query: this one had none */
+				netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
+		}
+	}
 	return FAST_COUNTED;
 }
 

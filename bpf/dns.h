@@ -61,6 +61,19 @@ struct dns_pending {
 	char comm[DNS_COMM_LEN];
 };
 
+/* An answer read before its query's send call returned: on loopback the server can answer, and the
+ * client's other thread read the answer, while the sending thread is still inside sendto(2), before
+ * the query is seen. The query, if it comes within DNS_EARLY_NS, completes with it; user space counts
+ * one left older than twice that as `unmatched`. Keyed like `pending`, with slot 0. */
+#define DNS_EARLY_NS 1000000000ULL
+
+struct dns_early {
+	__u64 ktime_ns; /* when the answer was read */
+	__u64 response_bytes;
+	__u8 rcode;
+	__u8 pad[7];
+};
+
 /* Cumulative figures of one series, updated by the kernel; user space reads the increments. */
 struct dns_series {
 	__u64 count;

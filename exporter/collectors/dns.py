@@ -19,7 +19,16 @@ from exporter.bpf import BpfObject
 from exporter.collectors import owners, sockets
 from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LearnNames, LookupTracker, SeriesKey
-from exporter.collectors.dns_maps import DATA_MAX, HEADER_SIZE, LOST_REASONS, MIRRORS, PendingKey, SeriesStats
+from exporter.collectors.dns_maps import (
+    DATA_MAX,
+    EARLY_NS,
+    HEADER_SIZE,
+    LOST_REASONS,
+    MIRRORS,
+    Early,
+    PendingKey,
+    SeriesStats,
+)
 from exporter.collectors.dns_maps import Pending as KernelPending
 from exporter.collectors.dns_maps import SeriesKey as KernelSeriesKey
 from exporter.collectors.dns_wire import name_from_wire, rcode_name, type_name
@@ -77,6 +86,7 @@ class DnsCollector(Collector):
             learn=learn_names, capture=DATA_MAX)
         self.records_interval = config.common.flush_out_l7_interval
         self._kernel_seen: dict[bytes, tuple[int, int, tuple[int, ...], int, int]] = {}  # series key -> figures read
+        self._unmatched_early = 0  # answers whose query never came (the kernel's `early`)
 
     # -------------------------------------------------------------- set-up
 
@@ -147,7 +157,8 @@ class DnsCollector(Collector):
                 self._kernel_seen.pop(raw, None)
 
     def _time_out_kernel_queries(self, now_ns: int) -> None:
-        """The kernel's queries that waited longer than Dns.Timeout become TIMEOUT lookups."""
+        """The kernel's queries that waited longer than Dns.Timeout become TIMEOUT lookups; its answers that
+        waited for a query that never came, unmatched ones."""
         if self.obj is None:
             return
         timeout_ns = self.tracker.timeout_ns
@@ -160,6 +171,12 @@ class DnsCollector(Collector):
             timed_out = self._series_key(query.series, query.comm, query.cgroup_id)._replace(rcode=TIMEOUT)
             self.tracker.add(timed_out, Increment(1, timeout_ns, None, end_ns // self.tracker.window_ns, timeout_ns, 0,
                                             end_ns, query.request_bytes, 0))
+        # An answer that came before its query waits for it DNS_EARLY_NS (bpf/dns.h); the kernel never
+        # takes one older, so one older than twice that is an answer no query came for.
+        early = self.obj.map("early")
+        for pkey, answer in early.items(PendingKey, Early):
+            if now_ns - answer.ktime_ns > 2 * EARLY_NS and early.delete(pkey):
+                self._unmatched_early += 1
 
     def _series_key(self, key: KernelSeriesKey, comm: bytes, cgroup_id: int) -> SeriesKey:
         name = name_from_wire(bytes(key.name[:key.name_len])) or "."
@@ -172,6 +189,7 @@ class DnsCollector(Collector):
     def lost(self) -> Mapping[str, int]:
         counts = dict(self.tracker.skipped.counts)
         counts["tcp_desync"] += self.tracker.tcp_desyncs()
+        counts["unmatched"] = counts.get("unmatched", 0) + self._unmatched_early
         if self.obj is not None:
             for k, v in self.obj.map("dns_lost").items(ctypes.c_uint32, ctypes.c_uint64):
                 reason = LOST_REASONS[k.value]  # unmatched and pending_full happen on both sides

@@ -8,6 +8,7 @@ DATA_MAX = 1024
 COMM_LEN = 16
 NAME_MAX = 128
 BOUNDS = 19
+EARLY_NS = 1_000_000_000  # DNS_EARLY_NS
 LOST_REASONS = ("ring_full", "pending_full", "series_full", "unmatched")
 
 
@@ -90,8 +91,17 @@ class SeriesStats(ctypes.Structure):
     )
 
 
+class Early(ctypes.Structure):
+    _fields_ = (
+        ("ktime_ns", ctypes.c_uint64),
+        ("response_bytes", ctypes.c_uint64),
+        ("rcode", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 7),
+    )
+
+
 HEADER_SIZE = DnsEvent.data.offset
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "dns_event": DnsEvent, "dns_pending_key": PendingKey, "dns_series_key": SeriesKey,
-    "dns_pending": Pending, "dns_series": SeriesStats,
+    "dns_pending": Pending, "dns_series": SeriesStats, "dns_early": Early,
 }

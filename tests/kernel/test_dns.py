@@ -5,6 +5,7 @@ count is exact: N queries made, N lookups counted, on the client and on the serv
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.dns_peers import answer_to, dnsmasq
+from tests.kernel.dns_peers import answer_to, dnsmasq, query
 from tests.kernel.harness import WITH_PID, Exporter, Peer, free_port, wait_until
 from tests.kernel.netns import veth_pair
 
@@ -194,6 +195,33 @@ def test_netflow_destination_carries_the_resolved_name(exporter: Exporter) -> No
     assert got == 1
     (sample_labels, _), = exporter.samples("netflow_tcp_established_total", **labels)
     assert sample_labels["destination_domain"] == "alias.example.test"
+
+
+def test_an_answer_with_no_query_is_unmatched_and_a_lookup_counts_once(servers: None) -> None:
+    """A server that answers each query twice (this process is both ends): on each side the first answer
+    completes the lookup, the second waits a second for a query of its own (an answer may be read
+    before its query is seen), then counts as unmatched; the lookup is never a TIMEOUT."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        exp = Exporter(WITH_PID, f"Dns.Ports=[53,{port}]", f"Dns.Timeout={TIMEOUT}",
+                       "Common.DropLocalConnections=false", "Bash.Enabled=false")
+        try:
+            client.sendto(query("twice.example.test", 4242), ("127.0.0.1", port))
+            asked, peer = server.recvfrom(512)
+            server.sendto(answer_to(asked), peer)
+            server.sendto(answer_to(asked), peer)
+            assert client.recv(512) and client.recv(512)
+            labels = {"process_pid": str(os.getpid()), "dns_question_name": "twice.example.test"}
+            for side in ("outgoing", "incoming"):
+                assert exp.wait_for("dns_lookup_duration_seconds_count", 1, **labels, dnsflow_direction=side,
+                                    dns_response_code="NOERROR") == 1
+            assert exp.wait_for("netobs_events_lost_total", 2, collector="dns", reason="unmatched") == 2
+            time.sleep(TIMEOUT + 1)
+            assert exp.value("dns_lookup_duration_seconds_count", **labels) == 2  # no TIMEOUT
+        finally:
+            exp.stop()
 
 
 def test_malformed_messages_are_counted_and_skipped(exporter: Exporter) -> None:
