@@ -400,10 +400,6 @@ static __always_inline void full_fence(struct dns_work *w)
 	__sync_fetch_and_add(&w->fence, 0);
 }
 
-/* A query and its answer, seen on two CPUs at once, each before the other was in its table: each side
- * writes its own entry, then looks for the other's. At least one sees the other; the one that takes
- * the early answer out counts the lookup, once. */
-
 /* The query an answer completes: the one to the answer's peer, or, when the answer's peer is not
  * known, the oldest of its (socket, id, question). NULL if none waits; pkey->slot is its slot. */
 static __always_inline struct dns_pending *answer_query(struct dns_pending_key *pkey, const struct dns_event *ev)
@@ -469,6 +465,10 @@ __noinline int dns_fast(struct dns_event *ev)
 	pkey.id = u16_at(ev, 0);
 	pkey.qtype = w->key.qtype;
 
+	/* A query and its answer seen on two CPUs at once, each before the other was in its table: each
+	 * side writes its own entry, then looks for the other's. At least one sees the other; the one that
+	 * takes the early answer out counts the lookup, once. (An answer counted through `early` sends no
+	 * names to user space: the next answer of the name does.) */
 	struct dns_pending_key ekey = pkey; /* slot 0: where an answer waits for its query */
 	struct dns_early answer;
 	__u8 rcode = byte_at(ev, 3) & 0x0f;
