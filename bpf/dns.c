@@ -99,6 +99,17 @@ struct {
 	__type(value, struct dns_early);
 } early SEC(".maps");
 
+/* How many answers went to `early` (kernel), were taken out by their query (kernel), and were
+ * counted unmatched and deleted (user space, its only writer): a query looks in `early` only while
+ * the first exceeds the other two. Each is counted before its entry appears, after it is gone. */
+enum { EARLY_ADDED = 0, EARLY_TAKEN = 1, EARLY_EXPIRED = 2, EARLY_COUNTS = 3 };
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EARLY_COUNTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} early_count SEC(".maps");
+
 /* name hash -> when an answer for it was last sent to user space */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -385,12 +396,44 @@ static __always_inline void lookup_done(struct dns_work *w, const struct dns_pen
  * there is none the query at query_ns may take, or another CPU took it first. */
 static __always_inline bool early_take(const struct dns_pending_key *k, __u64 query_ns, struct dns_early *answer)
 {
-	struct dns_early *e = bpf_map_lookup_elem(&early, k);
+	__u32 added = EARLY_ADDED, taken = EARLY_TAKEN, expired = EARLY_EXPIRED;
+	__u64 *t = bpf_map_lookup_elem(&early_count, &taken);
+	__u64 *x = bpf_map_lookup_elem(&early_count, &expired);
+	__u64 *a = bpf_map_lookup_elem(&early_count, &added);
 
+	/* what left first, what came last: the difference is never below the entries there are */
+	if (!t || !x || !a)
+		return false;
+	__u64 gone = *t + *x;
+	if (*a == gone)
+		return false; /* `early` is empty: the usual case */
+	struct dns_early *e = bpf_map_lookup_elem(&early, k);
 	if (!e || query_ns > e->ktime_ns + DNS_EARLY_NS)
 		return false; /* none, or one user space counts as unmatched */
 	*answer = *e;
-	return bpf_map_delete_elem(&early, k) == 0;
+	if (bpf_map_delete_elem(&early, k))
+		return false; /* another CPU took it */
+	__sync_fetch_and_add(t, 1);
+	return true;
+}
+
+/* An answer waits in `early` for its query; false (counted unmatched) if the table has no room or
+ * holds one already. */
+static __always_inline bool early_put(const struct dns_pending_key *k, const struct dns_early *answer)
+{
+	__u32 added = EARLY_ADDED, taken = EARLY_TAKEN;
+	__u64 *a = bpf_map_lookup_elem(&early_count, &added);
+	__u64 *t = bpf_map_lookup_elem(&early_count, &taken);
+
+	if (!a || !t)
+		return false;
+	__sync_fetch_and_add(a, 1); /* before it is there: a query that reads the counts cannot miss it */
+	if (bpf_map_update_elem(&early, k, answer, BPF_NOEXIST)) {
+		__sync_fetch_and_add(t, 1);
+		netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
+		return false;
+	}
+	return true;
 }
 
 /* A full barrier: a map entry written before it is visible to another CPU before what is read after it
@@ -504,15 +547,17 @@ __noinline int dns_fast(struct dns_event *ev)
 	if (!bpf_map_delete_elem(&dropped, &ekey))
 		return FAST_COUNTED; /* the answer of a query the table had no room for */
 	answer = (struct dns_early){.ktime_ns = ev->ktime_ns, .response_bytes = ev->length, .rcode = rcode};
-	if (bpf_map_update_elem(&early, &ekey, &answer, BPF_NOEXIST)) { /* its query may still come */
-		netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
+	if (!early_put(&ekey, &answer)) /* its query may still come */
 		return FAST_COUNTED;
-	}
 	full_fence(w);
 	p = answer_query(&pkey, ev); /* the query may have come meanwhile, on another CPU */
 	if (p) {
 		w->pending = *p;
 		if (bpf_map_delete_elem(&early, &ekey) == 0) {
+			__u32 taken = EARLY_TAKEN;
+			__u64 *t = bpf_map_lookup_elem(&early_count, &taken);
+			if (t)
+				__sync_fetch_and_add(t, 1);
 			if (bpf_map_delete_elem(&pending, &pkey) == 0)
 				lookup_done(w, &w->pending, ev->ktime_ns, ev->length, rcode);
 			else /* another answer took the query: this one had none */

@@ -21,6 +21,7 @@ from exporter.collectors.base import Collector, check_mirrors
 from exporter.collectors.dns_lookups import TIMEOUT, Chunk, Increment, LearnNames, LookupTracker, SeriesKey
 from exporter.collectors.dns_maps import (
     DATA_MAX,
+    EARLY_EXPIRED,
     EARLY_NS,
     HEADER_SIZE,
     LOST_REASONS,
@@ -174,9 +175,12 @@ class DnsCollector(Collector):
         # An answer that came before its query waits for it DNS_EARLY_NS (bpf/dns.h); the kernel never
         # takes one older, so one older than twice that is an answer no query came for.
         early = self.obj.map("early")
+        expired = self._unmatched_early
         for pkey, answer in early.items(PendingKey, Early):
             if now_ns - answer.ktime_ns > 2 * EARLY_NS and early.delete(pkey):
                 self._unmatched_early += 1
+        if self._unmatched_early != expired:  # after the deletes: the kernel's count never falls below the table
+            self.obj.map("early_count").update(ctypes.c_uint32(EARLY_EXPIRED), ctypes.c_uint64(self._unmatched_early))
 
     def _series_key(self, key: KernelSeriesKey, comm: bytes, cgroup_id: int) -> SeriesKey:
         name = name_from_wire(bytes(key.name[:key.name_len])) or "."

@@ -9,6 +9,7 @@ COMM_LEN = 16
 NAME_MAX = 128
 BOUNDS = 19
 EARLY_NS = 1_000_000_000  # DNS_EARLY_NS
+EARLY_EXPIRED = 2  # bpf/dns.c early_count: the answers user space counted unmatched and deleted
 LOST_REASONS = ("ring_full", "pending_full", "series_full", "unmatched")
 
 
