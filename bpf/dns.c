@@ -392,6 +392,18 @@ static __always_inline void lookup_done(struct dns_work *w, const struct dns_pen
 		netobs_count(&dns_lost, DNS_LOST_SERIES_FULL);
 }
 
+/* Takes the early answer at k out, and counts it taken; false if another CPU took it first. */
+static __always_inline bool early_drop(const struct dns_pending_key *k)
+{
+	__u32 taken = EARLY_TAKEN;
+	__u64 *t = bpf_map_lookup_elem(&early_count, &taken);
+
+	if (!t || bpf_map_delete_elem(&early, k))
+		return false;
+	__sync_fetch_and_add(t, 1);
+	return true;
+}
+
 /* Takes the answer that came before its query (struct dns_early) at k (slot 0) into *answer: false if
  * there is none the query at query_ns may take, or another CPU took it first. */
 static __always_inline bool early_take(const struct dns_pending_key *k, __u64 query_ns, struct dns_early *answer)
@@ -411,10 +423,7 @@ static __always_inline bool early_take(const struct dns_pending_key *k, __u64 qu
 	if (!e || query_ns > e->ktime_ns + DNS_EARLY_NS)
 		return false; /* none, or one user space counts as unmatched */
 	*answer = *e;
-	if (bpf_map_delete_elem(&early, k))
-		return false; /* another CPU took it */
-	__sync_fetch_and_add(t, 1);
-	return true;
+	return early_drop(k); /* false: another CPU took it */
 }
 
 /* An answer waits in `early` for its query; false (counted unmatched) if the table has no room or
@@ -553,11 +562,7 @@ __noinline int dns_fast(struct dns_event *ev)
 	p = answer_query(&pkey, ev); /* the query may have come meanwhile, on another CPU */
 	if (p) {
 		w->pending = *p;
-		if (bpf_map_delete_elem(&early, &ekey) == 0) {
-			__u32 taken = EARLY_TAKEN;
-			__u64 *t = bpf_map_lookup_elem(&early_count, &taken);
-			if (t)
-				__sync_fetch_and_add(t, 1);
+		if (early_drop(&ekey)) {
 			if (bpf_map_delete_elem(&pending, &pkey) == 0)
 				lookup_done(w, &w->pending, ev->ktime_ns, ev->length, rcode);
 			else /* another answer took the query: this one had none */
