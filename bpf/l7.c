@@ -341,8 +341,10 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 		return;
 	if (!netobs_current_watched())
 		return;
-	/* A socket decided about returns before anything else is read: the clock, the work area */
-	c = bpf_sk_storage_get(&conns, sk, 0, 0);
+	/* A socket decided about returns before anything else is read: the clock, the work area. A
+	 * socket with no socket storage at all (every socket until it is followed or decided about)
+	 * needs no lookup. */
+	c = sock_has_storage(sk) ? bpf_sk_storage_get(&conns, sk, 0, 0) : NULL;
 	if (c && c->closed) {
 		if (sk->__sk_common.skc_state == TCP_CLOSE)
 			return; /* data read after the close */
@@ -352,7 +354,7 @@ static __always_inline void l7_sock_io(struct sock *sk, int ret, bool sent)
 	if (!c) {
 		if (sk->__sk_common.skc_state == TCP_CLOSE)
 			return; /* data read after the close: nothing can be paired */
-		__u8 *verdict = bpf_sk_storage_get(&ignored, sk, 0, 0);
+		__u8 *verdict = sock_has_storage(sk) ? bpf_sk_storage_get(&ignored, sk, 0, 0) : NULL;
 		if (verdict) {
 			if (tls_enabled && *verdict == L7_VERDICT_TLS)
 				tls_sock_call(sk, 0);
@@ -416,6 +418,10 @@ static __always_inline void l7_state_change(struct sock *sk, int newstate)
 
 	if (newstate != TCP_CLOSE)
 		return;
+	if (!sock_has_storage(sk)) { /* neither followed nor decided about */
+		netobs_slot_drop(SNIFF_TABLE, netobs_sock_id(sk));
+		return;
+	}
 	c = bpf_sk_storage_get(&conns, sk, 0, 0);
 	if (c) {
 		conn_close(c, (__u64)sk);

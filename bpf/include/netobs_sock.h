@@ -46,6 +46,14 @@ static __always_inline void endpoints_unmap_v4(struct netobs_endpoints *ep)
 	ep->family = AF_INET;
 }
 
+/* Whether the socket holds a value of any socket-storage map: bpf_sk_storage_get finds none while
+ * sk_bpf_storage is NULL, the first thing it reads. A plain load where each map's lookup is a helper
+ * call. */
+static __always_inline bool sock_has_storage(const struct sock *sk)
+{
+	return sk->sk_bpf_storage;
+}
+
 /* Plain loads: `sk` is a BTF pointer (a tracepoint's argument, or a walk's untrusted pointer, whose
  * loads the kernel makes fault-safe); a BPF_CORE_READ would be a helper call per field. */
 static __always_inline void sock_endpoints(const struct sock *sk, struct netobs_endpoints *ep)
