@@ -65,16 +65,14 @@ static __always_inline struct kernfs_node *netobs_kn_parent(struct kernfs_node *
 	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
 }
 
-/* Records the names of the current task's cgroup, unless they are already waiting for user space. */
-static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 cgroup_id)
+/* Records the names of a task's cgroup for user space; false if the table refused them. */
+static __always_inline bool netobs_cgroup_record(struct task_struct *task, __u64 cgroup_id)
 {
 	__u32 zero = 0;
-
-	if (bpf_map_lookup_elem(&netobs_cgroups, &cgroup_id))
-		return;
 	struct netobs_cgroup_names *n = bpf_map_lookup_elem(&netobs_cgroup_scratch, &zero);
+
 	if (!n)
-		return;
+		return false;
 	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
 	for (int i = 0; i < NETOBS_CGROUP_LEVELS; i++) {
 		n->names[i][0] = 0;
@@ -83,7 +81,63 @@ static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 c
 		bpf_probe_read_kernel_str(n->names[i], NETOBS_CGROUP_NAME_LEN, BPF_CORE_READ(kn, name));
 		kn = netobs_kn_parent(kn);
 	}
-	bpf_map_update_elem(&netobs_cgroups, &cgroup_id, n, BPF_ANY);
+	return bpf_map_update_elem(&netobs_cgroups, &cgroup_id, n, BPF_ANY) == 0;
+}
+
+/* How many times user space has taken the entries of netobs_cgroups (exporter/collectors/owners.py
+ * adds 1 after each take's deletes): a cgroup recorded before the last take may have to be recorded
+ * again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} netobs_cgroups_taken SEC(".maps");
+
+/* The cgroup each CPU recorded (or found recorded) last, and the take it was after. A CPU's next
+ * owner is nearly always in the same cgroup: two loads then tell its names wait for user space (array
+ * lookups, which the verifier inlines), where the hash lookup was a helper call. */
+struct netobs_cgroup_last {
+	__u64 id;
+	__u64 taken;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netobs_cgroup_last);
+} netobs_cgroup_last SEC(".maps");
+
+/* Whether this CPU recorded the cgroup (or found it recorded) last, and user space has not taken
+ * the entries since. */
+static __always_inline bool netobs_cgroup_last_seen(__u64 cgroup_id)
+{
+	__u32 zero = 0;
+	struct netobs_cgroup_last *last = bpf_map_lookup_elem(&netobs_cgroup_last, &zero);
+	__u64 *taken = bpf_map_lookup_elem(&netobs_cgroups_taken, &zero);
+
+	return last && taken && last->id == cgroup_id && last->taken == *taken;
+}
+
+static __always_inline void netobs_cgroup_set_last(__u64 cgroup_id)
+{
+	__u32 zero = 0;
+	struct netobs_cgroup_last *last = bpf_map_lookup_elem(&netobs_cgroup_last, &zero);
+	__u64 *taken = bpf_map_lookup_elem(&netobs_cgroups_taken, &zero);
+
+	if (last && taken) {
+		last->id = cgroup_id;
+		last->taken = *taken;
+	}
+}
+
+/* Records the names of a task's cgroup, unless they are already waiting for user space. */
+static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 cgroup_id)
+{
+	if (netobs_cgroup_last_seen(cgroup_id))
+		return;
+	if (bpf_map_lookup_elem(&netobs_cgroups, &cgroup_id) || netobs_cgroup_record(task, cgroup_id))
+		netobs_cgroup_set_last(cgroup_id);
 }
 
 /* A running task's process start, and its cgroup in *cgroup_id (what bpf_get_current_cgroup_id gives

@@ -3,7 +3,9 @@ cgroup are gone (bpf/include/netobs_owner.h).
 
 The kernel writes a cgroup's directory name and its two ancestors' into `netobs_cgroups` the first
 time it sees the cgroup; this takes the entries (reads and deletes them) and keeps the path they make,
-a suffix of the real one, which is all the container parsers look at (exporter/enrich/cgroups.py)."""
+a suffix of the real one, which is all the container parsers look at (exporter/enrich/cgroups.py).
+After each take it adds 1 to `netobs_cgroups_taken`: a CPU that recorded a cgroup before the take
+then looks again whether its names are there, and records them again if not."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterable
 from exporter.bpf import BpfError, BpfObject
 
 MAP = "netobs_cgroups"
+TAKEN = "netobs_cgroups_taken"
 NAME_LEN = 128
 LEVELS = 3
 MAX_PATHS = 16384  # cgroups remembered, the least recently asked for forgotten first
@@ -78,6 +81,10 @@ class CgroupNames:
                     self._paths[key.value] = path_of(value)
                     self._paths.move_to_end(key.value)
                     bpf_map.delete(key)
+                taken = obj.map(TAKEN)
+                zero = ctypes.c_uint32(0)
+                count = taken.lookup(zero, ctypes.c_uint64)
+                taken.update(zero, ctypes.c_uint64((count.value if count is not None else 0) + 1))
             except BpfError:
                 continue  # an object without owners, or closing
         while len(self._paths) > MAX_PATHS:

@@ -6,6 +6,7 @@ Engine API and a fake Kubernetes API server describe them (tests/kernel/fake_api
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -339,14 +340,18 @@ def sink() -> Iterator[Sink]:
     s.close()
 
 
-def short_lived(cgroup: str, port: int, n: int, *, linger: float = 0, pid: int | None = None) -> int:
+def short_lived(cgroup: str, port: int, n: int, *, linger: float = 0, pid: int | None = None,
+                cpu: int | None = None) -> int:
     """A process that joins `cgroup`, connects to 127.0.0.1:port, sends n bytes and exits: bash with
     /dev/tcp, a millisecond or two. With `linger`, a child keeps the connection open that long after.
-    With `pid`, the process gets that pid (ns_last_pid), or the test fails. Returns its pid."""
+    With `pid`, the process gets that pid (ns_last_pid), or the test fails. With `cpu`, it runs on that
+    CPU only. Returns its pid."""
     script = f'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "%{n}s" "" >&3'
     if linger:
         script += f" && (sleep {linger} &)"
     argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec bash -c "$1"', cgroup, script]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
     for _ in range(50):
         if pid is not None:
             Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
@@ -462,4 +467,41 @@ def test_a_burst_of_200_short_processes_is_attributed_to_the_last_byte(world: Wo
         assert (labels["container_id"], labels["k8s_cronjob_name"], value) == (cid, "burst", total)
         assert sink.received == total
     finally:
+        assert e.stop() == 0
+
+
+def recorded_cgroups(e: Exporter) -> set[int]:
+    """The cgroups whose names the kernel holds for user space to take (netobs_cgroups)."""
+    return {entry["key"] for entry in e.kernel_map("netobs_cgroups")}
+
+
+def test_a_cgroup_whose_names_user_space_took_is_recorded_again(world: World, sink: Sink) -> None:
+    """User space takes every cgroup's names the kernel recorded (reads and deletes them) when it must
+    name a gone cgroup's container. A cgroup seen after that is recorded again, on the CPU that recorded
+    it before the take too: each CPU remembers the cgroup it recorded last, and a take makes it look
+    again. Everything else here runs on another CPU, so that nothing else becomes the first CPU's last."""
+    cpus = sorted(os.sched_getaffinity(0))
+    mine, other = cpus[0], cpus[-1]
+    threads = [int(tid) for tid in os.listdir("/proc/self/task")]  # the sink's among them
+    for tid in threads:
+        os.sched_setaffinity(tid, {other})
+    e = world.exporter("Attributes.Process=[container.id]")
+    try:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(other), str(e.proc.pid)], check=True, capture_output=True)
+        alive = world.cgroups.make(docker_path(container_id()))
+        gone = world.cgroups.make(docker_path(container_id()))
+        alive_id = os.stat(alive).st_ino
+        short_lived(alive, sink.port, 400, cpu=mine)
+        assert alive_id in recorded_cgroups(e)
+        short_lived(gone, sink.port, 300, cpu=other)
+        remove_cgroup(gone)
+        assert wait_bytes(e, 700, destination_port=str(sink.port)) == 700  # the gone one named: a take
+        assert alive_id not in wait_until(lambda: recorded_cgroups(e), lambda ids: alive_id not in ids)
+        short_lived(alive, sink.port, 500, cpu=mine)
+        assert alive_id in recorded_cgroups(e)
+        assert wait_bytes(e, 1200, destination_port=str(sink.port)) == 1200
+    finally:
+        for tid in threads:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, set(cpus))
         assert e.stop() == 0
