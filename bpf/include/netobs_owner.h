@@ -108,36 +108,35 @@ struct {
 	__type(value, struct netobs_cgroup_last);
 } netobs_cgroup_last SEC(".maps");
 
-/* Whether this CPU recorded the cgroup (or found it recorded) last, and user space has not taken
- * the entries since. */
-static __always_inline bool netobs_cgroup_last_seen(__u64 cgroup_id)
+/* This CPU's entry of netobs_cgroup_last, and in *take the count of user space's takes; NULL if a
+ * lookup failed (never: both are arrays). */
+static __always_inline struct netobs_cgroup_last *netobs_cgroup_last_get(__u64 *take)
 {
 	__u32 zero = 0;
 	struct netobs_cgroup_last *last = bpf_map_lookup_elem(&netobs_cgroup_last, &zero);
 	__u64 *taken = bpf_map_lookup_elem(&netobs_cgroups_taken, &zero);
 
-	return last && taken && last->id == cgroup_id && last->taken == *taken;
-}
-
-static __always_inline void netobs_cgroup_set_last(__u64 cgroup_id)
-{
-	__u32 zero = 0;
-	struct netobs_cgroup_last *last = bpf_map_lookup_elem(&netobs_cgroup_last, &zero);
-	__u64 *taken = bpf_map_lookup_elem(&netobs_cgroups_taken, &zero);
-
-	if (last && taken) {
-		last->id = cgroup_id;
-		last->taken = *taken;
-	}
+	if (!last || !taken)
+		return NULL;
+	*take = *taken;
+	return last;
 }
 
 /* Records the names of a task's cgroup, unless they are already waiting for user space. */
 static __always_inline void netobs_cgroup_seen(struct task_struct *task, __u64 cgroup_id)
 {
-	if (netobs_cgroup_last_seen(cgroup_id))
+	__u64 take;
+	struct netobs_cgroup_last *last = netobs_cgroup_last_get(&take);
+
+	if (!last || (last->id == cgroup_id && last->taken == take))
 		return;
-	if (bpf_map_lookup_elem(&netobs_cgroups, &cgroup_id) || netobs_cgroup_record(task, cgroup_id))
-		netobs_cgroup_set_last(cgroup_id);
+	if (!bpf_map_lookup_elem(&netobs_cgroups, &cgroup_id) && !netobs_cgroup_record(task, cgroup_id))
+		return;
+	last = netobs_cgroup_last_get(&take); /* looked up again: nothing is kept across the record */
+	if (last) {
+		last->id = cgroup_id;
+		last->taken = take;
+	}
 }
 
 /* A running task's process start, and its cgroup in *cgroup_id (what bpf_get_current_cgroup_id gives
