@@ -343,42 +343,6 @@ static __always_inline void query_fill(struct dns_work *w, const struct dns_even
 	__builtin_memcpy(p->comm, ev->comm, DNS_COMM_LEN);
 }
 
-/* A query: waits in `pending` under the first free slot of its (socket, id, question); true if it
- * does. The same question again to the same peer before the answer is a retry: the lookup began
- * with the first. */
-static __always_inline bool query_wait(struct dns_work *w, struct dns_pending_key *pkey, const struct dns_event *ev,
-				       bool client)
-{
-	struct dns_pending *p = &w->pending;
-
-	bool free = false;
-
-	for (__u8 slot = 0; slot < DNS_SAME_QUESTION; slot++) {
-		pkey->slot = slot;
-		struct dns_pending *q = bpf_map_lookup_elem(&pending, pkey);
-		if (!q) {
-			free = true;
-			break;
-		}
-		if (same_peer(q, ev))
-			return false;
-	}
-	if (!free) {
-		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
-		return false;
-	}
-	query_fill(w, ev, client);
-	long err = bpf_map_update_elem(&pending, pkey, p, BPF_NOEXIST);
-	if (err == -E2BIG) {
-		__u8 one = 1;
-
-		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL);
-		pkey->slot = 0;
-		bpf_map_update_elem(&dropped, pkey, &one, BPF_ANY);
-	}
-	return err == 0;
-}
-
 /* A lookup: query q (a copy), answered at answer_ns with response_bytes and rcode. */
 static __always_inline void lookup_done(struct dns_work *w, const struct dns_pending *q, __u64 answer_ns,
 					__u64 response_bytes, __u8 rcode)
@@ -450,6 +414,52 @@ static __always_inline bool early_put(const struct dns_pending_key *k, const str
 static __always_inline void full_fence(struct dns_work *w)
 {
 	__sync_fetch_and_add(&w->fence, 0);
+}
+
+/* A query: waits in `pending` under the first free slot of its (socket, id, question); true if it
+ * does. The same question again to the same peer before the answer is a retry: the lookup began
+ * with the first. */
+static __always_inline bool query_wait(struct dns_work *w, struct dns_pending_key *pkey, const struct dns_event *ev,
+				       bool client)
+{
+	struct dns_pending *p = &w->pending;
+
+	bool free = false;
+
+	for (__u8 slot = 0; slot < DNS_SAME_QUESTION; slot++) {
+		pkey->slot = slot;
+		struct dns_pending *q = bpf_map_lookup_elem(&pending, pkey);
+		if (!q) {
+			free = true;
+			break;
+		}
+		if (same_peer(q, ev))
+			return false;
+	}
+	if (!free) {
+		netobs_count(&dns_lost, DNS_LOST_PENDING_FULL); /* the same question to more servers at once */
+		return false;
+	}
+	query_fill(w, ev, client);
+	long err = bpf_map_update_elem(&pending, pkey, p, BPF_NOEXIST);
+	if (err == -E2BIG) {
+		struct dns_early answer;
+		__u8 one = 1;
+
+		/* The query is marked dropped, then `early` looked at: its answer, read meanwhile on another
+		 * CPU before the mark, waits there and makes this a lookup after all; one read later finds the
+		 * mark (each side writes its own entry, then looks for the other's: fast_path). */
+		pkey->slot = 0;
+		bpf_map_update_elem(&dropped, pkey, &one, BPF_ANY);
+		full_fence(w);
+		if (early_take(pkey, ev->ktime_ns, &answer)) {
+			bpf_map_delete_elem(&dropped, pkey);
+			lookup_done(w, p, answer.ktime_ns, answer.response_bytes, answer.rcode);
+		} else {
+			netobs_count(&dns_lost, DNS_LOST_PENDING_FULL);
+		}
+	}
+	return err == 0;
 }
 
 /* The query an answer completes: the one to the answer's peer, or, when the answer's peer is not
@@ -568,6 +578,8 @@ __noinline int dns_fast(struct dns_event *ev)
 			else /* another answer took the query: this one had none */
 				netobs_count(&dns_lost, DNS_LOST_UNMATCHED);
 		}
+	} else if (!bpf_map_delete_elem(&dropped, &ekey)) {
+		early_drop(&ekey); /* its query was dropped meanwhile, the table full: the answer is that one's */
 	}
 	return FAST_COUNTED;
 }
