@@ -45,11 +45,9 @@ import time
 from pathlib import Path
 
 import exchange_cost
+from churn_floor import SOCKET_PROGRAMS as PROGRAMS
 from netflow_bench import git_commit
 from scraped import ScrapedExporter
-
-PROGRAMS = ("sock_send", "sock_recv", "sock_state", "sock_destroy")
-STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
 def prog_ids(pid: int) -> set[int]:
@@ -138,13 +136,13 @@ def main() -> int:
                         raise SystemExit(f"build {order[len(exporters) - 1][0]} did not start whole: {complaint}")
                 owners = {i: label for (label, _), e in zip(order, exporters, strict=True) for i in prog_ids(e.pid)}
                 exchange_cost.fastest(binary, n // 10, 1)  # connections and series exist from here on
-                STATS.write_text("1")
+                exchange_cost.STATS.write_text("1")
                 try:
                     before = run_times(owners)
                     exchange_cost.fastest(binary, n, 1)
                     after = run_times(owners)
                 finally:
-                    STATS.write_text("0")
+                    exchange_cost.STATS.write_text("0")
             finally:
                 for e in reversed(exporters):
                     e.__exit__()
